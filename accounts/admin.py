@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from . import permissions
+from .models import ApiToken, Membership, Team
+
+
+class ScopedAdminMixin:
+    """Querysets and object permissions for project-owned models, from the policy.
+
+    ``view_action`` decides which rows appear in lists; ``detail_action`` who may
+    open one; ``change_action`` who may change it.
+    """
+
+    view_action = permissions.Action.VIEW
+    detail_action = permissions.Action.VIEW_DETAILS
+    change_action = permissions.Action.CONFIGURE
+    delete_action = permissions.Action.MANAGE
+
+    def get_queryset(self, request):
+        return permissions.visible(request.user, super().get_queryset(request), self.view_action)
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        if obj is None:
+            return request.user.is_active
+        return permissions.can(request.user, self.detail_action, obj)
+
+    def has_add_permission(self, request) -> bool:
+        return permissions.is_maintainer_somewhere(request.user)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if obj is None:
+            return permissions.is_maintainer_somewhere(request.user)
+        return permissions.can(request.user, self.change_action, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        if obj is None:
+            return False if not request.user.is_superuser else True
+        return permissions.can(request.user, self.delete_action, obj)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+    def _may(self, request, obj) -> bool:
+        return obj is not None and permissions.can_manage_team(request.user, obj)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self._may(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._may(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._may(request, obj)
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name", "member_count", "project_count"]
+    search_fields = ["name"]
+    inlines = [MembershipInline]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if request.user.is_superuser:
+            return qs
+        return qs.filter(memberships__user=request.user).distinct()
+
+    @admin.display(description="members")
+    def member_count(self, obj) -> int:
+        return obj.memberships.count()
+
+    @admin.display(description="projects")
+    def project_count(self, obj) -> int:
+        return obj.projects.count()
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is not None and permissions.can_manage_team(request.user, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Platform admins can see and revoke anyone's tokens; the raw key is never shown."""
+
+    list_display = ["name", "user", "hint", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "user__username"]
+    readonly_fields = ["user", "name", "hint", "created_at", "last_used_at"]
+    actions = ["revoke"]
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset) -> None:
+        for token in queryset.filter(revoked_at__isnull=True):
+            token.revoke()

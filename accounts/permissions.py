@@ -1,0 +1,249 @@
+"""The permission policy: the only place that decides who may do what.
+
+Admin, HTML views, the API and the workflow all call :func:`can`, :func:`require`
+and :func:`visible`. A user's power on a project comes from
+
+* being a superuser (platform admin),
+* their role in the project's team (``Membership``), or
+* a guardian object permission on that one project (``projects.walle_<action>``),
+  granted by a Maintainer/Owner without making them a team member.
+
+Everything under a project (tickets, runs, logs, releases, hosts) takes its
+permissions from the project, so guardian rows exist only for projects.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, Q, QuerySet
+from django.http import Http404
+from guardian.shortcuts import get_objects_for_user
+
+from .models import Membership, Role
+
+
+class Action(StrEnum):
+    # Project-level actions (also the guardian codenames, prefixed walle_).
+    VIEW = "view"  # see projects and tickets with their status
+    VIEW_DETAILS = "view_details"  # config, hosts, commits, deploy logs
+    SUBMIT = "submit"  # open a ticket
+    DEPLOY_OWN = "deploy_own"
+    APPROVE = "approve"  # approve or reject
+    DEPLOY_ANY = "deploy_any"
+    ROLLBACK = "rollback"
+    CONFIGURE = "configure"  # project/host config, config check, release a lock
+    MANAGE = "manage"  # members and roles, delete projects
+    # Ticket-level actions, resolved from the above plus ownership.
+    EDIT = "edit"
+    CANCEL = "cancel"
+    DEPLOY = "deploy"
+
+
+PROJECT_ACTIONS = (
+    Action.VIEW, Action.VIEW_DETAILS, Action.SUBMIT, Action.DEPLOY_OWN, Action.APPROVE,
+    Action.DEPLOY_ANY, Action.ROLLBACK, Action.CONFIGURE, Action.MANAGE,
+)
+
+# The lowest role that grants each project-level action.
+MIN_ROLE: dict[Action, Role] = {
+    Action.VIEW: Role.GUEST,
+    Action.VIEW_DETAILS: Role.REPORTER,
+    Action.SUBMIT: Role.DEVELOPER,
+    Action.DEPLOY_OWN: Role.DEVELOPER,
+    Action.APPROVE: Role.MAINTAINER,
+    Action.DEPLOY_ANY: Role.MAINTAINER,
+    Action.ROLLBACK: Role.MAINTAINER,
+    Action.CONFIGURE: Role.MAINTAINER,
+    Action.MANAGE: Role.OWNER,
+}
+
+def perm_codename(action: Action) -> str:
+    return f"walle_{action.value}"
+
+
+def perm_name(action: Action) -> str:
+    return f"projects.{perm_codename(action)}"
+
+
+def _granting_actions(action: Action) -> list[Action]:
+    """Object grants that imply ``action`` (a grant to deploy lets you see)."""
+    if action == Action.VIEW:
+        return list(PROJECT_ACTIONS)
+    if action == Action.VIEW_DETAILS:
+        return [a for a in PROJECT_ACTIONS if a != Action.VIEW]
+    return [action]
+
+
+def project_of(obj: Any):
+    """The project an object belongs to (Project, Ticket, DeployRun, Release...)."""
+    from projects.models import Project
+
+    if isinstance(obj, Project):
+        return obj
+    if hasattr(obj, "project"):
+        return obj.project
+    if hasattr(obj, "ticket"):
+        return obj.ticket.project
+    if hasattr(obj, "run"):
+        return obj.run.ticket.project
+    raise TypeError(f"no project for {type(obj).__name__}")
+
+
+def role_in(user, project) -> Role | None:
+    if not user.is_authenticated:
+        return None
+    role = (
+        Membership.objects.filter(user=user, team_id=project.team_id).values_list("role", flat=True).first()
+    )
+    return Role(role) if role is not None else None
+
+
+def has_project_action(user, action: Action, project) -> bool:
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    role = role_in(user, project)
+    if role is not None and role >= MIN_ROLE[action]:
+        return True
+    return any(user.has_perm(perm_name(a), project) for a in _granting_actions(action))
+
+
+def _is_own(user, ticket) -> bool:
+    return ticket.author_id == user.pk
+
+
+def can(user, action: Action | str, obj: Model) -> bool:
+    """May ``user`` do ``action`` on ``obj`` (a project, or anything under one)?"""
+    action = Action(action)
+    project = project_of(obj)
+    if action in PROJECT_ACTIONS and action != Action.APPROVE:
+        return has_project_action(user, action, project)
+    ticket = obj
+    if action == Action.APPROVE:
+        if not has_project_action(user, Action.APPROVE, project):
+            return False
+        # Separation of duties applies to superusers too.
+        return not (
+            getattr(ticket, "author_id", None) == user.pk and not project.environment.allow_self_approval
+        )
+    if action == Action.EDIT:
+        return _is_own(user, ticket) and has_project_action(user, Action.SUBMIT, project)
+    if action == Action.CANCEL:
+        return (_is_own(user, ticket) and has_project_action(user, Action.SUBMIT, project)) or (
+            has_project_action(user, Action.APPROVE, project)
+        )
+    if action == Action.DEPLOY:
+        return has_project_action(user, Action.DEPLOY_ANY, project) or (
+            _is_own(user, ticket) and has_project_action(user, Action.DEPLOY_OWN, project)
+        )
+    raise ValueError(f"unknown action {action}")
+
+
+def require(user, action: Action | str, obj: Model) -> None:
+    """Raise PermissionDenied with a reason unless :func:`can` allows it."""
+    if not can(user, action, obj):
+        raise PermissionDenied(denial_reason(user, action, obj))
+
+
+def denial_reason(user, action: Action | str, obj: Model) -> str:
+    action = Action(action)
+    if action == Action.APPROVE and has_project_action(user, Action.APPROVE, project_of(obj)):
+        return "You submitted this ticket; in this environment someone else must approve it."
+    if action == Action.EDIT and getattr(obj, "author_id", None) != user.pk:
+        return "Only the submitter may edit a ticket."
+    return f"You do not have permission to {action.value.replace('_', ' ')} here."
+
+
+def visible_projects(user, action: Action | str = Action.VIEW) -> QuerySet:
+    """Projects on which ``user`` may do a project-level ``action``."""
+    from projects.models import Project
+
+    action = Action(action)
+    if not user.is_authenticated or not user.is_active:
+        return Project.objects.none()
+    if user.is_superuser:
+        return Project.objects.all()
+    roles = [r for r in Role if r >= MIN_ROLE[action]]
+    by_role = Q(team__memberships__user=user, team__memberships__role__in=roles)
+    # accept_global_perms=False: a stray global permission must not expose
+    # every project (guardian's default would).
+    granted = get_objects_for_user(
+        user, [perm_name(a) for a in _granting_actions(action)], Project,
+        any_perm=True, accept_global_perms=False, with_superuser=False,
+    )
+    return Project.objects.filter(by_role | Q(pk__in=granted.values("pk"))).distinct()
+
+
+def visible(user, queryset: QuerySet, action: Action | str = Action.VIEW) -> QuerySet:
+    """Filter any queryset of project-owned objects down to what ``user`` may see."""
+    from projects.models import Host, Project
+
+    projects = visible_projects(user, action)
+    model = queryset.model
+    if model is Project:
+        return queryset.filter(pk__in=projects.values("pk"))
+    if model is Host:
+        if user.is_authenticated and user.is_superuser:
+            return queryset
+        return queryset.filter(projects__in=projects.values("pk")).distinct()
+    lookup = _PROJECT_LOOKUPS.get(model._meta.label)
+    if lookup is None:
+        raise TypeError(f"visible() does not know how {model._meta.label} belongs to a project")
+    return queryset.filter(**{f"{lookup}__in": projects.values("pk")})
+
+
+_PROJECT_LOOKUPS = {
+    "releases.Ticket": "project",
+    "releases.TicketEvent": "ticket__project",
+    "releases.DeployRun": "ticket__project",
+    "releases.RunHost": "run__ticket__project",
+    "releases.LogLine": "run__ticket__project",
+    "releases.Release": "project",
+    "releases.ProjectLock": "project",
+}
+
+
+def get_visible_or_404(user, queryset: QuerySet, pk: Any, action: Action | str = Action.VIEW):
+    """Fetch one object the user may see; 404 (not 403) so ids leak nothing."""
+    try:
+        return visible(user, queryset, action).get(pk=pk)
+    except (queryset.model.DoesNotExist, ValueError, TypeError) as exc:
+        raise Http404("Not found.") from exc
+
+
+def is_maintainer_somewhere(user) -> bool:
+    """Maintainers of any team may register hosts for their projects."""
+    if user.is_authenticated and user.is_superuser:
+        return True
+    return user.is_authenticated and (
+        Membership.objects.filter(user=user, role__gte=Role.MAINTAINER).exists()
+        or visible_projects(user, Action.CONFIGURE).exists()
+    )
+
+
+def can_change_host(user, host) -> bool:
+    """A host shared by projects may be changed only by who configures them all."""
+    if user.is_authenticated and user.is_superuser:
+        return True
+    projects = list(host.projects.all()) if host.pk else []
+    if not projects:
+        return is_maintainer_somewhere(user)
+    return all(can(user, Action.CONFIGURE, p) for p in projects)
+
+
+def can_manage_team(user, team) -> bool:
+    if user.is_authenticated and user.is_superuser:
+        return True
+    return user.is_authenticated and Membership.objects.filter(
+        user=user, team=team, role__gte=Role.OWNER
+    ).exists()
+
+
+def can_configure_environments(user) -> bool:
+    """Environments are platform-wide: their approval rules bind every team,
+    so only platform admins change them."""
+    return user.is_authenticated and user.is_superuser

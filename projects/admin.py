@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+
+from accounts import permissions
+from accounts.admin import ScopedAdminMixin
+
+from .forms import ProjectAdminForm, check_team_allowed, link_pasted_hosts, teams_user_maintains
+from .models import DeployKey, Environment, Host, Project
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "order", "deploy_needs_approval", "rollback_needs_approval", "allow_self_approval"]
+    list_editable = []
+    prepopulated_fields = {"slug": ["name"]}
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active
+
+    def has_add_permission(self, request) -> bool:
+        return permissions.can_configure_environments(request.user)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return permissions.can_configure_environments(request.user)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return permissions.can_configure_environments(request.user) and not (obj and obj.projects.exists())
+
+
+@admin.register(Host)
+class HostAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    list_display = ["address", "port", "label", "enabled", "host_key_fingerprint", "host_key_pinned_at"]
+    list_filter = ["enabled"]
+    search_fields = ["address", "label"]
+    readonly_fields = ["host_key", "host_key_fingerprint", "host_key_pinned_by", "host_key_pinned_at"]
+    actions = ["unpin_host_keys"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if obj is None:
+            return permissions.is_maintainer_somewhere(request.user)
+        return permissions.can_change_host(request.user, obj)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        if obj is None:
+            return request.user.is_active
+        return permissions.visible(request.user, Host.objects.filter(pk=obj.pk), permissions.Action.VIEW_DETAILS).exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser and not (obj and obj.projects.exists())
+
+    def get_queryset(self, request):
+        return permissions.visible(request.user, Host.objects.all(), permissions.Action.VIEW_DETAILS)
+
+    @admin.action(description="Forget pinned host keys (the next config check pins again)")
+    def unpin_host_keys(self, request, queryset) -> None:
+        allowed = [h for h in queryset if permissions.can_change_host(request.user, h)]
+        Host.objects.filter(pk__in=[h.pk for h in allowed]).update(
+            host_key="", host_key_fingerprint="", host_key_pinned_by=None, host_key_pinned_at=None
+        )
+        self.message_user(request, f"Unpinned {len(allowed)} host(s).")
+
+
+@admin.register(Project)
+class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    form = ProjectAdminForm
+    list_display = ["name", "slug", "team", "environment", "repo_mode", "host_count", "is_active"]
+    list_filter = ["environment", "team", "is_active", "repo_mode"]
+    search_fields = ["name", "slug", "repo_url", "description"]
+    readonly_fields = ["repo_host_key", "created_at", "updated_at"]
+    filter_horizontal = ["hosts"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "team", "environment", "description", "is_active"]}),
+        ("Repository", {"fields": ["repo_url", "repo_mode", "deploy_key", "repo_host_key"]}),
+        ("Deploy host", {"fields": ["workspace", "excludes"]}),
+        ("Targets", {"fields": ["run_user", "webroot", "release_library", "keep_releases", "hosts", "host_lines", "max_parallel"]}),
+        ("Hooks", {"fields": ["pre_deploy", "post_deploy", "pre_release", "post_release", "post_release_delay"]}),
+        ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    @admin.display(description="hosts")
+    def host_count(self, obj) -> int:
+        return obj.hosts.count()
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "team":
+            kwargs["queryset"] = teams_user_maintains(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "hosts":
+            kwargs["queryset"] = permissions.visible(request.user, Host.objects.all(), permissions.Action.CONFIGURE)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change) -> None:
+        try:
+            check_team_allowed(request.user, obj.team)
+        except ValidationError as exc:  # the form's queryset already limits it; belt and braces
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            raise
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        hosts = link_pasted_hosts(form.instance, form.cleaned_data.get("host_lines") or [])
+        if hosts:
+            self.message_user(request, f"Linked {len(hosts)} host(s): " + ", ".join(h.name for h in hosts))
+
+
+@admin.register(DeployKey)
+class DeployKeyAdmin(admin.ModelAdmin):
+    """Only the public half and the fingerprint are ever shown."""
+
+    list_display = ["name", "fingerprint", "is_default", "created_at"]
+    readonly_fields = ["public_key", "fingerprint", "authorized_keys", "created_at"]
+    fields = ["name", "is_default", "public_key", "fingerprint", "authorized_keys", "created_at"]
+
+    @admin.display(description="authorized_keys line")
+    def authorized_keys(self, obj) -> str:
+        return obj.authorized_keys_line() if obj.pk else ""
+
+    def has_module_permission(self, request) -> bool:
+        return permissions.is_maintainer_somewhere(request.user)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return permissions.is_maintainer_somewhere(request.user)
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser and not (obj and obj.projects.exists())

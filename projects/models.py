@@ -1,0 +1,234 @@
+"""Environments, target hosts, deploy keys and projects."""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Team
+
+from . import crypto, validators
+
+slug_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9._-]{0,63}$",
+    _("Lower-case letters, digits, '.', '_' and '-', starting with a letter or digit."),
+)
+
+
+class Environment(models.Model):
+    """test / staging / production, with the approval rules that apply there."""
+
+    name = models.CharField(_("name"), max_length=50, unique=True)
+    slug = models.SlugField(_("slug"), max_length=50, unique=True)
+    order = models.PositiveSmallIntegerField(_("order"), default=0)
+    deploy_needs_approval = models.BooleanField(_("deploys need approval"), default=True)
+    rollback_needs_approval = models.BooleanField(_("rollbacks need approval"), default=False)
+    allow_self_approval = models.BooleanField(
+        _("submitter may approve own ticket"),
+        default=False,
+        help_text=_("Separation of duties: leave off for production."),
+    )
+
+    class Meta:
+        ordering = ["order", "name"]
+        verbose_name = _("environment")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DeployKey(models.Model):
+    """An SSH key pair Walle logs in with; the private half is encrypted at rest."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    public_key = models.TextField(_("public key"), editable=False)
+    fingerprint = models.CharField(_("fingerprint"), max_length=100, editable=False)
+    private_key_encrypted = models.TextField(editable=False)
+    is_default = models.BooleanField(_("default key"), default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("deploy key")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_deploy_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.fingerprint})"
+
+    def private_key(self) -> str:
+        return crypto.decrypt(self.private_key_encrypted)
+
+    def authorized_keys_line(self) -> str:
+        return f"{self.public_key.strip()} walle-{self.name}"
+
+
+class Host(models.Model):
+    """One real machine. Projects share Host records; the SSH host key is pinned here."""
+
+    address = models.CharField(_("address"), max_length=253)
+    port = models.PositiveIntegerField(
+        _("SSH port"), default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    label = models.CharField(_("label"), max_length=100, blank=True)
+    host_key = models.TextField(
+        _("pinned host key"), blank=True, help_text=_("Pinned by the config check; empty = not pinned.")
+    )
+    host_key_fingerprint = models.CharField(_("host key fingerprint"), max_length=100, blank=True)
+    host_key_pinned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    host_key_pinned_at = models.DateTimeField(null=True, blank=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["address", "port"]
+        verbose_name = _("host")
+        constraints = [
+            models.UniqueConstraint(fields=["address", "port"], name="host_unique_address_port"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def name(self) -> str:
+        base = self.address if self.port == 22 else f"{self.address}:{self.port}"
+        return f"{base} ({self.label})" if self.label else base
+
+    def clean(self) -> None:
+        validators.validate_host_address(self.address)
+
+
+class RepoMode(models.TextChoices):
+    BRANCH = "branch", _("Branch")
+    TAG = "tag", _("Tag")
+
+
+class ProjectQuerySet(models.QuerySet):
+    def active(self) -> ProjectQuerySet:
+        return self.filter(is_active=True)
+
+
+def _lines(text: str) -> tuple[str, ...]:
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+class Project(models.Model):
+    """What to deploy, where to, and how. Belongs to a team and an environment."""
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="projects", verbose_name=_("group"))
+    environment = models.ForeignKey(
+        Environment, on_delete=models.PROTECT, related_name="projects", verbose_name=_("environment")
+    )
+    name = models.CharField(_("name"), max_length=100)
+    slug = models.CharField(
+        _("slug"), max_length=64, unique=True, validators=[slug_validator],
+        help_text=_("Used in default paths, e.g. /data/releases/<slug>."),
+    )
+    description = models.TextField(_("description"), blank=True)
+    repo_url = models.CharField(
+        _("repository URL"), max_length=500, validators=[validators.validate_repo_url]
+    )
+    repo_mode = models.CharField(_("mode"), max_length=10, choices=RepoMode.choices, default=RepoMode.BRANCH)
+    repo_host_key = models.TextField(
+        _("pinned git server host key"), blank=True, help_text=_("Pinned by the config check.")
+    )
+    deploy_key = models.ForeignKey(
+        DeployKey, null=True, blank=True, on_delete=models.PROTECT, related_name="projects",
+        help_text=_("Leave empty to use Walle's default key."),
+    )
+    # Deploy host
+    workspace = models.CharField(
+        _("checkout workspace"), max_length=500, blank=True, validators=[validators.validate_abs_path],
+        help_text=_("On the deploy host; empty = <data dir>/workspaces/<slug>."),
+    )
+    excludes = models.TextField(_("excludes"), blank=True, help_text=_("One rsync pattern per line; .git is always excluded."))
+    # Targets
+    run_user = models.CharField(_("run user"), max_length=32, default="www", validators=[validators.validate_run_user])
+    webroot = models.CharField(
+        _("webroot"), max_length=500, validators=[validators.validate_webroot],
+        help_text=_("A symlink Walle manages; do not create it, only its parent."),
+    )
+    release_library = models.CharField(
+        _("release library"), max_length=500, blank=True, validators=[validators.validate_abs_path],
+        help_text=_("Empty = /data/releases/<slug>. Each release is a YYYYmmdd-HHMMSS-<ticket> dir inside."),
+    )
+    keep_releases = models.PositiveSmallIntegerField(
+        _("releases to keep"), default=10, validators=[MinValueValidator(2), MaxValueValidator(100)]
+    )
+    hosts = models.ManyToManyField(Host, blank=True, related_name="projects", verbose_name=_("hosts"))
+    pre_deploy = models.TextField(_("pre_deploy"), blank=True, help_text=_("Deploy host, in the workspace, before checkout. One command a line."))
+    post_deploy = models.TextField(_("post_deploy"), blank=True, help_text=_("Deploy host, in the build dir, after checkout. One command a line."))
+    pre_release = models.TextField(_("pre_release"), blank=True, help_text=_("Each target, in the new release dir, before the switch."))
+    post_release = models.TextField(_("post_release"), blank=True, help_text=_("Each target, in the webroot, after the switch."))
+    post_release_delay = models.PositiveIntegerField(
+        _("post_release delay (s)"), default=0, validators=[MaxValueValidator(3600)],
+        help_text=_("> 0: hosts switch one after another with this pause."),
+    )
+    max_parallel = models.PositiveSmallIntegerField(
+        _("max hosts in parallel"), default=10, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("project")
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name", "environment"], name="project_unique_name_env"),
+        ]
+        # Object permissions a Maintainer may grant one user on one project
+        # (guardian); see accounts.permissions.Action.
+        permissions = [
+            ("walle_view", "See the project and its tickets"),
+            ("walle_view_details", "See config, hosts, commits and logs"),
+            ("walle_submit", "Open tickets; edit or cancel own"),
+            ("walle_deploy_own", "Deploy own approved tickets"),
+            ("walle_approve", "Approve or reject tickets"),
+            ("walle_deploy_any", "Deploy any approved ticket"),
+            ("walle_rollback", "Roll back"),
+            ("walle_configure", "Configure the project, run the check, release a lock"),
+            ("walle_manage", "Manage members; delete the project"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.environment}]"
+
+    def clean(self) -> None:
+        for line in _lines(self.excludes):
+            validators.validate_exclude_line(line)
+        if self.release_library and self.webroot and (
+            self.release_library.rstrip("/") == self.webroot.rstrip("/")
+            or self.effective_release_library.startswith(self.webroot.rstrip("/") + "/")
+        ):
+            raise ValidationError({"release_library": _("The release library cannot be inside the webroot.")})
+
+    # Effective values: what the engine uses when a field is left empty.
+    @property
+    def effective_workspace(self) -> str:
+        return self.workspace or str(Path(settings.WALLE_WORKSPACE_ROOT) / self.slug)
+
+    @property
+    def effective_release_library(self) -> str:
+        return self.release_library or posixpath.join("/data/releases", self.slug)
+
+    @property
+    def exclude_lines(self) -> tuple[str, ...]:
+        return _lines(self.excludes)
+
+    def hook_lines(self, name: str) -> tuple[str, ...]:
+        return _lines(getattr(self, name))

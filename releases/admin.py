@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+
+from accounts import permissions
+from accounts.admin import ScopedAdminMixin
+
+from . import workflow
+from .models import DeployRun, LogLine, ProjectLock, Release, RunHost, Ticket, TicketEvent
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active
+
+
+class TicketEventInline(ReadOnlyInline):
+    model = TicketEvent
+    fields = ["created_at", "actor", "action", "from_status", "to_status", "note"]
+    readonly_fields = fields
+
+
+class RunInline(ReadOnlyInline):
+    model = DeployRun
+    fields = ["number", "status", "triggered_by", "release_name", "commit", "started_at", "finished_at", "error"]
+    readonly_fields = fields
+    show_change_link = True
+
+
+def _run_action(modeladmin, request, queryset, func, action: permissions.Action, label: str) -> None:
+    """Apply one workflow function per ticket; report each refusal by name."""
+    done = 0
+    for ticket in queryset:
+        try:
+            func(request.user, ticket)
+            done += 1
+        except (PermissionDenied, workflow.WorkflowError) as exc:
+            modeladmin.message_user(request, f"#{ticket.pk}: {exc}", messages.ERROR)
+    if done:
+        modeladmin.message_user(request, f"{label} {done} ticket(s).")
+
+
+@admin.register(Ticket)
+class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """Tickets are read here; every change goes through the workflow actions."""
+
+    detail_action = permissions.Action.VIEW
+    list_display = ["id", "title", "project", "kind", "status", "ref", "short_commit", "author", "created_at"]
+    list_filter = ["status", "kind", "project__environment", "project"]
+    search_fields = ["title", "ref", "commit", "author__username"]
+    date_hierarchy = "created_at"
+    inlines = [TicketEventInline, RunInline]
+    actions = ["approve", "deploy", "cancel"]
+    list_select_related = ["project", "author"]
+
+    @admin.display(description="commit")
+    def short_commit(self, obj) -> str:
+        return obj.commit[:10]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields] + ["hosts"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # tickets are opened from the ticket page or the API
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # the audit trail is append-only
+
+    def _any(self, request, action) -> bool:
+        return permissions.visible_projects(request.user, action).exists()
+
+    def has_approve_permission(self, request) -> bool:
+        return self._any(request, permissions.Action.APPROVE)
+
+    def has_deploy_permission(self, request) -> bool:
+        return self._any(request, permissions.Action.DEPLOY_OWN)
+
+    def has_cancel_permission(self, request) -> bool:
+        return self._any(request, permissions.Action.SUBMIT)
+
+    @admin.action(description="Approve selected tickets", permissions=["approve"])
+    def approve(self, request, queryset) -> None:
+        _run_action(self, request, queryset, workflow.approve, permissions.Action.APPROVE, "Approved")
+
+    @admin.action(description="Deploy selected tickets", permissions=["deploy"])
+    def deploy(self, request, queryset) -> None:
+        _run_action(self, request, queryset, workflow.deploy, permissions.Action.DEPLOY, "Queued")
+
+    @admin.action(description="Cancel selected tickets", permissions=["cancel"])
+    def cancel(self, request, queryset) -> None:
+        _run_action(self, request, queryset, workflow.cancel, permissions.Action.CANCEL, "Cancelled")
+
+
+class RunHostInline(ReadOnlyInline):
+    model = RunHost
+    fields = ["host", "status", "previous_release", "release", "duration", "error"]
+    readonly_fields = fields
+
+
+class LogLineInline(ReadOnlyInline):
+    model = LogLine
+    fields = ["seq", "created_at", "host", "stage", "stream", "text"]
+    readonly_fields = fields
+
+
+@admin.register(DeployRun)
+class DeployRunAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    list_display = ["__str__", "status", "triggered_by", "release_name", "started_at", "finished_at"]
+    list_filter = ["status"]
+    inlines = [RunHostInline, LogLineInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Release)
+class ReleaseAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    list_display = ["name", "project", "host", "commit", "ticket", "is_live", "switched_at", "removed_at"]
+    list_filter = ["is_live", "project"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ProjectLock)
+class ProjectLockAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    list_display = ["project", "run", "owner", "acquired_at", "heartbeat_at", "lease_seconds"]
+    actions = ["release"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_release_permission(self, request) -> bool:
+        return permissions.visible_projects(request.user, permissions.Action.CONFIGURE).exists()
+
+    @admin.action(description="Release selected locks (their runs end as failed)", permissions=["release"])
+    def release(self, request, queryset) -> None:
+        for lock in queryset.select_related("project"):
+            try:
+                workflow.release_lock(request.user, lock.project)
+            except PermissionDenied as exc:
+                self.message_user(request, f"{lock.project}: {exc}", messages.ERROR)

@@ -1,0 +1,152 @@
+"""Plain values that describe one deploy or rollback run.
+
+This package never imports Django: ``releases.tasks`` builds these objects from
+the models and hands them to :mod:`releases.deploy.pipeline`. Everything the
+engine needs travels in here, so the engine can be tested with plain values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# A release directory Walle made: YYYYmmdd-HHMMSS-<ticket id>. Cleanup only ever
+# touches names that match, so foreign directories in a release library survive.
+# \Z, not $: "$" also matches before a trailing newline, and "name\n" is no release.
+RELEASE_NAME_RE = re.compile(r"^\d{8}-\d{6}-\d+\Z")
+
+
+class Stage(StrEnum):
+    PREPARE = "prepare"
+    CHECKOUT = "checkout"
+    PRE_DEPLOY = "pre_deploy"
+    POST_DEPLOY = "post_deploy"
+    TRANSFER = "transfer"
+    PRE_RELEASE = "pre_release"
+    SWITCH = "switch"
+    POST_RELEASE = "post_release"
+    CLEANUP = "cleanup"
+    FINISH = "finish"
+
+
+class Stream(StrEnum):
+    STDOUT = "stdout"
+    STDERR = "stderr"
+    INFO = "info"  # Walle's own narration ("connecting", "switched to ...")
+    ERROR = "error"  # Walle's own failure messages
+
+
+class RefKind(StrEnum):
+    BRANCH = "branch"
+    TAG = "tag"
+
+
+class HostState(StrEnum):
+    PENDING = "pending"
+    PREPARED = "prepared"  # release dir transferred and pre_release done
+    SWITCHED = "switched"  # webroot points at the new release
+    DONE = "done"  # switched and post_release succeeded
+    FAILED = "failed"
+    CLEANED = "cleaned"  # failed run: the new release dir was removed again
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret string that never shows in repr(), str() or logs."""
+
+    value: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return "[secret]"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target host. ``host_key`` is the pinned OpenSSH public key line
+    (``ssh-ed25519 AAAA...``); empty means not pinned, and the engine refuses."""
+
+    id: int
+    address: str
+    port: int = 22
+    host_key: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.address if self.port == 22 else f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Hooks:
+    pre_deploy: tuple[str, ...] = ()
+    post_deploy: tuple[str, ...] = ()
+    pre_release: tuple[str, ...] = ()
+    post_release: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Common:
+    """What deploys and rollbacks share: who, where, how to log in."""
+
+    project: str
+    environment: str
+    ticket_id: int
+    ticket_title: str
+    ref_kind: RefKind
+    ref: str  # branch or tag name, as shown in WALLE_BRANCH / WALLE_TAG
+    run_user: str
+    webroot: str
+    release_library: str
+    hooks: Hooks
+    post_release_delay: int
+    max_parallel: int
+    key: Secret  # OpenSSH private key text, used for targets and the git server
+    command_timeout: int = 600  # per hook line / per remote command, seconds
+    connect_timeout: int = 10
+    deployed_by: str = ""  # the Walle user who started the run (WALLE_DEPLOY_USER)
+
+
+@dataclass(frozen=True)
+class DeployPlan(Common):
+    repo_url: str = ""
+    repo_host_key: str = ""  # pinned key line of the git server (ssh URLs)
+    commit: str = ""  # full SHA picked on the ticket; "" means the ref's tip
+    workspace: str = ""  # on the deploy host; the mirror and build dirs live here
+    excludes: tuple[str, ...] = ()
+    release_name: str = ""  # YYYYmmdd-HHMMSS-<ticket>
+    keep_releases: int = 10
+    targets: tuple[Target, ...] = ()
+
+
+@dataclass(frozen=True)
+class RollbackPlan(Common):
+    """Point each host's webroot at an existing release again."""
+
+    commit: str = ""
+    # (target, release name to restore on it)
+    releases: tuple[tuple[Target, str], ...] = ()
+
+
+@dataclass
+class HostResult:
+    target_id: int
+    name: str
+    state: HostState = HostState.PENDING
+    release: str = ""  # the release the webroot points at when the run ended
+    previous_release: str = ""  # what the webroot pointed at before the run
+    error: str = ""
+    duration: float = 0.0
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    commit: str = ""
+    release_name: str = ""
+    error: str = ""
+    hosts: list[HostResult] = field(default_factory=list)
+
+
+# log(host, stage, stream, text): host is "" for the deploy host itself.
+LogFn = Callable[[str, Stage, Stream, str], None]

@@ -1,0 +1,370 @@
+"""Every status change of a ticket or run happens here, and only here.
+
+Each action runs in a transaction, checks the permission policy first, moves
+the status with a compare-and-set (so a double click acts once), writes a
+TicketEvent, and queues background work only after the transaction commits.
+Admin actions, HTML views, the API and the worker all call these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from accounts.permissions import Action, require
+from projects.models import Host, Project
+
+from .models import DeployRun, ProjectLock, Ticket, TicketEvent
+
+S = Ticket.Status
+
+# (action, from status) -> to status. The worker's own moves are listed too so
+# the whole life of a ticket reads from one table.
+TRANSITIONS: dict[tuple[str, str], str] = {
+    ("approve", S.PENDING): S.APPROVED,
+    ("reject", S.PENDING): S.REJECTED,
+    ("resubmit", S.REJECTED): S.PENDING,
+    ("cancel", S.PENDING): S.CANCELLED,
+    ("cancel", S.APPROVED): S.CANCELLED,
+    ("cancel", S.REJECTED): S.CANCELLED,
+    ("cancel", S.QUEUED): S.CANCELLED,
+    ("deploy", S.APPROVED): S.QUEUED,
+    ("deploy", S.FAILED): S.QUEUED,
+    ("start", S.QUEUED): S.DEPLOYING,
+    ("succeed", S.DEPLOYING): S.SUCCEEDED,
+    ("fail", S.DEPLOYING): S.FAILED,
+    ("fail", S.QUEUED): S.FAILED,
+}
+
+EDITABLE = (S.PENDING, S.APPROVED, S.REJECTED)
+
+
+class WorkflowError(Exception):
+    """A refused action; the message says why, in words for the user."""
+
+
+class InvalidTransition(WorkflowError):
+    pass
+
+
+class Conflict(WorkflowError):
+    """Another run holds the project; try again when it finishes."""
+
+
+def _target(action: str, current: str) -> str:
+    try:
+        return TRANSITIONS[(action, current)]
+    except KeyError:
+        raise InvalidTransition(
+            f"Cannot {action} a ticket that is {Ticket.Status(current).label.lower()}."
+        ) from None
+
+
+def _move(ticket: Ticket, action: str, actor, note: str = "", **fields) -> Ticket:
+    """Compare-and-set the status, write the event, refresh ``ticket``."""
+    frm = ticket.status
+    to = _target(action, frm)
+    updated = Ticket.objects.filter(pk=ticket.pk, status=frm).update(
+        status=to, updated_at=timezone.now(), **fields
+    )
+    if updated != 1:
+        ticket.refresh_from_db()
+        raise InvalidTransition(
+            f"The ticket changed meanwhile; it is now {ticket.get_status_display().lower()}."
+        )
+    TicketEvent.objects.create(
+        ticket=ticket, actor=actor, action=action, from_status=frm, to_status=to, note=note
+    )
+    ticket.refresh_from_db()
+    return ticket
+
+
+def _initial_status(project: Project, kind: str) -> str:
+    env = project.environment
+    needs = env.rollback_needs_approval if kind == Ticket.Kind.ROLLBACK else env.deploy_needs_approval
+    return S.PENDING if needs else S.APPROVED
+
+
+def _check_hosts(project: Project, hosts: Iterable[Host] | None) -> list[Host]:
+    allowed = list(project.hosts.filter(enabled=True))
+    if hosts is None:
+        chosen = allowed
+    else:
+        chosen = list(hosts)
+        stray = [h for h in chosen if h not in allowed]
+        if stray:
+            raise WorkflowError(f"Host {stray[0]} is not an enabled host of this project.")
+    if not chosen:
+        raise WorkflowError("Pick at least one host; the project has no enabled hosts.")
+    return chosen
+
+
+@transaction.atomic
+def submit(
+    actor, project: Project, *, title: str, ref: str, commit: str = "",
+    description: str = "", hosts: Iterable[Host] | None = None,
+) -> Ticket:
+    """Open a deploy ticket. ``ref`` and ``commit`` must already be resolved
+    against the repository (see :mod:`releases.repository`)."""
+    require(actor, Action.SUBMIT, project)
+    if not project.is_active:
+        raise WorkflowError("This project is archived; activate it before deploying.")
+    chosen = _check_hosts(project, hosts)
+    status = _initial_status(project, Ticket.Kind.DEPLOY)
+    ticket = Ticket.objects.create(
+        project=project, kind=Ticket.Kind.DEPLOY, title=title, description=description,
+        author=actor, status=status, ref_kind=project.repo_mode, ref=ref, commit=commit,
+    )
+    ticket.hosts.set(chosen)
+    TicketEvent.objects.create(ticket=ticket, actor=actor, action="submit", to_status=status)
+    return ticket
+
+
+@transaction.atomic
+def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields) -> Ticket:
+    """Change a ticket before it runs. A rejected ticket goes back for approval;
+    an approved one needs approval again when its content changes."""
+    require(actor, Action.EDIT, ticket)
+    if ticket.status not in EDITABLE:
+        raise InvalidTransition("Only a ticket that has not run yet can be edited.")
+    allowed = {"title", "description", "ref", "commit"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise WorkflowError(f"Cannot edit {', '.join(sorted(unknown))}.")
+    if hosts is not None:
+        ticket.hosts.set(_check_hosts(ticket.project, hosts))
+    Ticket.objects.filter(pk=ticket.pk, status=ticket.status).update(**fields, updated_at=timezone.now())
+    ticket.refresh_from_db()
+    needs_approval = _initial_status(ticket.project, ticket.kind) == S.PENDING
+    if ticket.status == S.REJECTED:
+        to = S.PENDING if needs_approval else S.APPROVED
+        return _resubmit(actor, ticket, to)
+    if ticket.status == S.APPROVED and needs_approval:
+        return _reopen(actor, ticket)
+    TicketEvent.objects.create(ticket=ticket, actor=actor, action="edit", note=", ".join(sorted(fields)))
+    return ticket
+
+
+def _resubmit(actor, ticket: Ticket, to: str) -> Ticket:
+    frm = ticket.status
+    Ticket.objects.filter(pk=ticket.pk, status=frm).update(status=to, reject_reason="")
+    TicketEvent.objects.create(ticket=ticket, actor=actor, action="resubmit", from_status=frm, to_status=to)
+    ticket.refresh_from_db()
+    return ticket
+
+
+def _reopen(actor, ticket: Ticket) -> Ticket:
+    """An edited approved ticket is approved no more: what was approved changed."""
+    Ticket.objects.filter(pk=ticket.pk, status=S.APPROVED).update(status=S.PENDING)
+    TicketEvent.objects.create(
+        ticket=ticket, actor=actor, action="edit", from_status=S.APPROVED, to_status=S.PENDING,
+        note="edited after approval; needs approval again",
+    )
+    ticket.refresh_from_db()
+    return ticket
+
+
+@transaction.atomic
+def approve(actor, ticket: Ticket, note: str = "") -> Ticket:
+    require(actor, Action.APPROVE, ticket)
+    return _move(ticket, "approve", actor, note)
+
+
+@transaction.atomic
+def reject(actor, ticket: Ticket, reason: str) -> Ticket:
+    require(actor, Action.APPROVE, ticket)
+    if not reason.strip():
+        raise WorkflowError("Say why the ticket is rejected.")
+    return _move(ticket, "reject", actor, reason, reject_reason=reason)
+
+
+@transaction.atomic
+def cancel(actor, ticket: Ticket, note: str = "") -> Ticket:
+    require(actor, Action.CANCEL, ticket)
+    ticket = _move(ticket, "cancel", actor, note)
+    DeployRun.objects.filter(ticket=ticket, status=DeployRun.Status.QUEUED).update(
+        status=DeployRun.Status.CANCELLED, finished_at=timezone.now()
+    )
+    return ticket
+
+
+@transaction.atomic
+def deploy(actor, ticket: Ticket) -> DeployRun:
+    """Queue a run of an approved (or failed) ticket on the background worker."""
+    require(actor, Action.ROLLBACK if ticket.is_rollback else Action.DEPLOY, ticket)
+    # Serialise deploy requests per project so two tickets cannot both pass the
+    # "nothing else is running" check.
+    Project.objects.select_for_update().filter(pk=ticket.project_id).first()
+    reap_stale_runs(ticket.project)
+    busy = (
+        Ticket.objects.filter(project=ticket.project, status__in=Ticket.ACTIVE_STATUSES)
+        .exclude(pk=ticket.pk).first()
+    )
+    if busy:
+        raise Conflict(f"Ticket #{busy.pk} of this project is {busy.get_status_display().lower()}; "
+                       "deploy again when it has finished.")
+    ticket = _move(ticket, "deploy", actor)
+    number = (ticket.runs.aggregate(n=Max("number"))["n"] or 0) + 1
+    run = DeployRun.objects.create(ticket=ticket, number=number, triggered_by=actor)
+    transaction.on_commit(lambda: _enqueue(run.pk))
+    return run
+
+
+def _enqueue(run_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("releases.tasks.run_deploy", run_id, task_name=f"walle-run-{run_id}")
+
+
+@transaction.atomic
+def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") -> Ticket:
+    """Open a rollback ticket that undoes ``ticket`` on its hosts.
+
+    Without ``release``, each host goes back to what was live before ``ticket``;
+    a named kept release applies to every host.
+    """
+    require(actor, Action.ROLLBACK, ticket)
+    if ticket.is_rollback:
+        raise WorkflowError("Roll back the deploy ticket, not the rollback ticket.")
+    if not ticket.runs.filter(host_results__status__in=["switched", "done"]).exists():
+        raise WorkflowError("This ticket never switched any host; there is nothing to roll back.")
+    status = _initial_status(ticket.project, Ticket.Kind.ROLLBACK)
+    rollback = Ticket.objects.create(
+        project=ticket.project, kind=Ticket.Kind.ROLLBACK, author=actor, status=status,
+        title=title or f"Roll back #{ticket.pk}: {ticket.title}"[:200],
+        ref_kind=ticket.ref_kind, ref=ticket.ref, commit=ticket.commit,
+        rollback_of=ticket, rollback_release=release,
+    )
+    rollback.hosts.set(ticket.hosts.all())
+    TicketEvent.objects.create(
+        ticket=rollback, actor=actor, action="submit", to_status=status,
+        note=f"rollback of #{ticket.pk}" + (f" to {release}" if release else ""),
+    )
+    return rollback
+
+
+# --- The worker's moves -------------------------------------------------------
+
+def start_run(run_id: int, worker: str) -> DeployRun | None:
+    """Claim a queued run. Returns None when someone else already did (a
+    re-delivered task) or the ticket was cancelled: the caller does nothing."""
+    with transaction.atomic():
+        claimed = DeployRun.objects.filter(pk=run_id, status=DeployRun.Status.QUEUED).update(
+            status=DeployRun.Status.RUNNING, started_at=timezone.now(), worker=worker
+        )
+        if not claimed:
+            return None
+        run = DeployRun.objects.select_related("ticket").get(pk=run_id)
+        _move(run.ticket, "start", None, f"run {run.number} on {worker}")
+        return run
+
+
+def finish_run(run: DeployRun, *, ok: bool, error: str = "", commit: str = "") -> None:
+    """End a run and its ticket in a final status; every run ends here."""
+    with transaction.atomic():
+        status = DeployRun.Status.SUCCEEDED if ok else DeployRun.Status.FAILED
+        DeployRun.objects.filter(pk=run.pk, status=DeployRun.Status.RUNNING).update(
+            status=status, finished_at=timezone.now(), error=error, commit=commit or run.commit
+        )
+        ticket = Ticket.objects.get(pk=run.ticket_id)
+        if ticket.status == S.DEPLOYING:
+            _move(ticket, "succeed" if ok else "fail", None, error[:2000])
+
+
+def fail_unstarted_run(run: DeployRun, reason: str) -> None:
+    """A run that could not start (e.g. the project is locked) fails visibly."""
+    with transaction.atomic():
+        DeployRun.objects.filter(pk=run.pk).update(
+            status=DeployRun.Status.FAILED, finished_at=timezone.now(), error=reason
+        )
+
+
+def reap_stale_runs(project: Project) -> list[DeployRun]:
+    """Fail runs whose worker died: lock lease expired, or running with no lock.
+
+    Why here and not only in a sweeper: a dead run must never block the next
+    deploy of the project (Walle tickets stuck in "deploying", #1007).
+    """
+    lease = timedelta(seconds=settings.WALLE_LOCK_LEASE)
+    now = timezone.now()
+    reaped = []
+    running = DeployRun.objects.filter(ticket__project=project, status=DeployRun.Status.RUNNING)
+    for run in running:
+        lock = ProjectLock.objects.filter(project=project, run=run).first()
+        stale = (lock.heartbeat_at < now - lease) if lock else (run.started_at or now) < now - lease
+        if stale:
+            ProjectLock.objects.filter(project=project, run=run).delete()
+            finish_run(run, ok=False, error="Interrupted: the worker stopped responding (lock lease expired).")
+            reaped.append(run)
+    return reaped
+
+
+@transaction.atomic
+def release_lock(actor, project: Project) -> DeployRun | None:
+    """A Maintainer frees a project whose run is stuck; that run ends as failed."""
+    require(actor, Action.CONFIGURE, project)
+    lock = ProjectLock.objects.select_related("run").filter(project=project).first()
+    if lock is None:
+        return None
+    run = lock.run
+    lock.delete()
+    if run.status == DeployRun.Status.RUNNING:
+        finish_run(run, ok=False, error=f"Lock released by {actor}.")
+    TicketEvent.objects.create(ticket=run.ticket, actor=actor, action="release_lock", note=f"run {run.number}")
+    return run
+
+
+# --- The project lock (used by the worker) ------------------------------------
+
+def acquire_lock(run: DeployRun, owner: str) -> tuple[bool, str]:
+    """Take the project's lock for ``run``. Returns (taken, note).
+
+    A lock whose heartbeat is older than the lease belongs to a dead worker and
+    is taken over; the takeover is recorded on the dead run's ticket.
+    """
+    project = run.ticket.project
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            ProjectLock.objects.create(
+                project=project, run=run, owner=owner, acquired_at=now, heartbeat_at=now,
+                lease_seconds=settings.WALLE_LOCK_LEASE,
+            )
+        return True, ""
+    except IntegrityError:
+        pass
+    lock = ProjectLock.objects.select_related("run__ticket").filter(project=project).first()
+    if lock is None:
+        return acquire_lock(run, owner)
+    if lock.heartbeat_at >= now - timedelta(seconds=lock.lease_seconds):
+        return False, f"Project is locked by run {lock.run.number} of ticket #{lock.run.ticket_id}."
+    return _take_over(lock, run, owner, now)
+
+
+def _take_over(lock: ProjectLock, run: DeployRun, owner: str, now) -> tuple[bool, str]:
+    dead = lock.run
+    with transaction.atomic():
+        taken = ProjectLock.objects.filter(pk=lock.pk, heartbeat_at=lock.heartbeat_at).update(
+            run=run, owner=owner, acquired_at=now, heartbeat_at=now
+        )
+        if not taken:
+            return False, "Another worker took the lock first."
+        note = f"lock taken over from run {dead.number} of ticket #{dead.ticket_id} (lease expired)"
+        TicketEvent.objects.create(ticket=dead.ticket, action="lock_taken_over", note=note)
+        TicketEvent.objects.create(ticket=run.ticket, action="lock_taken_over", note=note)
+    if dead.status == DeployRun.Status.RUNNING:
+        finish_run(dead, ok=False, error="Interrupted: the worker stopped responding (lock lease expired).")
+    return True, note
+
+
+def heartbeat(run: DeployRun) -> bool:
+    return bool(ProjectLock.objects.filter(run=run).update(heartbeat_at=timezone.now()))
+
+
+def release_own_lock(run: DeployRun) -> None:
+    ProjectLock.objects.filter(run=run).delete()

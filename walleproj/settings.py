@@ -1,0 +1,232 @@
+"""Walle settings: the one place that reads the environment.
+
+Everything is chosen by environment variables (see README "Configuration").
+Defaults give a single machine that needs nothing else: SQLite and the django-q2
+ORM broker, all state under ``WALLE_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def file_secret(path: Path, make) -> str:
+    """Read a secret kept in the data dir, creating it (mode 0600) on first run.
+
+    Why a file and not a constant: a default secret lets anyone forge sessions
+    (Walle 2.x shipped SECRET_KEY='secret-key').
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make())
+    return path.read_text().strip()
+
+
+DATA_DIR = Path(env_str("WALLE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = env_str("WALLE_SECRET_KEY") or file_secret(
+    DATA_DIR / "secret_key", lambda: secrets.token_urlsafe(50)
+)
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+# Encrypts stored SSH private keys; deliberately separate from SECRET_KEY.
+# Several comma-separated keys allow rotation (the first encrypts).
+WALLE_KEY_ENCRYPTION_KEYS = env_list("WALLE_KEY_ENCRYPTION_KEY") or [
+    file_secret(DATA_DIR / "key_encryption_key", _fernet_key)
+]
+
+DEBUG = env_bool("WALLE_DEBUG", False)
+ALLOWED_HOSTS = env_list("WALLE_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("WALLE_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "walleproj.admin.WalleAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "guardian",
+    "django_q",
+    "rest_framework",
+    "drf_spectacular",
+    "accounts",
+    "projects",
+    "releases",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "walleproj.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "walleproj.wsgi.application"
+
+_sqlite_url = f"sqlite:///{DATA_DIR / 'walle.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _sqlite_url))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web process and the worker write at once: WAL lets readers go on, and
+    # IMMEDIATE transactions take the write lock up front instead of failing
+    # half-way with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row; anonymous sees nothing
+GUARDIAN_RAISE_403 = False
+
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = env_str("WALLE_LANGUAGE", "en")
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+TIME_ZONE = env_str("WALLE_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("WALLE_SESSION_AGE", 12 * 3600)
+SESSION_COOKIE_SECURE = env_bool("WALLE_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# --- Walle itself -----------------------------------------------------------
+# Where checkout workspaces live on the deploy host (one dir per project).
+WALLE_WORKSPACE_ROOT = Path(env_str("WALLE_WORKSPACE_ROOT", str(DATA_DIR / "workspaces")))
+# Longest a deploy may run; the worker kills it after this.
+WALLE_DEPLOY_TIMEOUT = env_int("WALLE_DEPLOY_TIMEOUT", 3600)
+# Per hook line / remote command.
+WALLE_COMMAND_TIMEOUT = env_int("WALLE_COMMAND_TIMEOUT", 600)
+# A project lock whose heartbeat is older than this is taken over.
+WALLE_LOCK_LEASE = env_int("WALLE_LOCK_LEASE", 90)
+WALLE_LOCK_HEARTBEAT = env_int("WALLE_LOCK_HEARTBEAT", 10)
+
+# --- Background work (django-q2) --------------------------------------------
+# A deploy must never run twice: timeout < retry (else the broker re-delivers a
+# running task), one attempt, and failures acknowledged instead of re-queued.
+WALLE_REDIS_URL = env_str("WALLE_REDIS_URL")
+Q_CLUSTER: dict = {
+    "name": "walle",
+    "workers": env_int("WALLE_WORKERS", 2),
+    "timeout": WALLE_DEPLOY_TIMEOUT,
+    "retry": WALLE_DEPLOY_TIMEOUT + 600,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 1000,
+    "label": "Background tasks",
+}
+if WALLE_REDIS_URL:
+    Q_CLUSTER["redis"] = WALLE_REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["poll"] = 0.5
+if env_bool("WALLE_SYNC_TASKS", False):
+    Q_CLUSTER["sync"] = True
+
+# --- API ---------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.api_auth.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Walle API",
+    "DESCRIPTION": "Deploy tickets, approvals, rollbacks and logs.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("WALLE_LOG_LEVEL", "INFO")},
+}
