@@ -1,0 +1,38 @@
+"""First run: create the first platform admin and Walle's deploy key.
+
+No default credentials: the password comes from WALLE_ADMIN_PASSWORD or is
+generated and printed once. Running it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from projects.keys import default_key
+
+
+class Command(BaseCommand):
+    help = "Create the first admin (once) and the default deploy key; print how to log in."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--username", default=os.environ.get("WALLE_ADMIN_USER", "admin"))
+        parser.add_argument("--email", default=os.environ.get("WALLE_ADMIN_EMAIL", "admin@localhost"))
+
+    def handle(self, *args, username: str, email: str, **options) -> None:
+        User = get_user_model()
+        if User.objects.filter(is_superuser=True).exists():
+            self.stdout.write("An admin already exists; no account created.")
+        else:
+            password = os.environ.get("WALLE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+            User.objects.create_superuser(username, email, password)
+            self.stdout.write(self.style.SUCCESS(f"Created admin '{username}'."))
+            if "WALLE_ADMIN_PASSWORD" not in os.environ:
+                self.stdout.write(f"  password: {password}   (shown once; change it after logging in)")
+        key = default_key()
+        self.stdout.write("Walle's deploy key; add this line to ~/.ssh/authorized_keys of the run user on every")
+        self.stdout.write("target host, and as a deploy key on your git server:")
+        self.stdout.write(f"  {key.authorized_keys_line()}")

@@ -1,0 +1,36 @@
+"""Walle's own deploy key: generated on first use, stored encrypted."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+
+from releases.deploy.keys import generate_ed25519
+
+from . import crypto
+from .models import DeployKey, Project
+
+DEFAULT_KEY_NAME = "walle-default"
+
+
+def create_key(name: str, *, is_default: bool = False) -> DeployKey:
+    private, public, fingerprint = generate_ed25519(comment=f"walle-{name}"[:100])
+    return DeployKey.objects.create(
+        name=name, public_key=public, fingerprint=fingerprint,
+        private_key_encrypted=crypto.encrypt(private), is_default=is_default,
+    )
+
+
+def default_key() -> DeployKey:
+    """The platform key, made the first time anyone needs it."""
+    key = DeployKey.objects.filter(is_default=True).first()
+    if key:
+        return key
+    try:
+        with transaction.atomic():
+            return create_key(DEFAULT_KEY_NAME, is_default=True)
+    except IntegrityError:  # another process made it at the same moment
+        return DeployKey.objects.get(is_default=True)
+
+
+def key_for(project: Project) -> DeployKey:
+    return project.deploy_key or default_key()

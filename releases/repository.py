@@ -1,0 +1,95 @@
+"""What the pages and the API ask of a project's repository: refs, commits,
+and what a ticket would change. Reads the project's mirror on the deploy host
+(refreshing it on request) through ``releases.deploy.git``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from projects.keys import key_for
+from projects.models import Project
+
+from .deploy import git
+from .deploy.plan import RefKind, Secret
+from .models import Release
+
+
+class RepositoryError(Exception):
+    """The repository could not be read; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class ResolvedRef:
+    ref: str
+    commit: str
+
+
+def _workspace(project: Project) -> str:
+    return project.effective_workspace
+
+
+def refresh(project: Project) -> None:
+    """Fetch the mirror (clone it the first time)."""
+    lines: list[str] = []
+    try:
+        git.mirror(
+            project.repo_url, project.repo_host_key, Secret(key_for(project).private_key()),
+            _workspace(project), lambda stream, text: lines.append(text), timeout=120,
+        )
+    except (git.GitError, ValueError, OSError) as exc:
+        detail = "; ".join(lines[-3:])
+        raise RepositoryError(f"Cannot fetch the repository: {exc}. {detail}".strip()) from None
+
+
+def _ensure_mirror(project: Project) -> None:
+    if not os.path.isdir(git.mirror_path(_workspace(project))):
+        refresh(project)
+
+
+def refs(project: Project, *, fetch: bool = False) -> dict[str, list[str]]:
+    """Branches and tags, as ``{"branches": [...], "tags": [...]}``."""
+    refresh(project) if fetch else _ensure_mirror(project)
+    return git.list_refs(_workspace(project))
+
+
+def commits(project: Project, ref: str, limit: int = 30) -> list[dict[str, str]]:
+    _ensure_mirror(project)
+    try:
+        return git.recent_commits(_workspace(project), RefKind(project.repo_mode), ref, limit)
+    except (git.GitError, ValueError) as exc:
+        raise RepositoryError(str(exc)) from None
+
+
+def resolve(project: Project, ref: str, commit: str = "") -> ResolvedRef:
+    """Check a user's ref (and optional commit) against the repository.
+
+    The ref must name an existing branch or tag exactly (per the project's
+    mode); the commit must be a full SHA reachable from it. Raises
+    RepositoryError with a message naming what is wrong.
+    """
+    _ensure_mirror(project)
+    try:
+        sha = git.resolve(_workspace(project), RefKind(project.repo_mode), ref, commit)
+    except (git.GitError, ValueError) as exc:
+        raise RepositoryError(str(exc)) from None
+    return ResolvedRef(ref=ref, commit=sha)
+
+
+def live_commit(project: Project) -> str:
+    release = Release.objects.filter(project=project, is_live=True).order_by("-switched_at").first()
+    return release.commit if release else ""
+
+
+def preview(project: Project, commit: str) -> dict[str, list]:
+    """Commits and changed files between what is live and ``commit``."""
+    _ensure_mirror(project)
+    live = live_commit(project)
+    if not live:
+        return {"live": "", "commits": [], "files": [], "first_deploy": True}
+    try:
+        result = git.compare(_workspace(project), live, commit)
+    except (git.GitError, ValueError) as exc:
+        raise RepositoryError(str(exc)) from None
+    return {"live": live, **result, "first_deploy": False}

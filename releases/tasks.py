@@ -1,0 +1,260 @@
+"""The background entry point: run one DeployRun on the worker (django-q2).
+
+This is the only module that touches both the ORM and ``releases.deploy``: it
+claims the run, holds the project lock, builds a plan from the models, hands it
+to the engine, and records what happened. Every run ends in ``finish_run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from projects.keys import key_for
+
+from . import workflow
+from .deploy import pipeline
+from .deploy.masking import MASK, secret_fragments
+from .deploy.plan import (
+    DeployPlan,
+    Hooks,
+    Outcome,
+    RefKind,
+    RollbackPlan,
+    Secret,
+    Stage,
+    Stream,
+    Target,
+)
+from .models import DeployRun, LogLine, Release, RunHost, Ticket
+
+logger = logging.getLogger(__name__)
+
+
+def run_deploy(run_id: int) -> str:
+    """django-q2 task: execute a queued run. Safe to deliver twice."""
+    worker = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    run = workflow.start_run(run_id, worker)
+    if run is None:
+        return f"run {run_id} was already claimed or cancelled; nothing to do"
+    log = RunLog(run)
+    try:
+        return _run_locked(run, worker, log)
+    finally:
+        log.close()
+        close_old_connections()
+
+
+def _run_locked(run: DeployRun, worker: str, log: RunLog) -> str:
+    taken, note = workflow.acquire_lock(run, worker)
+    if not taken:
+        log.note(Stage.PREPARE, Stream.ERROR, note)
+        workflow.finish_run(run, ok=False, error=note)
+        return note
+    if note:
+        log.note(Stage.PREPARE, Stream.INFO, note)
+    beat = Heartbeat(run)
+    beat.start()
+    try:
+        outcome = _execute(run, log)
+    except Exception as exc:  # a bug must still end the run, never leave it "deploying"
+        logger.exception("run %s crashed", run.pk)
+        log.note(Stage.FINISH, Stream.ERROR, f"Internal error: {type(exc).__name__}: {exc}")
+        outcome = Outcome(ok=False, error=f"Internal error: {type(exc).__name__}")
+    finally:
+        beat.stop()
+    try:
+        record(run, outcome)
+        log.note(Stage.FINISH, Stream.INFO if outcome.ok else Stream.ERROR,
+            "Succeeded." if outcome.ok else f"Failed: {outcome.error}")
+        log.flush()
+        workflow.finish_run(run, ok=outcome.ok, error=outcome.error, commit=outcome.commit)
+    finally:
+        workflow.release_own_lock(run)
+    return "succeeded" if outcome.ok else f"failed: {outcome.error}"
+
+
+def _execute(run: DeployRun, log: RunLog) -> Outcome:
+    ticket = run.ticket
+    hosts = list(ticket.hosts.order_by("address", "port"))
+    RunHost.objects.bulk_create([RunHost(run=run, host=h) for h in hosts])
+    key = Secret(key_for(ticket.project).private_key())
+    log.add_secret(key)
+    if ticket.is_rollback:
+        plan = build_rollback_plan(run, hosts, key)
+        return pipeline.rollback(plan, log)
+    plan = build_deploy_plan(run, hosts, key)
+    DeployRun.objects.filter(pk=run.pk).update(release_name=plan.release_name)
+    return pipeline.deploy(plan, log)
+
+
+def _target(host) -> Target:
+    return Target(id=host.pk, address=host.address, port=host.port, host_key=host.host_key)
+
+
+def _common(run: DeployRun, key: Secret) -> dict:
+    ticket = run.ticket
+    project = ticket.project
+    return dict(
+        project=project.slug, environment=project.environment.slug, ticket_id=ticket.pk,
+        ticket_title=ticket.title, ref_kind=RefKind(ticket.ref_kind), ref=ticket.ref,
+        run_user=project.run_user, webroot=project.webroot,
+        release_library=project.effective_release_library,
+        hooks=Hooks(*(project.hook_lines(n) for n in ("pre_deploy", "post_deploy", "pre_release", "post_release"))),
+        post_release_delay=project.post_release_delay, max_parallel=project.max_parallel, key=key,
+        command_timeout=settings.WALLE_COMMAND_TIMEOUT,
+    )
+
+
+def release_name_for(run: DeployRun) -> str:
+    started = timezone.localtime(run.started_at or timezone.now())
+    return f"{started:%Y%m%d-%H%M%S}-{run.ticket_id}"
+
+
+def build_deploy_plan(run: DeployRun, hosts, key: Secret) -> DeployPlan:
+    project = run.ticket.project
+    return DeployPlan(
+        **_common(run, key), repo_url=project.repo_url, repo_host_key=project.repo_host_key,
+        commit=run.ticket.commit, workspace=project.effective_workspace, excludes=project.exclude_lines,
+        release_name=release_name_for(run), keep_releases=project.keep_releases,
+        targets=tuple(_target(h) for h in hosts),
+    )
+
+
+def rollback_releases(ticket: Ticket, hosts) -> list[tuple[object, str]]:
+    """Per host, the release to restore: the named one, or what was live
+    before the ticket being rolled back (empty when there was nothing)."""
+    if ticket.rollback_release:
+        return [(h, ticket.rollback_release) for h in hosts]
+    previous = dict(
+        RunHost.objects.filter(run__ticket=ticket.rollback_of, status__in=["switched", "done"])
+        .order_by("run__number").values_list("host_id", "previous_release")
+    )
+    return [(h, previous.get(h.pk, "")) for h in hosts]
+
+
+def build_rollback_plan(run: DeployRun, hosts, key: Secret) -> RollbackPlan:
+    pairs = rollback_releases(run.ticket, hosts)
+    return RollbackPlan(
+        **_common(run, key), commit=run.ticket.commit,
+        releases=tuple((_target(h), name) for h, name in pairs),
+    )
+
+
+def record(run: DeployRun, outcome: Outcome) -> None:
+    """Store per-host results and which release each host now serves."""
+    ticket = run.ticket
+    now = timezone.now()
+    with transaction.atomic():
+        for result in outcome.hosts:
+            RunHost.objects.filter(run=run, host_id=result.target_id).update(
+                status=result.state.value, release=result.release, previous_release=result.previous_release,
+                error=result.error, duration=result.duration,
+            )
+            if not ticket.is_rollback and result.state.value in ("prepared", "switched", "done") and outcome.release_name:
+                Release.objects.get_or_create(
+                    project=ticket.project, host_id=result.target_id, name=outcome.release_name,
+                    defaults={"commit": outcome.commit, "ticket": ticket, "run": run},
+                )
+            if result.state.value in ("switched", "done") and result.release:
+                _mark_live(ticket.project, result.target_id, result.release, now)
+        if outcome.commit:
+            DeployRun.objects.filter(pk=run.pk).update(commit=outcome.commit)
+
+
+def _mark_live(project, host_id: int, name: str, now) -> None:
+    Release.objects.filter(project=project, host_id=host_id, is_live=True).exclude(name=name).update(is_live=False)
+    Release.objects.filter(project=project, host_id=host_id, name=name).update(is_live=True, switched_at=now)
+
+
+class Heartbeat(threading.Thread):
+    """Keeps the project lock's lease fresh while the engine works."""
+
+    def __init__(self, run: DeployRun) -> None:
+        super().__init__(name=f"walle-heartbeat-{run.pk}", daemon=True)
+        self.run_obj = run
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.wait(settings.WALLE_LOCK_HEARTBEAT):
+                workflow.heartbeat(self.run_obj)
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=30)
+
+
+class RunLog:
+    """The LogFn given to the engine: masks secrets, stores lines in order.
+
+    Engine threads only enqueue; one writer thread inserts in batches, so host
+    threads never open their own database connections and the console sees a
+    line within a fraction of a second.
+    """
+
+    FLUSH_EVERY = 0.2
+
+    def __init__(self, run: DeployRun) -> None:
+        self.run = run
+        self.seq = LogLine.objects.filter(run=run).count()
+        self._secrets: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        self._done = threading.Event()
+        self._writer = threading.Thread(target=self._write_loop, name=f"walle-log-{run.pk}", daemon=True)
+        self._writer.start()
+
+    def add_secret(self, secret: Secret) -> None:
+        self._secrets = sorted(set(self._secrets) | set(secret_fragments(secret)), key=len, reverse=True)
+
+    def _mask(self, text: str) -> str:
+        for fragment in self._secrets:
+            text = text.replace(fragment, MASK)
+        return text
+
+    def __call__(self, host: str, stage: Stage, stream: Stream, text: str) -> None:
+        self._queue.put((host, str(stage), str(stream), self._mask(str(text))))
+
+    def note(self, stage: Stage, stream: Stream, text: str) -> None:
+        """Walle's own message about the run, not tied to a host."""
+        self("", stage, stream, text)
+
+    def _drain(self) -> None:
+        rows = []
+        while True:
+            try:
+                host, stage, stream, text = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self.seq += 1
+            rows.append(LogLine(run=self.run, seq=self.seq, host=host, stage=stage, stream=stream, text=text))
+        if rows:
+            LogLine.objects.bulk_create(rows)
+            DeployRun.objects.filter(pk=self.run.pk).update(stage=rows[-1].stage)
+
+    def _write_loop(self) -> None:
+        try:
+            while not self._done.wait(self.FLUSH_EVERY):
+                self._drain()
+            self._drain()
+        finally:
+            connection.close()
+
+    def flush(self) -> None:
+        """Wait until everything logged so far is stored."""
+        deadline = timezone.now().timestamp() + 10
+        while not self._queue.empty() and timezone.now().timestamp() < deadline:
+            threading.Event().wait(0.05)
+
+    def close(self) -> None:
+        self._done.set()
+        self._writer.join(timeout=30)

@@ -1,0 +1,3 @@
+"""Page routes (filled in by the pages work)."""
+
+urlpatterns: list = []
