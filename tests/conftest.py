@@ -11,7 +11,7 @@ from accounts.models import Role
 
 from . import helpers
 
-# PLUGIN pytest_plugins = ["tests.infra.plugin"]
+pytest_plugins = ["tests.infra.plugin", "tests.deploy_fixtures"]
 
 
 @dataclass

@@ -7,6 +7,7 @@ import itertools
 from django.contrib.auth import get_user_model
 
 from accounts.models import Membership, Role, Team
+from projects.environments import ensure_defaults
 from projects.models import Environment, Host, Project
 from releases.models import Ticket, TicketEvent
 
@@ -30,6 +31,8 @@ def add_member(user, team: Team, role: Role) -> Membership:
 
 
 def environment(slug: str = "production") -> Environment:
+    # transactional tests flush the table the data migration filled
+    ensure_defaults()
     return Environment.objects.get(slug=slug)
 
 

@@ -1,0 +1,259 @@
+"""The project config check: can Walle deploy this project, and if not, why not.
+
+Every failure comes with a plain message and a fix. Host keys that are not pinned
+yet are fetched here (and only here), shown by fingerprint, and returned in the
+report so the caller can pin them; the deploy engine itself never trusts an
+unpinned key.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from . import git, hostops, validate
+from .plan import Secret, Stream, Target
+from .ssh import Connection, HostKeyError, LoginError, SSHError, fetch_host_key, fingerprint
+
+MIN_FREE_MB = 100
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of the check report. ``host`` is "" for the deploy host and repository."""
+
+    name: str
+    host: str
+    ok: bool
+    message: str
+    fix: str = ""
+    warning: bool = False  # ok, but worth a look (low disk space, key pinned just now)
+
+
+@dataclass
+class CheckReport:
+    """All results, plus host keys the caller should pin."""
+
+    results: list[CheckResult] = field(default_factory=list)
+    pinned: dict[int, str] = field(default_factory=dict)  # target id -> key line
+    repo_host_key: str = ""  # git server key line to pin; "" if nothing to pin
+
+    @property
+    def ok(self) -> bool:
+        """True if no check failed (warnings allowed)."""
+        return all(result.ok for result in self.results)
+
+
+def check_project(
+    *,
+    repo_url: str,
+    repo_host_key: str,
+    key: Secret,
+    workspace: str,
+    run_user: str,
+    webroot: str,
+    release_library: str,
+    targets: Sequence[Target],
+    connect_timeout: int = 10,
+    max_parallel: int = 5,
+) -> CheckReport:
+    """Check the deploy host, the repository and every target; return the report."""
+    report = CheckReport()
+    settings = _check_settings(workspace, run_user, webroot, release_library)
+    report.results += settings
+    if not all(r.ok for r in settings):
+        return report  # paths we cannot trust are not sent to any host
+    report.results += _check_deploy_host(workspace)
+    repo_results, report.repo_host_key = _check_repository(repo_url, repo_host_key, key, connect_timeout)
+    report.results += repo_results
+    layout = _Layout(run_user, webroot, release_library, key, connect_timeout)
+    with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(targets) or 1))) as pool:
+        for target, (results, pinned) in zip(targets, pool.map(layout.check_host, targets)):
+            report.results += results
+            if pinned:
+                report.pinned[target.id] = pinned
+    return report
+
+
+def _fail(name: str, host: str, message: str, fix: str) -> CheckResult:
+    return CheckResult(name, host, False, message, fix)
+
+
+def _check_settings(workspace: str, run_user: str, webroot: str, release_library: str) -> list[CheckResult]:
+    try:
+        validate.check_abs_path("workspace", workspace)
+        validate.check_layout(webroot, release_library)
+        validate.check_user(run_user)
+    except validate.PlanError as exc:
+        return [_fail("settings", "", str(exc), "correct the project's paths and run user")]
+    return [CheckResult("settings", "", True, "paths and run user are valid")]
+
+
+def _check_deploy_host(workspace: str) -> list[CheckResult]:
+    results = []
+    missing = [tool for tool in ("git", "rsync", "ssh") if shutil.which(tool) is None]
+    if missing:
+        results.append(_fail("tools", "", f"missing on the deploy host: {', '.join(missing)}",
+                             "install them on the Walle worker (apt install git rsync openssh-client)"))
+    else:
+        results.append(CheckResult("tools", "", True, "git, rsync and ssh are installed"))
+    try:
+        os.makedirs(workspace, mode=0o700, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workspace):
+            pass
+    except OSError as exc:
+        results.append(_fail("workspace", "", f"workspace {workspace} is not writable: {exc.strerror}",
+                             "create it and make it owned by the user the Walle worker runs as"))
+    else:
+        results.append(CheckResult("workspace", "", True, f"workspace {workspace} is writable"))
+    return results
+
+
+def _check_repository(url: str, host_key: str, key: Secret, timeout: int) -> tuple[list[CheckResult], str]:
+    """ls-remote with the project key; fetch the server key if it is not pinned."""
+    try:
+        ssh_host = git.repo_ssh_host(url)
+    except ValueError as exc:
+        return [_fail("repository", "", str(exc), "use an ssh://, https:// or user@host:path URL")], ""
+    results, fetched = [], ""
+    if ssh_host and not host_key.strip():
+        try:
+            fetched = fetch_host_key(ssh_host[0], ssh_host[1], timeout)
+        except SSHError as exc:
+            return [_fail("repository", "", str(exc), "check the URL's host and port and the network")], ""
+        host_key = fetched
+        results.append(CheckResult("repository host key", "", True,
+                                   f"git server key was not pinned; fetched {fingerprint(fetched)} to pin",
+                                   "compare it with the git server's fingerprint", warning=True))
+    output: list[str] = []
+
+    def collect(stream: Stream, text: str) -> None:
+        if stream == Stream.STDERR:
+            output.append(text)
+
+    status = git.ls_remote(url, host_key, key, collect, timeout=max(timeout, 30))
+    if status == 0:
+        results.append(CheckResult("repository", "", True, "repository is reachable with the project key"))
+    else:
+        detail = "; ".join(output[-3:]) or f"git exit status {status}"
+        results.append(_fail("repository", "", f"cannot read the repository: {detail}",
+                             "add the project's public key as a (read-only) deploy key on the git server, "
+                             "and check the URL and the pinned git server key"))
+    return results, fetched
+
+
+@dataclass(frozen=True)
+class _Layout:
+    run_user: str
+    webroot: str
+    library: str
+    key: Secret
+    timeout: int
+
+    def check_host(self, target: Target) -> tuple[list[CheckResult], str]:
+        """All checks for one target; (results, host key to pin or "")."""
+        results: list[CheckResult] = []
+        pinned = ""
+        if not target.host_key.strip():
+            try:
+                pinned = fetch_host_key(target.address, target.port, self.timeout)
+            except SSHError as exc:
+                return [_fail("reachable", target.name, str(exc),
+                              "check the address and port, that sshd runs, and the firewall")], ""
+            results.append(CheckResult("host key", target.name, True,
+                                       f"host key was not pinned; pinned {fingerprint(pinned)}",
+                                       "compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` "
+                                       "on the host", warning=True))
+            target = replace(target, host_key=pinned)
+        conn = Connection(target, self.run_user, self.key, connect_timeout=self.timeout)
+        try:
+            conn.open()
+        except HostKeyError as exc:
+            return results + [_fail("host key", target.name, str(exc),
+                                    "if the host was reinstalled, a Maintainer re-pins its key; "
+                                    "otherwise treat it as a possible attack")], pinned
+        except LoginError as exc:
+            return results + [CheckResult("reachable", target.name, True, "host answers SSH"),
+                              _fail("login", target.name, str(exc),
+                                    f"append the project's public key to ~{self.run_user}/.ssh/authorized_keys")], pinned
+        except SSHError as exc:
+            return results + [_fail("reachable", target.name, str(exc),
+                                    "check the address and port, that sshd runs, and the firewall")], pinned
+        with conn:
+            if not pinned:
+                results.append(CheckResult("host key", target.name, True,
+                                           f"host key matches the pinned {fingerprint(target.host_key)}"))
+            results.append(CheckResult("login", target.name, True, f"logged in as {self.run_user}"))
+            results += self._remote_checks(conn)
+        return results, pinned
+
+    def _remote_checks(self, conn: Connection) -> list[CheckResult]:
+        return [
+            self._rsync(conn),
+            self._library(conn),
+            self._webroot_parent(conn),
+            self._webroot(conn),
+            self._disk(conn),
+        ]
+
+    def _ok(self, conn: Connection, argv: list[str]) -> bool:
+        status, _ = hostops.capture(conn, argv, _ignore)
+        return status == 0
+
+    def _rsync(self, conn: Connection) -> CheckResult:
+        if self._ok(conn, ["rsync", "--version"]):
+            return CheckResult("rsync", conn.target.name, True, "rsync is installed")
+        return _fail("rsync", conn.target.name, "rsync is not installed", "install it (apt install rsync)")
+
+    def _library(self, conn: Connection) -> CheckResult:
+        lib, name = self.library, conn.target.name
+        if not self._ok(conn, ["mkdir", "-p", "--", lib]):
+            return _fail("release library", name, f"cannot create {lib}",
+                         f"create it: mkdir -p {lib} && chown {self.run_user} {lib}")
+        if not self._ok(conn, ["test", "-w", lib]):
+            return _fail("release library", name, f"{lib} is not writable by {self.run_user}",
+                         f"chown {self.run_user} {lib}")
+        return CheckResult("release library", name, True, f"{lib} exists and is writable")
+
+    def _webroot_parent(self, conn: Connection) -> CheckResult:
+        parent, name = posixpath.dirname(self.webroot), conn.target.name
+        if not self._ok(conn, ["test", "-d", parent]):
+            return _fail("webroot parent", name, f"{parent} does not exist",
+                         f"create it: mkdir -p {parent} && chown {self.run_user} {parent}")
+        if not self._ok(conn, ["test", "-w", parent]):
+            return _fail("webroot parent", name, f"{parent} is not writable by {self.run_user}",
+                         f"chown {self.run_user} {parent} (the webroot link is replaced there)")
+        return CheckResult("webroot parent", name, True, f"{parent} exists and is writable")
+
+    def _webroot(self, conn: Connection) -> CheckResult:
+        name = conn.target.name
+        status, out = hostops.capture(conn, ["readlink", "--", self.webroot], _ignore)
+        if status == 0:
+            return CheckResult("webroot", name, True, f"{self.webroot} is a symlink to {out[0] if out else '?'}")
+        if self._ok(conn, ["test", "-e", self.webroot]):
+            return _fail("webroot", name, f"{self.webroot} is a real directory or file, not a symlink",
+                         f"move it aside (mv {self.webroot} {self.webroot}.old); Walle never deletes it")
+        return CheckResult("webroot", name, True, f"{self.webroot} does not exist yet; the first deploy creates it")
+
+    def _disk(self, conn: Connection) -> CheckResult:
+        name = conn.target.name
+        status, out = hostops.capture(conn, ["df", "-Pk", "--", self.library], _ignore)
+        try:
+            free_mb = int(out[-1].split()[3]) // 1024
+        except (IndexError, ValueError):
+            return CheckResult("disk space", name, True, "could not read free disk space", warning=True)
+        if status != 0:
+            return CheckResult("disk space", name, True, "could not read free disk space", warning=True)
+        if free_mb < MIN_FREE_MB:
+            return CheckResult("disk space", name, True, f"only {free_mb} MB free in {self.library}",
+                               "free some space or lower the number of releases kept", warning=True)
+        return CheckResult("disk space", name, True, f"{free_mb} MB free in {self.library}")
+
+
+def _ignore(stream: Stream, text: str) -> None:
+    """Discard command output the checks do not need."""

@@ -1,0 +1,81 @@
+"""Run a project's hook lines on the deploy host or on a target.
+
+Each line runs as ``bash -e -o pipefail -c <line>``. Values about the run (ticket
+title, branch, ...) are passed as WALLE_* environment variables and never pasted
+into the hook's text, so ``"; id; "`` in a title is just text to the hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from . import local
+from .local import OnLine
+from .plan import Common, RefKind, Stream
+from .ssh import Connection
+
+Runner = Callable[[list[str], OnLine], int]
+
+
+class HookError(RuntimeError):
+    """A hook line failed or timed out."""
+
+
+def hook_argv(line: str) -> list[str]:
+    """argv for one hook line: bash stops at the first failing command or pipe stage."""
+    return ["bash", "-e", "-o", "pipefail", "-c", line]
+
+
+def hook_env(plan: Common, *, commit: str, release: str, release_path: str) -> dict[str, str]:
+    """The WALLE_* variables every hook sees."""
+    values = {
+        "WALLE_PROJECT": plan.project,
+        "WALLE_ENVIRONMENT": plan.environment,
+        "WALLE_TICKET_ID": str(plan.ticket_id),
+        "WALLE_TICKET_TITLE": plan.ticket_title,
+        "WALLE_BRANCH": plan.ref if plan.ref_kind == RefKind.BRANCH else "",
+        "WALLE_TAG": plan.ref if plan.ref_kind == RefKind.TAG else "",
+        "WALLE_COMMIT": commit,
+        "WALLE_RELEASE": release,
+        "WALLE_RELEASE_PATH": release_path,
+        "WALLE_WEBROOT": plan.webroot,
+        "WALLE_DEPLOY_USER": plan.deployed_by,
+    }
+    # The environment cannot carry NUL bytes; everything else passes unchanged.
+    return {name: value.replace("\0", "") for name, value in values.items()}
+
+
+def run_lines(lines: Sequence[str], runner: Runner, on_line: OnLine) -> None:
+    """Run hook lines in order; raise HookError at the first failure."""
+    for line in lines:
+        if not line.strip():
+            continue
+        on_line(Stream.INFO, f"$ {line}")
+        status = runner(hook_argv(line), on_line)
+        if status == local.TIMEOUT_STATUS:
+            raise HookError(f"hook timed out: {line}")
+        if status != 0:
+            raise HookError(f"hook failed with exit status {status}: {line}")
+
+
+def run_local(
+    lines: Sequence[str], *, cwd: str, env: Mapping[str, str], timeout: int, on_line: OnLine
+) -> None:
+    """Run hook lines on the deploy host in ``cwd`` with a minimal environment."""
+    full_env = local.safe_env(env)
+
+    def runner(argv: list[str], out: OnLine) -> int:
+        return local.run(argv, cwd=cwd, env=full_env, timeout=timeout, on_line=out)
+
+    run_lines(lines, runner, on_line)
+
+
+def run_remote(
+    conn: Connection, lines: Sequence[str], *, cwd: str, env: Mapping[str, str], timeout: int, on_line: OnLine
+) -> None:
+    """Run hook lines on a target in ``cwd``; env travels as quoted ``env K=V`` words."""
+
+    def runner(argv: list[str], out: OnLine) -> int:
+        return conn.run(argv, cwd=cwd, env=env, timeout=timeout, on_line=out)
+
+    run_lines(lines, runner, on_line)

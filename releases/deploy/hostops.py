@@ -1,0 +1,137 @@
+"""Single remote operations on a target: read, create, switch and prune releases.
+
+Every command is an argv list sent through :meth:`Connection.run`, which quotes
+each word; the only script text (the switch) is a constant that takes its paths
+as positional parameters.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from .local import OnLine
+from .plan import RELEASE_NAME_RE, Stream
+from .ssh import Connection
+
+# ln + mv -T: rename(2) replaces the webroot link in one step, so it never
+# disappears, even for a moment. On failure the temporary link is removed.
+SWITCH_SCRIPT = 'ln -sfn -- "$1" "$2" && mv -fT -- "$2" "$3" || { rm -f -- "$2"; exit 1; }'
+QUICK_TIMEOUT = 60  # for small bookkeeping commands (readlink, mkdir, test)
+
+
+class HostOpError(RuntimeError):
+    """A remote step failed; the message says what to do about it."""
+
+
+@dataclass(frozen=True)
+class Current:
+    """What a webroot points at before the run."""
+
+    path: str = ""  # absolute link target, "" if the webroot does not exist
+    release: str = ""  # release name if the target is a release in our library
+
+
+def capture(conn: Connection, argv: list[str], on_line: OnLine, timeout: int = QUICK_TIMEOUT) -> tuple[int, list[str]]:
+    """Run ``argv``; return (status, stdout lines). stderr goes to the log."""
+    out: list[str] = []
+
+    def collect(stream: Stream, text: str) -> None:
+        if stream == Stream.STDOUT:
+            out.append(text)
+        else:
+            on_line(stream, text)
+
+    return conn.run(argv, timeout=timeout, on_line=collect), out
+
+
+def read_current(conn: Connection, webroot: str, library: str, on_line: OnLine) -> Current:
+    """Where the webroot link points; refuse a webroot that is a real directory or file."""
+    status, out = capture(conn, ["readlink", "--", webroot], on_line)
+    if status == 0 and out:
+        path = posixpath.normpath(posixpath.join(posixpath.dirname(webroot), out[0]))
+        name = posixpath.basename(path)
+        in_library = posixpath.dirname(path) == library and RELEASE_NAME_RE.fullmatch(name)
+        return Current(path=path, release=name if in_library else "")
+    status, _ = capture(conn, ["test", "-e", webroot], on_line)
+    if status == 0:
+        raise HostOpError(
+            f"webroot {webroot} on {conn.target.name} is a real directory or file, not a symlink; "
+            f"Walle never deletes it: move it aside (mv {webroot} {webroot}.old) and deploy again"
+        )
+    parent = posixpath.dirname(webroot)
+    status, _ = capture(conn, ["test", "-d", parent], on_line)
+    if status != 0:
+        raise HostOpError(f"the webroot's directory {parent} does not exist on {conn.target.name}; create it first")
+    return Current()
+
+
+def make_release_dir(conn: Connection, library: str, name: str, on_line: OnLine) -> str:
+    """Create ``<library>/<name>``; it must not exist yet (so we only ever remove our own)."""
+    path = posixpath.join(library, name)
+    status, _ = capture(conn, ["mkdir", "-p", "--", library], on_line)
+    if status != 0:
+        raise HostOpError(f"cannot create release library {library} on {conn.target.name}; check its owner")
+    status, _ = capture(conn, ["mkdir", "--", path], on_line)
+    if status != 0:
+        raise HostOpError(f"cannot create {path} on {conn.target.name} (does it exist already?)")
+    return path
+
+
+def release_exists(conn: Connection, library: str, name: str, on_line: OnLine) -> bool:
+    """True if the release directory is present on the host."""
+    status, _ = capture(conn, ["test", "-d", posixpath.join(library, name)], on_line)
+    return status == 0
+
+
+def temp_link_path(webroot: str, ticket_id: int) -> str:
+    """The temporary link next to the webroot that ``mv -T`` renames over it."""
+    return posixpath.join(posixpath.dirname(webroot), f".{posixpath.basename(webroot)}.walle-tmp-{ticket_id}")
+
+
+def switch_argv(release_path: str, webroot: str, ticket_id: int) -> list[str]:
+    """One remote command that atomically points ``webroot`` at ``release_path``."""
+    return ["sh", "-c", SWITCH_SCRIPT, "walle-switch", release_path, temp_link_path(webroot, ticket_id), webroot]
+
+
+def switch(conn: Connection, release_path: str, webroot: str, ticket_id: int, on_line: OnLine) -> None:
+    """Atomically switch the webroot; raise HostOpError if it did not happen."""
+    status, _ = capture(conn, switch_argv(release_path, webroot, ticket_id), on_line)
+    if status != 0:
+        raise HostOpError(f"switching {webroot} on {conn.target.name} failed (exit {status}); it still points where it did")
+
+
+def remove_release(conn: Connection, library: str, name: str, on_line: OnLine, timeout: int) -> bool:
+    """``rm -rf -- <library>/<name>`` for a Walle release name only; True on success."""
+    if not RELEASE_NAME_RE.fullmatch(name):
+        raise ValueError(f"refusing to remove {name!r}: not a Walle release name")
+    status, _ = capture(conn, ["rm", "-rf", "--", posixpath.join(library, name)], on_line, timeout)
+    return status == 0
+
+
+def list_releases(conn: Connection, library: str, on_line: OnLine) -> list[str]:
+    """Names of the Walle release directories in ``library`` (foreign entries ignored)."""
+    status, out = capture(
+        conn, ["find", library, "-mindepth", "1", "-maxdepth", "1", "-type", "d", "-printf", "%f\\n"], on_line
+    )
+    if status != 0:
+        raise HostOpError(f"cannot list {library} on {conn.target.name}")
+    return [name for name in out if RELEASE_NAME_RE.fullmatch(name)]
+
+
+def _sort_key(name: str) -> tuple[str, int]:
+    # YYYYmmdd-HHMMSS sorts as text; the ticket id needs numeric order.
+    stamp, _, ticket = name.rpartition("-")
+    return stamp, int(ticket)
+
+
+def releases_to_remove(names: Iterable[str], keep: int, protect: Collection[str]) -> list[str]:
+    """Release names beyond the newest ``keep``, never a protected one or a foreign name.
+
+    ``keep <= 0`` keeps everything.
+    """
+    if keep <= 0:
+        return []
+    ours = sorted({n for n in names if RELEASE_NAME_RE.fullmatch(n)}, key=_sort_key, reverse=True)
+    return [name for name in ours[keep:] if name not in protect]

@@ -1,0 +1,467 @@
+"""Deploy and rollback: all hosts prepared before any host switches.
+
+``deploy`` builds once on the deploy host (mirror, export, hooks), copies the
+build to every target in parallel, and only when every target is ready does it
+switch webroots (atomically, ``ln -sfn`` + ``mv -fT``). A failure before the
+switch leaves every webroot untouched and removes the new release directories.
+A failure during the switch is reported per host, never as success.
+
+Operational failures never raise: the result is an :class:`Outcome`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import shutil
+import subprocess
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from . import git, hooks, hostops, rsync, validate
+from .git import GitError
+from .hooks import HookError
+from .hostops import Current, HostOpError
+from .masking import MaskingLog
+from .plan import (
+    Common,
+    DeployPlan,
+    HostResult,
+    HostState,
+    LogFn,
+    Outcome,
+    RefKind,
+    RollbackPlan,
+    Stage,
+    Stream,
+    Target,
+)
+from .ssh import Connection, SSHError
+
+logger = logging.getLogger(__name__)
+
+# Failures of the deploy-host steps that are "operational" (bad ref, hook exit 1,
+# network down). Anything else is a bug and is logged with a traceback.
+_LOCAL_ERRORS = (GitError, HookError, ValueError, OSError, tarfile.TarError, subprocess.SubprocessError)
+_HOST_ERRORS = (SSHError, HostOpError, HookError, OSError, ValueError)
+BUILDS_DIR = "builds"
+
+
+class _Stopped(Exception):
+    """Another host failed, so this one stops before its next step."""
+
+
+@dataclass(eq=False)
+class _Host:
+    target: Target
+    result: HostResult
+    release: str = ""  # the release this run points the webroot at
+    conn: Connection | None = None
+    current: Current = field(default_factory=Current)
+    created: bool = False  # this run created the new release dir on the host
+    stage: Stage = Stage.PREPARE
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+
+class _Run:
+    """What deploys and rollbacks share: hosts, connections, logging, the switch."""
+
+    def __init__(self, plan: Common, log: MaskingLog, hosts: Sequence[tuple[Target, str]]) -> None:
+        self.plan = plan
+        self.log = log
+        self.commit = ""
+        self.hosts = [_Host(target, HostResult(target.id, target.name), release) for target, release in hosts]
+        self.stop = threading.Event()
+
+    # -- logging ---------------------------------------------------------------
+
+    def info(self, host: _Host | None, stage: Stage, text: str) -> None:
+        self.log(host.name if host else "", stage, Stream.INFO, text)
+
+    def error(self, host: _Host | None, stage: Stage, text: str) -> None:
+        self.log(host.name if host else "", stage, Stream.ERROR, text)
+
+    def lines(self, host: _Host) -> hooks.OnLine:
+        """on_line for the host's current stage (looked up per line)."""
+        return lambda stream, text: self.log(host.name, host.stage, stream, text)
+
+    # -- running steps on hosts ------------------------------------------------
+
+    def guarded(self, step: Callable[[_Host], None], host: _Host, *, stop_others: bool = False) -> bool:
+        """Run one host step; turn any failure into that host's error. True on success."""
+        started = time.monotonic()
+        try:
+            step(host)
+            return True
+        except _Stopped:
+            host.result.error = "stopped because another host failed"
+            self.info(host, host.stage, host.result.error)
+        except Exception as exc:  # noqa: BLE001 - a host failure must not escape
+            if not isinstance(exc, _HOST_ERRORS):
+                logger.exception("unexpected error on %s", host.name)
+            self.fail(host, str(exc) or type(exc).__name__)
+            if stop_others:
+                self.stop.set()
+        finally:
+            host.result.duration += time.monotonic() - started
+        return False
+
+    def fail(self, host: _Host, message: str) -> None:
+        # A switched host keeps SWITCHED: its webroot does point at the new release.
+        if host.result.state != HostState.SWITCHED:
+            host.result.state = HostState.FAILED
+        host.result.error = self.log.mask(f"{host.stage.value}: {message}")
+        self.error(host, host.stage, host.result.error)
+
+    def each(self, step: Callable[[_Host], None], hosts: Sequence[_Host], *, stop_others: bool = False) -> list[bool]:
+        """Run ``step`` on ``hosts``, at most ``max_parallel`` at a time."""
+        if not hosts:
+            return []
+        workers = min(self.plan.max_parallel, len(hosts))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="walle-host") as pool:
+            return list(pool.map(lambda h: self.guarded(step, h, stop_others=stop_others), hosts))
+
+    def check_stop(self) -> None:
+        if self.stop.is_set():
+            raise _Stopped
+
+    # -- shared host steps -----------------------------------------------------
+
+    def connect(self, host: _Host) -> None:
+        """Open the host's one connection and read where its webroot points."""
+        host.stage = Stage.PREPARE
+        plan = self.plan
+        self.info(host, host.stage, f"connecting as {plan.run_user}@{host.name}")
+        conn = Connection(host.target, plan.run_user, plan.key, connect_timeout=plan.connect_timeout)
+        conn.open()
+        host.conn = conn
+        host.current = hostops.read_current(conn, plan.webroot, plan.release_library, self.lines(host))
+        host.result.previous_release = host.result.release = host.current.release
+        where = host.current.path or "nothing (no webroot link yet)"
+        self.info(host, host.stage, f"{plan.webroot} points at {where}")
+
+    def release_path(self, host: _Host) -> str:
+        return posixpath.join(self.plan.release_library, host.release)
+
+    def hook_env(self, release: str) -> dict[str, str]:
+        path = posixpath.join(self.plan.release_library, release)
+        return hooks.hook_env(self.plan, commit=self.commit, release=release, release_path=path)
+
+    def pre_release(self, host: _Host) -> None:
+        host.stage = Stage.PRE_RELEASE
+        assert host.conn is not None
+        hooks.run_remote(
+            host.conn,
+            self.plan.hooks.pre_release,
+            cwd=self.release_path(host),
+            env=self.hook_env(host.release),
+            timeout=self.plan.command_timeout,
+            on_line=self.lines(host),
+        )
+        host.result.state = HostState.PREPARED
+
+    def switch_and_post_release(self, host: _Host) -> None:
+        """Point the webroot at the host's release, then run post_release in it."""
+        assert host.conn is not None
+        host.stage = Stage.SWITCH
+        try:
+            hostops.switch(
+                host.conn, self.release_path(host), self.plan.webroot, self.plan.ticket_id, self.lines(host)
+            )
+        except SSHError as exc:
+            host.result.release = ""  # unknown: the rename may or may not have run
+            raise HostOpError(
+                f"{exc}; the switch may or may not have happened, check where {self.plan.webroot} points"
+            ) from None
+        host.result.state = HostState.SWITCHED
+        host.result.release = host.release
+        self.info(host, host.stage, f"{self.plan.webroot} -> {self.release_path(host)}")
+        host.stage = Stage.POST_RELEASE
+        hooks.run_remote(
+            host.conn,
+            self.plan.hooks.post_release,
+            cwd=self.plan.webroot,
+            env=self.hook_env(host.release),
+            timeout=self.plan.command_timeout,
+            on_line=self.lines(host),
+        )
+        host.result.state = HostState.DONE
+
+    def switch_all(self) -> None:
+        """Switch every prepared host: in parallel, or one by one with a pause."""
+        prepared = [h for h in self.hosts if h.result.state == HostState.PREPARED]
+        delay = self.plan.post_release_delay
+        if delay <= 0:
+            self.each(self.switch_and_post_release, prepared)
+            return
+        for index, host in enumerate(prepared):
+            if index:
+                self.info(None, Stage.SWITCH, f"waiting {delay} s before switching {host.name}")
+                time.sleep(delay)
+            if not self.guarded(self.switch_and_post_release, host):
+                # A rolling switch stops at the first failure rather than spreading it.
+                for rest in prepared[index + 1 :]:
+                    rest.result.error = f"not switched: stopped after {host.name} failed"
+                    self.info(rest, Stage.SWITCH, rest.result.error)
+                return
+
+    # -- result ----------------------------------------------------------------
+
+    def outcome(self, error: str = "", release_name: str = "") -> Outcome:
+        """The run's result; ok only if every host is DONE and nothing went wrong."""
+        ok = not error and all(h.result.state == HostState.DONE for h in self.hosts)
+        if not ok and not error:
+            error = self.summary()
+        for host in self.hosts:
+            note = f" ({host.result.error})" if host.result.error else ""
+            where = host.result.release or "(not a Walle release)"
+            self.info(host, Stage.FINISH, f"{host.result.state.value}: webroot on {where}{note}")
+        self.log("", Stage.FINISH, Stream.INFO if ok else Stream.ERROR, "succeeded" if ok else f"failed: {error}")
+        return Outcome(
+            ok=ok,
+            commit=self.commit,
+            release_name=release_name,
+            error=self.log.mask(error),
+            hosts=[h.result for h in self.hosts],
+        )
+
+    def summary(self) -> str:
+        """Which hosts failed and which run which release, in one line."""
+        failed = [f"{h.name}: {h.result.error}" for h in self.hosts if h.result.state == HostState.FAILED]
+        switched = [h.name for h in self.hosts if h.result.state in (HostState.SWITCHED, HostState.DONE)]
+        text = "; ".join(failed) or "not every host finished"
+        if switched:
+            text += f". Switched: {', '.join(switched)}; the other hosts still run their previous release"
+        return text
+
+    def close(self) -> None:
+        for host in self.hosts:
+            if host.conn is not None:
+                host.conn.close()
+
+
+class _Deploy(_Run):
+    def __init__(self, plan: DeployPlan, log: MaskingLog) -> None:
+        super().__init__(plan, log, [(t, plan.release_name) for t in plan.targets])
+        self.deploy_plan = plan
+        self.build_dir = ""
+        self.stage = Stage.PREPARE
+
+    def execute(self) -> Outcome:
+        name = self.deploy_plan.release_name
+        try:
+            self.build()
+        except _LOCAL_ERRORS as exc:
+            message = self.log.mask(f"{self.stage.value} failed: {exc}")
+            self.error(None, self.stage, message)
+            return self.outcome(f"{message}; no host was touched", name)
+        self.each(self.prepare, self.hosts, stop_others=True)
+        if not all(h.result.state == HostState.PREPARED for h in self.hosts):
+            return self.abandon()
+        self.switch_all()
+        if all(h.result.state == HostState.DONE for h in self.hosts):
+            for host in self.hosts:  # cleanup problems are logged, never fatal
+                self.prune(host)
+        return self.outcome(release_name=name)
+
+    def build(self) -> None:
+        """Mirror, resolve, pre_deploy, export, post_deploy on the deploy host."""
+        plan = self.deploy_plan
+        self.stage = Stage.CHECKOUT
+        on_line = self.log.lines("", Stage.CHECKOUT)
+        self.info(None, self.stage, f"updating the mirror of {plan.repo_url}")
+        git.mirror(plan.repo_url, plan.repo_host_key, plan.key, plan.workspace, on_line, timeout=plan.command_timeout)
+        # Resolved before pre_deploy so a bad ref fails before any hook runs and
+        # the hooks see WALLE_COMMIT.
+        self.commit = git.resolve(plan.workspace, plan.ref_kind, plan.ref, plan.commit)
+        self.info(None, self.stage, f"{RefKind(plan.ref_kind).value} {plan.ref} is commit {self.commit}")
+        self.run_local_hooks(Stage.PRE_DEPLOY, plan.hooks.pre_deploy, plan.workspace)
+        self.stage = Stage.CHECKOUT
+        builds = os.path.join(plan.workspace, BUILDS_DIR)
+        self.build_dir = os.path.join(builds, plan.release_name)
+        shutil.rmtree(self.build_dir, ignore_errors=True)  # leftover of a crashed run
+        os.makedirs(builds, mode=0o700, exist_ok=True)
+        git.export(plan.workspace, self.commit, self.build_dir, timeout=plan.command_timeout)
+        self.info(None, self.stage, f"exported {self.commit} to {self.build_dir}")
+        self.run_local_hooks(Stage.POST_DEPLOY, plan.hooks.post_deploy, self.build_dir)
+
+    def run_local_hooks(self, stage: Stage, lines: Sequence[str], cwd: str) -> None:
+        self.stage = stage
+        hooks.run_local(
+            lines,
+            cwd=cwd,
+            env=self.hook_env(self.deploy_plan.release_name),
+            timeout=self.plan.command_timeout,
+            on_line=self.log.lines("", stage),
+        )
+
+    def prepare(self, host: _Host) -> None:
+        """Connect, create the release dir, rsync, pre_release: everything but the switch."""
+        plan = self.deploy_plan
+        self.check_stop()
+        self.connect(host)
+        self.check_stop()
+        assert host.conn is not None
+        path = hostops.make_release_dir(host.conn, plan.release_library, host.release, self.lines(host))
+        host.created = True
+        self.check_stop()
+        host.stage = Stage.TRANSFER
+        link_dest = host.current.path if host.current.release else ""
+        self.info(host, host.stage, f"copying the build to {path}")
+        status = rsync.transfer(
+            source_dir=self.build_dir,
+            target=host.target,
+            user=plan.run_user,
+            key=plan.key,
+            release_path=path,
+            excludes=plan.excludes,
+            link_dest=link_dest,
+            timeout=plan.command_timeout,
+            on_line=self.lines(host),
+            connect_timeout=plan.connect_timeout,
+        )
+        if status != 0:
+            raise HostOpError(f"copying to {host.name} failed (rsync exit status {status})")
+        self.check_stop()
+        self.pre_release(host)
+
+    def abandon(self) -> Outcome:
+        """Some host is not ready: switch nothing, remove the new release dirs."""
+        self.info(None, Stage.CLEANUP, "not every host is ready; no webroot is changed")
+        error = "nothing was switched: " + "; ".join(
+            f"{h.name}: {h.result.error}" for h in self.hosts if h.result.state == HostState.FAILED
+        )
+        for host in self.hosts:
+            self.remove_new_release(host)
+        return self.outcome(error, self.deploy_plan.release_name)
+
+    def remove_new_release(self, host: _Host) -> None:
+        failed = host.result.state == HostState.FAILED
+        if not failed:
+            host.result.error = host.result.error or "not switched because another host failed"
+        if not host.created:
+            return
+        host.stage = Stage.CLEANUP
+        path = self.release_path(host)
+        removed = False
+        if host.conn is not None and host.conn.is_open:
+            try:
+                removed = hostops.remove_release(
+                    host.conn, self.plan.release_library, host.release, self.lines(host), self.plan.command_timeout
+                )
+            except (SSHError, OSError) as exc:
+                self.error(host, host.stage, f"removing {path} failed: {exc}")
+        if removed:
+            self.info(host, host.stage, f"removed {path}")
+            if not failed:
+                host.result.state = HostState.CLEANED
+        else:
+            note = f"could not remove {path}; remove it by hand (keep-N cleanup will also remove it later)"
+            self.error(host, host.stage, note)
+            host.result.error += f" ({note})"
+
+    def prune(self, host: _Host) -> None:
+        """Keep the newest ``keep_releases`` releases; never the current or previous one."""
+        host.stage = Stage.CLEANUP
+        assert host.conn is not None
+        plan = self.deploy_plan
+        try:
+            names = hostops.list_releases(host.conn, plan.release_library, self.lines(host))
+            protect = {host.release, host.current.release}
+            for name in hostops.releases_to_remove(names, plan.keep_releases, protect):
+                lib = plan.release_library
+                if hostops.remove_release(host.conn, lib, name, self.lines(host), plan.command_timeout):
+                    self.info(host, host.stage, f"removed old release {name}")
+                else:
+                    self.error(host, host.stage, f"could not remove old release {name}")
+        except (SSHError, HostOpError, OSError) as exc:
+            self.error(host, host.stage, f"cleanup of old releases failed: {exc}")
+
+    def close(self) -> None:
+        super().close()
+        if self.build_dir:
+            shutil.rmtree(self.build_dir, ignore_errors=True)
+
+
+class _Rollback(_Run):
+    def __init__(self, plan: RollbackPlan, log: MaskingLog) -> None:
+        super().__init__(plan, log, plan.releases)
+        self.commit = plan.commit
+
+    def execute(self) -> Outcome:
+        names = {h.release for h in self.hosts}
+        name = names.pop() if len(names) == 1 else ""
+        if not all(self.each(self.check, self.hosts)):
+            return self.refuse("rollback refused, nothing was changed: ", name)
+        if not all(self.each(self.pre_release, self.hosts, stop_others=True)):
+            return self.refuse("rollback stopped before any switch: ", name)
+        self.switch_all()
+        return self.outcome(release_name=name)
+
+    def check(self, host: _Host) -> None:
+        """The release to restore must exist on the host before anything changes."""
+        self.connect(host)
+        assert host.conn is not None
+        if not hostops.release_exists(host.conn, self.plan.release_library, host.release, self.lines(host)):
+            raise HostOpError(
+                f"release {host.release} is missing on {host.name} (removed by keep-N cleanup?); "
+                "pick a release that exists on every host"
+            )
+        self.info(host, host.stage, f"release {host.release} is present")
+
+    def refuse(self, prefix: str, name: str) -> Outcome:
+        for host in self.hosts:
+            if host.result.state != HostState.FAILED:
+                host.result.error = host.result.error or "not switched because another host failed"
+        failed = "; ".join(f"{h.name}: {h.result.error}" for h in self.hosts if h.result.state == HostState.FAILED)
+        return self.outcome(prefix + failed, name)
+
+
+def _refused(plan: Common, log: MaskingLog, targets: Sequence[Target], exc: Exception, release: str) -> Outcome:
+    message = log.mask(f"refused: {exc}")
+    log("", Stage.PREPARE, Stream.ERROR, message)
+    hosts = [HostResult(t.id, t.name, HostState.PENDING, error=message) for t in targets]
+    return Outcome(ok=False, commit=getattr(plan, "commit", ""), release_name=release, error=message, hosts=hosts)
+
+
+def _execute(run: _Deploy | _Rollback, release: str) -> Outcome:
+    try:
+        return run.execute()
+    except Exception as exc:  # noqa: BLE001 - a bug; still report honestly per host
+        logger.exception("deploy engine error")
+        return run.outcome(f"internal error: {exc}", release)
+    finally:
+        run.close()
+
+
+def deploy(plan: DeployPlan, log: LogFn) -> Outcome:
+    """Build ``plan``'s commit once and release it to every target, all or nothing."""
+    masked = MaskingLog(log, [plan.key])
+    try:
+        validate.check_deploy_plan(plan)
+        git.validate_repo_url(plan.repo_url)
+        git.validate_ref_name(plan.ref)
+        if plan.commit:
+            git.validate_commit(plan.commit)
+    except ValueError as exc:
+        return _refused(plan, masked, plan.targets, exc, plan.release_name)
+    return _execute(_Deploy(plan, masked), plan.release_name)
+
+
+def rollback(plan: RollbackPlan, log: LogFn) -> Outcome:
+    """Point each host's webroot at an existing release again (no checkout, no copy)."""
+    masked = MaskingLog(log, [plan.key])
+    targets = [t for t, _ in plan.releases]
+    try:
+        validate.check_rollback_plan(plan)
+    except ValueError as exc:
+        return _refused(plan, masked, targets, exc, "")
+    return _execute(_Rollback(plan, masked), "")

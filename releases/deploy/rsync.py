@@ -1,0 +1,88 @@
+"""Copy a build directory to one target's new release directory with rsync over ssh."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Sequence
+
+from . import local
+from .local import OnLine
+from .plan import Secret, Stream, Target
+from .ssh import KeyFiles, key_files, known_hosts_line, ssh_argv
+
+# An rsync that has moved no data for this long is treated as dead (a host that
+# vanished without closing the TCP connection), well before the overall timeout.
+IO_TIMEOUT = 60
+
+
+def build_argv(
+    *,
+    source_dir: str,
+    target: Target,
+    user: str,
+    release_path: str,
+    files: KeyFiles,
+    exclude_file: str,
+    link_dest: str = "",
+    connect_timeout: int = 10,
+) -> list[str]:
+    """rsync argv: archive mode, pinned-key ssh, excludes from a file, hard links to
+    the current release for unchanged files.
+
+    ``--secluded-args`` (``-s``) sends paths over the protocol instead of through
+    the remote shell, so a path is never re-split or interpreted there.
+    """
+    ssh = ssh_argv(files, port=target.port, connect_timeout=connect_timeout)
+    argv = [
+        "rsync", "-a", "--delete", "-s", f"--timeout={IO_TIMEOUT}",
+        "--exclude=.git",
+        f"--exclude-from={exclude_file}",
+    ]  # fmt: skip
+    if link_dest:
+        argv.append(f"--link-dest={link_dest}")
+    argv += ["-e", shlex.join(ssh), "--", source_dir.rstrip("/") + "/", f"{user}@{target.address}:{release_path}/"]
+    return argv
+
+
+def write_excludes(directory: str, excludes: Sequence[str]) -> str:
+    """Write the project's exclude patterns, one per line, to a file for --exclude-from.
+
+    Patterns stay data in a file: rsync reads them as patterns, never as options.
+    """
+    path = os.path.join(directory, "excludes")
+    with open(path, "w", encoding="utf-8") as handle:
+        for line in excludes:
+            if line.strip():
+                handle.write(line.strip() + "\n")
+    return path
+
+
+def transfer(
+    *,
+    source_dir: str,
+    target: Target,
+    user: str,
+    key: Secret,
+    release_path: str,
+    excludes: Sequence[str],
+    link_dest: str,
+    timeout: int,
+    on_line: OnLine,
+    connect_timeout: int = 10,
+) -> int:
+    """Run rsync to ``target``; stream its output; return its exit status."""
+    kh_line = known_hosts_line(target.address, target.port, target.host_key)
+    with key_files(key, [kh_line]) as files:
+        argv = build_argv(
+            source_dir=source_dir,
+            target=target,
+            user=user,
+            release_path=release_path,
+            files=files,
+            exclude_file=write_excludes(files.directory, excludes),
+            link_dest=link_dest,
+            connect_timeout=connect_timeout,
+        )
+        on_line(Stream.INFO, "$ " + shlex.join(argv))
+        return local.run(argv, env=local.safe_env(), timeout=timeout, on_line=on_line)

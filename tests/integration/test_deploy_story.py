@@ -1,0 +1,51 @@
+"""The walkthrough, end to end through Walle's models, workflow and task,
+against three real sshd hosts serving the webroot through nginx."""
+
+from __future__ import annotations
+
+import pytest
+
+from releases import workflow
+from releases.models import DeployRun, LogLine, Release, RunHost, Ticket
+from tests.deploy_fixtures import V1_TEXT, V2_TEXT, deploy_now, open_approved_ticket
+
+pytestmark = pytest.mark.sshd
+
+
+def test_first_deploy_second_deploy_and_rollback_on_every_host(site):
+    first = open_approved_ticket(site, "v1")
+    run = deploy_now(site.users["developer"], first)
+    assert run.status == DeployRun.Status.SUCCEEDED, run.error
+    assert all(V1_TEXT in page for page in site.pages())
+    first_release = run.release_name
+    assert all(t.readlink("/data/nginx/website").endswith(first_release) for t in site.targets)
+
+    site.push("v2", V2_TEXT)
+    second = open_approved_ticket(site, "v2")
+    run2 = deploy_now(site.users["developer"], second)
+    assert run2.status == DeployRun.Status.SUCCEEDED, run2.error
+    assert all(V2_TEXT in page for page in site.pages())
+    assert set(RunHost.objects.filter(run=run2).values_list("previous_release", flat=True)) == {first_release}
+
+    rollback = workflow.request_rollback(site.users["maintainer"], second)
+    assert rollback.status == Ticket.Status.APPROVED  # production: rollbacks need no approval by default
+    run3 = deploy_now(site.users["maintainer"], rollback)
+    assert run3.status == DeployRun.Status.SUCCEEDED, run3.error
+    assert all(V1_TEXT in page for page in site.pages())
+    live = set(Release.objects.filter(project=site.project, is_live=True).values_list("name", flat=True))
+    assert live == {first_release}
+    assert first.commit == Release.objects.get(project=site.project, host=site.host_records[0], name=first_release).commit
+
+
+def test_log_lines_carry_host_and_stage_and_never_the_private_key(site, deploy_key):
+    run = deploy_now(site.users["developer"], open_approved_ticket(site, "v1"))
+    assert run.status == DeployRun.Status.SUCCEEDED, run.error
+    lines = list(LogLine.objects.filter(run=run).order_by("seq"))
+    assert [line.seq for line in lines] == list(range(1, len(lines) + 1))
+    stages = {line.stage for line in lines}
+    assert {"checkout", "transfer", "switch"} <= stages
+    assert {t.address for t in site.targets} <= {line.host.split(":")[0] for line in lines if line.host}
+    body = "\n".join(line.text for line in lines)
+    private = deploy_key.private_key()
+    assert private.splitlines()[1] not in body
+    assert "PRIVATE KEY" not in body
