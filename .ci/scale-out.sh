@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Run the database- and worker-heavy tests against PostgreSQL and Redis
+# (127.0.0.1:5432 trust auth, 127.0.0.1:6379), starting them if they are down.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! pg_isready -q -h 127.0.0.1 2>/dev/null; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+fi
+if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+fi
+. .venv/bin/activate
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/walle"
+export WALLE_REDIS_URL="redis://127.0.0.1:6379/0"
+python -m pytest -p no:cacheprovider -m "postgres or not browser" tests/test_workflow.py tests/integration/test_worker.py

@@ -1,0 +1,223 @@
+"""The ticket workflow: every transition, the compare-and-set, events, locks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.utils import timezone
+
+from releases import workflow
+from releases.models import DeployRun, ProjectLock, RunHost, Ticket, TicketEvent
+
+from . import helpers
+
+S = Ticket.Status
+ALL_STATUSES = list(S)
+USER_ACTIONS = {
+    "approve": lambda w, t: workflow.approve(w.users["owner"], t),
+    "reject": lambda w, t: workflow.reject(w.users["owner"], t, "not today"),
+    "cancel": lambda w, t: workflow.cancel(w.users["owner"], t),
+    "deploy": lambda w, t: workflow.deploy(w.users["owner"], t),
+}
+
+
+@pytest.mark.parametrize("status", ALL_STATUSES)
+@pytest.mark.parametrize("action", list(USER_ACTIONS))
+def test_each_action_is_legal_exactly_where_the_table_says(world, status, action, django_capture_on_commit_callbacks):
+    ticket = helpers.make_ticket(world.project, world.users["developer"], status)
+    expected = workflow.TRANSITIONS.get((action, status))
+    events_before = ticket.events.count()
+    with django_capture_on_commit_callbacks(execute=False):
+        if expected is None:
+            with pytest.raises(workflow.InvalidTransition):
+                USER_ACTIONS[action](world, ticket)
+        else:
+            USER_ACTIONS[action](world, ticket)
+    ticket.refresh_from_db()
+    assert ticket.status == (expected or status)
+    assert ticket.events.count() == events_before + (1 if expected else 0)
+    if expected:
+        event = ticket.events.last()
+        assert (event.action, event.from_status, event.to_status, event.actor) == (
+            action, status, expected, world.users["owner"],
+        )
+
+
+def test_a_double_approval_approves_once(world):
+    ticket = helpers.make_ticket(world.project, world.users["developer"])
+    stale_copy = Ticket.objects.get(pk=ticket.pk)
+    workflow.approve(world.users["owner"], ticket)
+    with pytest.raises(workflow.InvalidTransition):
+        workflow.approve(world.users["maintainer"], stale_copy)
+    assert ticket.events.filter(action="approve").count() == 1
+
+
+def test_submit_needs_approval_in_production_and_not_in_test(world):
+    prod = workflow.submit(world.users["developer"], world.project, title="t", ref="master", commit="b" * 40)
+    assert prod.status == S.PENDING
+    test_project = helpers.make_project(world.team, env="test")
+    quick = workflow.submit(world.users["developer"], test_project, title="t", ref="master")
+    assert quick.status == S.APPROVED
+    assert quick.events.get().action == "submit"
+
+
+def test_reporters_cannot_submit_and_nothing_is_created(world):
+    with pytest.raises(PermissionDenied):
+        workflow.submit(world.users["reporter"], world.project, title="t", ref="master")
+    assert not Ticket.objects.exists()
+
+
+def test_hosts_outside_the_project_are_refused(world):
+    stray = helpers.make_host()
+    with pytest.raises(workflow.WorkflowError, match="not an enabled host"):
+        workflow.submit(world.users["developer"], world.project, title="t", ref="master", hosts=[stray])
+
+
+def test_self_approval_is_refused_in_production(world):
+    ticket = helpers.make_ticket(world.project, world.users["maintainer"])
+    with pytest.raises(PermissionDenied, match="someone else"):
+        workflow.approve(world.users["maintainer"], ticket)
+    ticket.refresh_from_db()
+    assert ticket.status == S.PENDING
+
+
+def test_a_rejected_ticket_is_edited_and_resubmitted(world):
+    ticket = helpers.make_ticket(world.project, world.users["developer"])
+    workflow.reject(world.users["owner"], ticket, "wrong commit")
+    assert ticket.reject_reason == "wrong commit"
+    ticket = workflow.edit(world.users["developer"], ticket, commit="c" * 40)
+    assert (ticket.status, ticket.commit, ticket.reject_reason) == (S.PENDING, "c" * 40, "")
+    assert list(ticket.events.values_list("action", flat=True)) == ["submit", "reject", "resubmit"]
+
+
+def test_editing_an_approved_ticket_needs_approval_again(world):
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
+    ticket = workflow.edit(world.users["developer"], ticket, title="new title")
+    assert ticket.status == S.PENDING
+
+
+def test_only_the_author_edits(world):
+    ticket = helpers.make_ticket(world.project, world.users["developer"])
+    with pytest.raises(PermissionDenied):
+        workflow.edit(world.users["maintainer"], ticket, title="hijack")
+
+
+def test_reject_needs_a_reason(world):
+    ticket = helpers.make_ticket(world.project, world.users["developer"])
+    with pytest.raises(workflow.WorkflowError):
+        workflow.reject(world.users["owner"], ticket, "  ")
+
+
+def test_deploy_queues_one_run_after_commit(world, django_capture_on_commit_callbacks):
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        run = workflow.deploy(world.users["developer"], ticket)
+    assert (run.number, run.status) == (1, DeployRun.Status.QUEUED)
+    assert len(callbacks) == 1
+    ticket.refresh_from_db()
+    assert ticket.status == S.QUEUED
+
+
+def test_a_second_ticket_of_a_busy_project_is_refused_clearly(world, django_capture_on_commit_callbacks):
+    first = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
+    second = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
+    with django_capture_on_commit_callbacks(execute=False):
+        workflow.deploy(world.users["developer"], first)
+        with pytest.raises(workflow.Conflict, match=f"#{first.pk}"):
+            workflow.deploy(world.users["developer"], second)
+    second.refresh_from_db()
+    assert second.status == S.APPROVED
+
+
+def test_start_run_claims_once(world, django_capture_on_commit_callbacks):
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
+    with django_capture_on_commit_callbacks(execute=False):
+        run = workflow.deploy(world.users["developer"], ticket)
+    assert workflow.start_run(run.pk, "w1") is not None
+    assert workflow.start_run(run.pk, "w2") is None  # a re-delivered task does nothing
+    ticket.refresh_from_db()
+    assert ticket.status == S.DEPLOYING
+
+
+def test_a_cancelled_queued_ticket_is_never_started(world, django_capture_on_commit_callbacks):
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
+    with django_capture_on_commit_callbacks(execute=False):
+        run = workflow.deploy(world.users["developer"], ticket)
+    workflow.cancel(world.users["developer"], ticket)
+    assert workflow.start_run(run.pk, "w1") is None
+    run.refresh_from_db()
+    assert run.status == DeployRun.Status.CANCELLED
+
+
+def _running(world, ticket=None):
+    ticket = ticket or helpers.make_ticket(world.project, world.users["developer"], S.QUEUED)
+    run = DeployRun.objects.create(ticket=ticket, number=1)
+    return workflow.start_run(run.pk, "w")
+
+
+def test_finish_run_ends_ticket_and_a_failed_ticket_can_deploy_again(world, django_capture_on_commit_callbacks):
+    run = _running(world)
+    workflow.finish_run(run, ok=False, error="host 127.0.0.12 unreachable")
+    ticket = Ticket.objects.get(pk=run.ticket_id)
+    assert ticket.status == S.FAILED
+    assert ticket.events.last().note == "host 127.0.0.12 unreachable"
+    with django_capture_on_commit_callbacks(execute=False):
+        again = workflow.deploy(world.users["developer"], ticket)
+    assert again.number == 2
+
+
+def test_the_project_lock_is_exclusive_and_a_stale_one_is_taken_over(world):
+    first = _running(world)
+    taken, _ = workflow.acquire_lock(first, "worker-a")
+    assert taken
+    second_ticket = helpers.make_ticket(world.project, world.users["developer"], S.QUEUED)
+    second = DeployRun.objects.create(ticket=second_ticket, number=1, status=DeployRun.Status.RUNNING)
+    taken, note = workflow.acquire_lock(second, "worker-b")
+    assert not taken and "locked by run" in note
+    ProjectLock.objects.filter(run=first).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    taken, note = workflow.acquire_lock(second, "worker-b")
+    assert taken and "taken over" in note
+    first.refresh_from_db()
+    assert first.status == DeployRun.Status.FAILED
+    assert Ticket.objects.get(pk=first.ticket_id).status == S.FAILED
+    assert TicketEvent.objects.filter(ticket=first.ticket, action="lock_taken_over").exists()
+
+
+def test_a_dead_run_does_not_block_the_next_deploy(world, django_capture_on_commit_callbacks):
+    dead = _running(world)
+    workflow.acquire_lock(dead, "worker-a")
+    ProjectLock.objects.filter(run=dead).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    nxt = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
+    with django_capture_on_commit_callbacks(execute=False):
+        workflow.deploy(world.users["developer"], nxt)
+    assert Ticket.objects.get(pk=dead.ticket_id).status == S.FAILED
+    assert not ProjectLock.objects.exists()
+
+
+def test_maintainers_release_a_stuck_lock_and_developers_cannot(world):
+    run = _running(world)
+    workflow.acquire_lock(run, "worker-a")
+    with pytest.raises(PermissionDenied):
+        workflow.release_lock(world.users["developer"], world.project)
+    workflow.release_lock(world.users["maintainer"], world.project)
+    assert not ProjectLock.objects.exists()
+    assert Ticket.objects.get(pk=run.ticket_id).status == S.FAILED
+    assert TicketEvent.objects.filter(action="release_lock", actor=world.users["maintainer"]).exists()
+
+
+def test_rollback_needs_a_switched_deploy_and_follows_the_environment_rule(world):
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.FAILED)
+    with pytest.raises(workflow.WorkflowError, match="never switched"):
+        workflow.request_rollback(world.users["maintainer"], ticket)
+    run = DeployRun.objects.create(ticket=ticket, number=1, status=DeployRun.Status.FAILED)
+    RunHost.objects.create(run=run, host=world.project.hosts.get(), status=RunHost.Status.SWITCHED)
+    with pytest.raises(PermissionDenied):
+        workflow.request_rollback(world.users["developer"], ticket)
+    rollback = workflow.request_rollback(world.users["maintainer"], ticket)
+    assert (rollback.kind, rollback.status, rollback.rollback_of) == (Ticket.Kind.ROLLBACK, S.APPROVED, ticket)
+    env = world.project.environment
+    env.rollback_needs_approval = True
+    env.save()
+    assert workflow.request_rollback(world.users["maintainer"], ticket).status == S.PENDING
