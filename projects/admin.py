@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.views.decorators.http import require_POST
 
 from accounts import permissions
 from accounts.admin import ScopedAdminMixin
 
+from .checks import run_check
 from .forms import ProjectAdminForm, check_team_allowed, link_pasted_hosts, teams_user_maintains
+from .keys import key_for
 from .models import DeployKey, Environment, Host, Project
 
 
@@ -85,6 +91,29 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description="hosts")
     def host_count(self, obj) -> int:
         return obj.hosts.count()
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(require_POST(self.check_view))
+        return [path("<int:pk>/check/", view, name="projects_project_check")] + super().get_urls()
+
+    def check_view(self, request, pk: int):
+        """Run the config check (检测) and show each result with how to fix it."""
+        project = get_object_or_404(self.get_queryset(request), pk=pk)
+        if not permissions.can(request.user, permissions.Action.CONFIGURE, project):
+            raise PermissionDenied("Only Maintainers run the config check.")
+        report = run_check(request.user, project)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": project,
+            "title": f"Config check: {project}", "report": report, "deploy_key": key_for(project),
+        }
+        return TemplateResponse(request, "admin/projects/project/check.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        project = self.get_object(request, object_id)
+        extra = {"can_check": bool(project) and permissions.can(request.user, permissions.Action.CONFIGURE, project)}
+        if extra["can_check"]:
+            extra["deploy_key"] = key_for(project)
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "team":

@@ -1,0 +1,79 @@
+"""Deploys through the real background worker (``manage.py qcluster``), and how
+a run ends when hosts or workers die."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from releases import tasks, workflow
+from releases.models import DeployRun, ProjectLock, RunHost, Ticket
+from tests.deploy_fixtures import V1_TEXT, V2_TEXT, deploy_now, open_approved_ticket, wait_for
+
+pytestmark = [pytest.mark.sshd, pytest.mark.worker]
+S = Ticket.Status
+
+
+def _final(ticket: Ticket) -> Ticket | None:
+    ticket.refresh_from_db()
+    return ticket if ticket.status in (S.SUCCEEDED, S.FAILED) else None
+
+
+def test_the_worker_process_picks_the_ticket_off_the_queue(site, qcluster):
+    ticket = open_approved_ticket(site, "v1")
+    run = workflow.deploy(site.users["developer"], ticket)  # on_commit: async_task to the broker
+    done = wait_for(lambda: _final(ticket), timeout=180)
+    run.refresh_from_db()
+    assert done.status == S.SUCCEEDED, run.error
+    assert run.worker.split(":")[1] != str(os.getpid())  # ran in the worker process, not here
+    assert all(V1_TEXT in page for page in site.pages())
+    assert not ProjectLock.objects.exists()
+
+
+def test_two_deploys_of_one_project_never_overlap(site, qcluster):
+    site.project.pre_release = "sleep 2"
+    site.project.save()
+    first = open_approved_ticket(site, "v1")
+    site.push("v2", V2_TEXT)
+    second = open_approved_ticket(site, "v2")
+    workflow.deploy(site.users["developer"], first)
+    with pytest.raises(workflow.Conflict):
+        workflow.deploy(site.users["developer"], second)
+    wait_for(lambda: _final(first), timeout=180)
+    workflow.deploy(site.users["developer"], second)
+    wait_for(lambda: _final(second), timeout=180)
+    runs = list(DeployRun.objects.filter(ticket__project=site.project).order_by("started_at"))
+    assert [r.status for r in runs] == [DeployRun.Status.SUCCEEDED] * 2
+    assert runs[0].finished_at <= runs[1].started_at
+    assert all(V2_TEXT in page for page in site.pages())
+
+
+def test_a_host_killed_mid_run_fails_the_ticket_cleanly(site):
+    first = deploy_now(site.users["developer"], open_approved_ticket(site, "v1"))
+    assert first.status == DeployRun.Status.SUCCEEDED, first.error
+    before = [t.readlink("/data/nginx/website") for t in site.targets]
+    site.project.pre_release = "sleep 3"
+    site.project.save()
+    site.push("v2", V2_TEXT)
+    ticket = open_approved_ticket(site, "v2")
+    run = workflow.deploy(site.users["developer"], ticket)
+    worker = threading.Thread(target=tasks.run_deploy, args=(run.pk,))
+    worker.start()
+    victim = site.targets[1]
+    wait_for(lambda: run.log_lines.filter(stage="pre_release").exists(), timeout=120, interval=0.1)
+    victim.kill()
+    try:
+        worker.join(timeout=180)
+        ticket.refresh_from_db()
+        assert ticket.status == S.FAILED
+        assert not ProjectLock.objects.exists()
+        survivors = [t for t in site.targets if t is not victim]
+        assert [t.readlink("/data/nginx/website") for t in survivors] == [before[0], before[2]]
+        assert all(V1_TEXT in t.http_get("/") for t in survivors)
+        failed = RunHost.objects.get(run=run, host=site.host_records[1])
+        assert failed.status == RunHost.Status.FAILED and failed.error
+    finally:
+        victim.start()
+    assert V1_TEXT in victim.http_get("/")  # its webroot never moved either
