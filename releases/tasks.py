@@ -52,6 +52,11 @@ def run_deploy(run_id: int) -> str:
         close_old_connections()
 
 
+def reap_stale_runs() -> int:
+    """django-q2 schedule: end runs whose worker died (see workflow.reap_stale_runs)."""
+    return workflow.reap_all_stale_runs()
+
+
 def _run_locked(run: DeployRun, worker: str, log: RunLog) -> str:
     taken, note = workflow.acquire_lock(run, worker)
     if not taken:

@@ -1,3 +1,21 @@
-"""Page routes (filled in by the pages work)."""
+"""Page routes. The account pages live in accounts.urls, mounted here because
+walleproj.urls includes only this module for pages."""
 
-urlpatterns: list = []
+from django.urls import include, path
+
+from . import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("tickets/", views.ticket_list, name="ticket_list"),
+    path("tickets/new/", views.ticket_new, name="ticket_new"),
+    path("tickets/<int:pk>/", views.ticket_detail, name="ticket_detail"),
+    path("tickets/<int:pk>/log.json", views.ticket_log, name="ticket_log"),
+    path("tickets/<int:pk>/edit/", views.ticket_edit, name="ticket_edit"),
+    path("tickets/<int:pk>/approve/", views.ticket_approve, name="ticket_approve"),
+    path("tickets/<int:pk>/reject/", views.ticket_reject, name="ticket_reject"),
+    path("tickets/<int:pk>/cancel/", views.ticket_cancel, name="ticket_cancel"),
+    path("tickets/<int:pk>/deploy/", views.ticket_deploy, name="ticket_deploy"),
+    path("tickets/<int:pk>/rollback/", views.ticket_rollback, name="ticket_rollback"),
+    path("account/", include("accounts.urls")),
+]

@@ -304,6 +304,12 @@ def reap_stale_runs(project: Project) -> list[DeployRun]:
     return reaped
 
 
+def reap_all_stale_runs() -> int:
+    """Sweep every project with a running run (scheduled every minute)."""
+    projects = Project.objects.filter(tickets__runs__status=DeployRun.Status.RUNNING).distinct()
+    return sum(len(reap_stale_runs(p)) for p in projects)
+
+
 @transaction.atomic
 def release_lock(actor, project: Project) -> DeployRun | None:
     """A Maintainer frees a project whose run is stuck; that run ends as failed."""

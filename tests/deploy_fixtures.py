@@ -108,6 +108,8 @@ def _worker_env() -> dict[str, str]:
         WALLE_KEY_ENCRYPTION_KEY=",".join(django_settings.WALLE_KEY_ENCRYPTION_KEYS),
         WALLE_WORKSPACE_ROOT=str(django_settings.WALLE_WORKSPACE_ROOT),
         WALLE_WORKERS="2",
+        WALLE_LOCK_LEASE=str(django_settings.WALLE_LOCK_LEASE),
+        WALLE_LOCK_HEARTBEAT=str(django_settings.WALLE_LOCK_HEARTBEAT),
     )
     return env
 

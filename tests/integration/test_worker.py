@@ -4,7 +4,9 @@ a run ends when hosts or workers die."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
 
 import pytest
 
@@ -77,3 +79,29 @@ def test_a_host_killed_mid_run_fails_the_ticket_cleanly(site):
     finally:
         victim.start()
     assert V1_TEXT in victim.http_get("/")  # its webroot never moved either
+
+
+@pytest.fixture
+def short_lease(settings):
+    settings.WALLE_LOCK_LEASE = 4
+    settings.WALLE_LOCK_HEARTBEAT = 1
+
+
+def test_a_killed_worker_leaves_a_failed_ticket_not_a_stuck_one(short_lease, site, qcluster):
+    site.project.pre_release = "sleep 8"
+    site.project.save()
+    ticket = open_approved_ticket(site, "v1")
+    run = workflow.deploy(site.users["developer"], ticket)
+    wait_for(lambda: run.log_lines.filter(stage="pre_release").exists(), timeout=120, interval=0.1)
+    os.killpg(qcluster.pid, signal.SIGKILL)  # the whole worker, mid-deploy
+    ticket.refresh_from_db()
+    assert ticket.status == S.DEPLOYING
+    assert tasks.reap_stale_runs() == 0  # the lease has not expired yet
+    time.sleep(5)
+    assert tasks.reap_stale_runs() == 1
+    ticket.refresh_from_db()
+    run.refresh_from_db()
+    assert (ticket.status, run.status) == (S.FAILED, DeployRun.Status.FAILED)
+    assert "Interrupted" in run.error
+    assert not ProjectLock.objects.exists()
+    assert not any(os.path.lexists(t.data_path("/data/nginx/website")) for t in site.targets)  # never switched

@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from projects.keys import default_key
+from releases.schedules import ensure_schedules
 
 
 class Command(BaseCommand):
@@ -32,6 +33,7 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"Created admin '{username}'."))
             if "WALLE_ADMIN_PASSWORD" not in os.environ:
                 self.stdout.write(f"  password: {password}   (shown once; change it after logging in)")
+        ensure_schedules()
         key = default_key()
         self.stdout.write("Walle's deploy key; add this line to ~/.ssh/authorized_keys of the run user on every")
         self.stdout.write("target host, and as a deploy key on your git server:")

@@ -1,0 +1,77 @@
+"""The new-ticket page against a real repository on the SSH git server: refs
+and commits come from git, and user input is resolved before anything is made."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from releases.models import Ticket
+
+pytestmark = pytest.mark.sshd
+
+HOSTILE = ["main;touch${IFS}/tmp/pwned", "--upload-pack=x", "does-not-exist", "master~1", "../master", "-", ""]
+
+
+def new_url(site, **params) -> str:
+    query = "&".join(f"{k}={v}" for k, v in {"project": site.project.pk, **params}.items())
+    return f"{reverse('ticket_new')}?{query}"
+
+
+def test_chooser_lists_branches_commits_and_preview(client, site):
+    client.force_login(site.users["developer"])
+    body = client.get(new_url(site)).content.decode()
+    assert '<option value="master"' in body
+    body = client.get(new_url(site, ref="master")).content.decode()
+    sha = site.commits["v1"]
+    assert sha[:7] in body and 'id="preview"' in body and "Nothing is live yet" in body
+    assert f'value="{sha}"' in body  # the tip is preselected in the submit form
+
+
+def test_refresh_fetches_new_commits(client, site):
+    client.force_login(site.users["developer"])
+    client.get(new_url(site, ref="master"))
+    sha = site.push("v2", "second")
+    assert sha[:7] not in client.get(new_url(site, ref="master")).content.decode()  # the mirror is stale
+    assert sha[:7] in client.get(new_url(site, ref="master", refresh="1")).content.decode()
+
+
+def post(client, site, ref: str, commit: str = ""):
+    hosts = [h.pk for h in site.host_records]
+    return client.post(reverse("ticket_new"), {
+        "project": site.project.pk, "ref": ref, "commit": commit, "title": "ship", "hosts": hosts,
+    })
+
+
+@pytest.mark.parametrize("ref", HOSTILE)
+def test_bad_or_hostile_ref_is_a_form_error_and_creates_nothing(client, site, ref):
+    client.force_login(site.users["developer"])
+    response = post(client, site, ref)
+    assert response.status_code == 200
+    assert "The ticket was not created" in response.content.decode()
+    assert not Ticket.objects.exists()
+
+
+def test_commit_not_on_the_branch_is_refused(client, site):
+    elsewhere = site.git_server.commit(site.repo, {"x.txt": "x"}, "on another branch", branch="other")
+    client.force_login(site.users["developer"])
+    client.get(new_url(site, refresh="1"))  # fetch, so the commit exists in the mirror but not on master
+    for commit in [elsewhere, "0" * 40, "zz", site.commits["v1"][:7] + ";id"]:
+        response = post(client, site, "master", commit)
+        assert "The ticket was not created" in response.content.decode()
+    assert not Ticket.objects.exists()
+
+
+def test_valid_post_submits_a_pending_ticket_with_the_resolved_commit(client, site):
+    client.force_login(site.users["developer"])
+    response = post(client, site, "master", site.commits["v1"])
+    ticket = Ticket.objects.get()
+    assert response["Location"] == reverse("ticket_detail", args=[ticket.pk])
+    assert ticket.status == Ticket.Status.PENDING and ticket.commit == site.commits["v1"]
+    assert set(ticket.hosts.all()) == set(site.host_records)
+
+
+def test_reporter_cannot_submit(client, site):
+    client.force_login(site.users["reporter"])
+    response = post(client, site, "master", site.commits["v1"])
+    assert response.status_code == 200 and not Ticket.objects.exists()
