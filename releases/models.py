@@ -151,6 +151,9 @@ class RunHost(models.Model):
         FAILED = "failed", _("Failed")
         CLEANED = "cleaned", _("Failed, cleaned up")
 
+    # The host's webroot points at this run's release.
+    LIVE_STATUSES = (Status.SWITCHED, Status.DONE)
+
     run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="host_results")
     host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="run_results")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)

@@ -51,7 +51,10 @@ def _ensure_mirror(project: Project) -> None:
 def refs(project: Project, *, fetch: bool = False) -> dict[str, list[str]]:
     """Branches and tags, as ``{"branches": [...], "tags": [...]}``."""
     refresh(project) if fetch else _ensure_mirror(project)
-    return git.list_refs(_workspace(project))
+    try:
+        return git.list_refs(_workspace(project))
+    except git.GitError as exc:
+        raise RepositoryError(str(exc)) from None
 
 
 def commits(project: Project, ref: str, limit: int = 30) -> list[dict[str, str]]:

@@ -25,6 +25,7 @@ from .deploy.masking import MASK, secret_fragments
 from .deploy.plan import (
     DeployPlan,
     Hooks,
+    HostState,
     Outcome,
     RefKind,
     RollbackPlan,
@@ -139,7 +140,7 @@ def rollback_releases(ticket: Ticket, hosts) -> list[tuple[object, str]]:
     if ticket.rollback_release:
         return [(h, ticket.rollback_release) for h in hosts]
     previous = dict(
-        RunHost.objects.filter(run__ticket=ticket.rollback_of, status__in=["switched", "done"])
+        RunHost.objects.filter(run__ticket=ticket.rollback_of, status__in=RunHost.LIVE_STATUSES)
         .order_by("run__number").values_list("host_id", "previous_release")
     )
     return [(h, previous.get(h.pk, "")) for h in hosts]
@@ -153,6 +154,11 @@ def build_rollback_plan(run: DeployRun, hosts, key: Secret) -> RollbackPlan:
     )
 
 
+# Engine host states after which the new release dir exists / is served.
+_ON_DISK = (HostState.PREPARED, HostState.SWITCHED, HostState.DONE)
+_LIVE = (HostState.SWITCHED, HostState.DONE)
+
+
 def record(run: DeployRun, outcome: Outcome) -> None:
     """Store per-host results and which release each host now serves."""
     ticket = run.ticket
@@ -163,12 +169,12 @@ def record(run: DeployRun, outcome: Outcome) -> None:
                 status=result.state.value, release=result.release, previous_release=result.previous_release,
                 error=result.error, duration=result.duration,
             )
-            if not ticket.is_rollback and result.state.value in ("prepared", "switched", "done") and outcome.release_name:
+            if not ticket.is_rollback and result.state in _ON_DISK and outcome.release_name:
                 Release.objects.get_or_create(
                     project=ticket.project, host_id=result.target_id, name=outcome.release_name,
                     defaults={"commit": outcome.commit, "ticket": ticket, "run": run},
                 )
-            if result.state.value in ("switched", "done") and result.release:
+            if result.state in _LIVE and result.release:
                 _mark_live(ticket.project, result.target_id, result.release, now)
         if outcome.commit:
             DeployRun.objects.filter(pk=run.pk).update(commit=outcome.commit)

@@ -19,7 +19,7 @@ from django.utils import timezone
 from accounts.permissions import Action, require
 from projects.models import Host, Project
 
-from .models import DeployRun, ProjectLock, Ticket, TicketEvent
+from .models import DeployRun, ProjectLock, RunHost, Ticket, TicketEvent
 
 S = Ticket.Status
 
@@ -231,7 +231,7 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
     require(actor, Action.ROLLBACK, ticket)
     if ticket.is_rollback:
         raise WorkflowError("Roll back the deploy ticket, not the rollback ticket.")
-    if not ticket.runs.filter(host_results__status__in=["switched", "done"]).exists():
+    if not ticket.runs.filter(host_results__status__in=RunHost.LIVE_STATUSES).exists():
         raise WorkflowError("This ticket never switched any host; there is nothing to roll back.")
     status = _initial_status(ticket.project, Ticket.Kind.ROLLBACK)
     rollback = Ticket.objects.create(

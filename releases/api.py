@@ -1,0 +1,242 @@
+"""Tickets over the API. Each endpoint parses input, calls one workflow (or
+repository) function and renders the result; the workflow checks the policy
+and moves the status."""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.drf import PolicyErrorsMixin, WallePermission, check_object
+from accounts.permissions import Action, visible
+
+from . import repository, workflow
+from .models import DeployRun, Release, Ticket
+from .serializers import (
+    LogSerializer,
+    NoteSerializer,
+    ReasonSerializer,
+    RollbackSerializer,
+    TicketCreateSerializer,
+    TicketDetailSerializer,
+    TicketSerializer,
+)
+
+LOG_PAGE = 2000  # lines per /log/ response; clients follow next_after
+
+
+class Refused(exceptions.APIException):
+    """A WorkflowError that is not about state: bad input the workflow caught."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The request was refused."
+
+
+class RepositoryUnavailable(exceptions.APIException):
+    """The git server could not be reached; not the client's fault."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The repository could not be fetched."
+
+
+class StateConflict(exceptions.APIException):
+    """The ticket (or project) is not in a state that allows the action."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The ticket is not in a state that allows this."
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name, "")
+    if raw == "":
+        return None
+    if not raw.isdigit():
+        raise exceptions.ValidationError({name: ["Must be a non-negative integer."]})
+    return int(raw)
+
+
+TICKET_FILTERS = [
+    OpenApiParameter("project", int), OpenApiParameter("environment", str, description="environment slug"),
+    OpenApiParameter("status", str, enum=Ticket.Status.values), OpenApiParameter("author", str),
+    OpenApiParameter("q", str, description="text in title, ref or commit"),
+]
+
+
+class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Deploy and rollback tickets of the projects you can see, newest first."""
+
+    permission_classes = [WallePermission]
+    object_actions = {"log": Action.VIEW_DETAILS}
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, (workflow.InvalidTransition, workflow.Conflict)):
+            exc = StateConflict(str(exc))
+        elif isinstance(exc, workflow.WorkflowError):
+            exc = Refused(str(exc))
+        return super().handle_exception(exc)
+
+    def get_queryset(self) -> QuerySet[Ticket]:
+        queryset = Ticket.objects.select_related("project__environment", "author").order_by("-created_at", "-id")
+        queryset = visible(self.request.user, queryset, Action.VIEW)
+        return self._filter(queryset) if self.action == "list" else queryset
+
+    def _filter(self, queryset: QuerySet[Ticket]) -> QuerySet[Ticket]:
+        params = self.request.query_params
+        if (project := _int_param(self.request, "project")) is not None:
+            queryset = queryset.filter(project_id=project)
+        if params.get("environment"):
+            queryset = queryset.filter(project__environment__slug=params["environment"])
+        if params.get("status"):
+            if params["status"] not in Ticket.Status.values:
+                raise exceptions.ValidationError({"status": [f"Unknown status {params['status']!r}."]})
+            queryset = queryset.filter(status=params["status"])
+        if params.get("author"):
+            queryset = queryset.filter(author__username=params["author"])
+        if q := params.get("q", "").strip():
+            queryset = queryset.filter(Q(title__icontains=q) | Q(ref__icontains=q) | Q(commit__icontains=q))
+        return queryset
+
+    def get_serializer_class(self) -> type:
+        return TicketSerializer if self.action == "list" else TicketDetailSerializer
+
+    def _render(self, ticket: Ticket, code: int = status.HTTP_200_OK) -> Response:
+        ticket.refresh_from_db()
+        return Response(TicketDetailSerializer(ticket, context=self.get_serializer_context()).data, status=code)
+
+    @extend_schema(parameters=TICKET_FILTERS)
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=TicketCreateSerializer, responses={201: TicketDetailSerializer})
+    def create(self, request: Request) -> Response:
+        form = TicketCreateSerializer(data=request.data, context=self.get_serializer_context())
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        project = data["project"]
+        # Refuse before touching the repository: a Guest must not learn which
+        # refs exist, nor make Walle fetch on their behalf.
+        check_object(request, Action.SUBMIT, project)
+        resolved = _resolve(project, data["ref"], data["commit"])
+        ticket = workflow.submit(
+            request.user, project, title=data["title"], ref=resolved.ref, commit=resolved.commit,
+            description=data["description"], hosts=data.get("hosts"),
+        )
+        return self._render(ticket, status.HTTP_201_CREATED)
+
+    @extend_schema(request=NoteSerializer, responses=TicketDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        ticket = self.get_object()
+        note = _valid(NoteSerializer, request)["note"]
+        return self._render(workflow.approve(request.user, ticket, note))
+
+    @extend_schema(request=ReasonSerializer, responses=TicketDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, pk: str | None = None) -> Response:
+        ticket = self.get_object()
+        reason = _valid(ReasonSerializer, request)["reason"]
+        return self._render(workflow.reject(request.user, ticket, reason))
+
+    @extend_schema(request=NoteSerializer, responses=TicketDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        ticket = self.get_object()
+        note = _valid(NoteSerializer, request)["note"]
+        return self._render(workflow.cancel(request.user, ticket, note))
+
+    @extend_schema(request=None, responses={202: TicketDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def deploy(self, request: Request, pk: str | None = None) -> Response:
+        run = workflow.deploy(request.user, self.get_object())
+        # 202: the run is queued for the worker; follow it through /log/.
+        return self._render(run.ticket, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=RollbackSerializer, responses={201: TicketDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def rollback(self, request: Request, pk: str | None = None) -> Response:
+        ticket = self.get_object()
+        release = _valid(RollbackSerializer, request)["release"]
+        if release and not Release.objects.filter(
+            project=ticket.project, name=release, removed_at__isnull=True
+        ).exists():
+            raise exceptions.ValidationError({"release": [f"No kept release named {release!r}."]})
+        rollback = workflow.request_rollback(request.user, ticket, release=release)
+        return self._render(rollback, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", OpenApiTypes.INT, description="return lines with seq greater than this"),
+            OpenApiParameter("run", OpenApiTypes.INT, description="run number; default the latest"),
+        ],
+        responses=LogSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def log(self, request: Request, pk: str | None = None) -> Response:
+        ticket = self.get_object()
+        after = _int_param(request, "after") or 0
+        run = _pick_run(ticket, _int_param(request, "run"))
+        # Status first, lines second: the worker writes every line before it
+        # ends the ticket, so a client that sees a final status in this
+        # response has also been given (or can page to) the last line.
+        ticket.refresh_from_db(fields=["status"])
+        lines = list(run.log_lines.filter(seq__gt=after).order_by("seq")[: LOG_PAGE + 1]) if run else []
+        more = len(lines) > LOG_PAGE
+        lines = lines[:LOG_PAGE]
+        data = {
+            "ticket": ticket.pk, "status": ticket.status, "run": run, "lines": lines,
+            "next_after": lines[-1].seq if lines else after, "more": more,
+        }
+        return Response(LogSerializer(data).data)
+
+
+def _valid(serializer_class: type, request: Request) -> dict:
+    form = serializer_class(data=request.data)
+    form.is_valid(raise_exception=True)
+    return form.validated_data
+
+
+def _resolve(project, ref: str, commit: str) -> repository.ResolvedRef:
+    """Resolve the ref, then the commit, so a 400 names the field at fault.
+
+    The mirror may lag the git server. Without a commit, fetch first: "the
+    tip" must be the server's tip, never a stale one. With a commit, a miss is
+    retried once after a fetch (it may have just been pushed).
+    """
+    fetched = not commit
+    if fetched:
+        _fetch(project)
+
+    def attempt(field: str, *args: str) -> repository.ResolvedRef:
+        nonlocal fetched
+        try:
+            return repository.resolve(project, *args)
+        except repository.RepositoryError as exc:
+            if fetched:
+                raise exceptions.ValidationError({field: [str(exc)]}) from None
+        _fetch(project)
+        fetched = True
+        return attempt(field, *args)
+
+    resolved = attempt("ref", ref)
+    return attempt("commit", ref, commit) if commit else resolved
+
+
+def _fetch(project) -> None:
+    try:
+        repository.refresh(project)
+    except repository.RepositoryError as exc:
+        raise RepositoryUnavailable(str(exc)) from None
+
+
+def _pick_run(ticket: Ticket, number: int | None) -> DeployRun | None:
+    if number is None:
+        return ticket.latest_run()
+    run = ticket.runs.filter(number=number).first()
+    if run is None:
+        raise exceptions.NotFound(f"Ticket #{ticket.pk} has no run {number}.")
+    return run

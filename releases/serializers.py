@@ -1,0 +1,159 @@
+"""Ticket, run and log representations for the API, and the ticket form.
+
+Guests see a ticket, its status and its timeline; hosts, per-host results,
+run errors and event notes (which carry deploy errors) need VIEW_DETAILS,
+like the deploy log itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from accounts.permissions import Action, can, visible
+from projects.models import Host, Project
+from projects.serializers import HostSerializer
+
+from .models import DeployRun, LogLine, RunHost, Ticket, TicketEvent
+
+
+def shows_details(context: dict[str, Any], ticket: Ticket) -> bool:
+    request = context.get("request")
+    return request is not None and can(request.user, Action.VIEW_DETAILS, ticket)
+
+
+class TicketEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", default=None, read_only=True)
+
+    class Meta:
+        model = TicketEvent
+        fields = ("action", "actor", "from_status", "to_status", "note", "created_at")
+
+
+class RunHostSerializer(serializers.ModelSerializer):
+    host = HostSerializer(read_only=True)
+
+    class Meta:
+        model = RunHost
+        fields = ("host", "status", "release", "previous_release", "error", "duration")
+
+
+class RunSummarySerializer(serializers.ModelSerializer):
+    triggered_by = serializers.CharField(source="triggered_by.username", default=None, read_only=True)
+
+    class Meta:
+        model = DeployRun
+        fields = (
+            "number", "status", "stage", "release_name", "commit", "triggered_by",
+            "created_at", "started_at", "finished_at", "duration",
+        )
+
+
+class RunDetailSerializer(RunSummarySerializer):
+    host_results = RunHostSerializer(many=True, read_only=True)
+
+    class Meta(RunSummarySerializer.Meta):
+        fields = RunSummarySerializer.Meta.fields + ("error", "worker", "host_results")
+
+
+class TicketSerializer(serializers.ModelSerializer):
+    """The list row: what every viewer of the project may see."""
+
+    project_name = serializers.CharField(source="project.name", read_only=True)
+    environment = serializers.CharField(source="project.environment.slug", read_only=True)
+    author = serializers.CharField(source="author.username", read_only=True)
+
+    class Meta:
+        model = Ticket
+        fields = (
+            "id", "project", "project_name", "environment", "kind", "status", "title", "ref_kind", "ref",
+            "commit", "author", "rollback_of", "rollback_release", "created_at", "updated_at",
+        )
+        read_only_fields = fields
+
+
+class TicketDetailSerializer(TicketSerializer):
+    events = serializers.SerializerMethodField()
+    latest_run = serializers.SerializerMethodField()
+    hosts = serializers.SerializerMethodField()
+
+    class Meta(TicketSerializer.Meta):
+        fields = TicketSerializer.Meta.fields + ("description", "reject_reason", "hosts", "events", "latest_run")
+        read_only_fields = fields
+
+    def get_events(self, ticket: Ticket) -> list[dict[str, Any]]:
+        events = TicketEventSerializer(ticket.events.select_related("actor"), many=True).data
+        if not shows_details(self.context, ticket):
+            for event in events:
+                event["note"] = ""
+        return events
+
+    def get_latest_run(self, ticket: Ticket) -> dict[str, Any] | None:
+        run = ticket.latest_run()
+        if run is None:
+            return None
+        serializer = RunDetailSerializer if shows_details(self.context, ticket) else RunSummarySerializer
+        return serializer(run).data
+
+    def get_hosts(self, ticket: Ticket) -> list[dict[str, Any]] | None:
+        if not shows_details(self.context, ticket):
+            return None
+        return HostSerializer(ticket.hosts.all(), many=True).data
+
+
+class TicketCreateSerializer(serializers.Serializer):
+    """Input for a new ticket. Choices are limited to what the user can see, so
+    an unknown and an invisible project (or host) get the same answer."""
+
+    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.none())
+    title = serializers.CharField(max_length=200)
+    ref = serializers.CharField(max_length=255, help_text="branch or tag, per the project's mode")
+    commit = serializers.CharField(
+        max_length=40, required=False, allow_blank=True, default="",
+        help_text="full SHA on the ref; empty = the ref's tip",
+    )
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    hosts = serializers.PrimaryKeyRelatedField(
+        queryset=Host.objects.none(), many=True, required=False,
+        help_text="host ids; omitted = every enabled host of the project",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:  # None when drf-spectacular inspects the class
+            self.fields["project"].queryset = visible(request.user, Project.objects.all())
+            self.fields["hosts"].child_relation.queryset = visible(request.user, Host.objects.all())
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=5000)
+
+
+class NoteSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+
+
+class RollbackSerializer(serializers.Serializer):
+    release = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, default="",
+        help_text="a kept release name; empty = what was live before the ticket",
+    )
+
+
+class LogLineSerializer(serializers.ModelSerializer):
+    time = serializers.DateTimeField(source="created_at", read_only=True)
+
+    class Meta:
+        model = LogLine
+        fields = ("seq", "time", "host", "stage", "stream", "text")
+
+
+class LogSerializer(serializers.Serializer):
+    ticket = serializers.IntegerField()
+    status = serializers.CharField()
+    run = RunSummarySerializer(allow_null=True)
+    lines = LogLineSerializer(many=True)
+    next_after = serializers.IntegerField()
+    more = serializers.BooleanField()
