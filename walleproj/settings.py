@@ -233,6 +233,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Deploy tickets, approvals, rollbacks and logs.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "TicketStatusEnum": "releases.models.Ticket.Status",
+        "RunStatusEnum": "releases.models.DeployRun.Status",
+        "RunHostStatusEnum": "releases.models.RunHost.Status",
+        "RepoModeEnum": "projects.models.RepoMode",
+    },
 }
 
 LOGGING = {
