@@ -69,7 +69,8 @@ class DeployKey(models.Model):
         return crypto.decrypt(self.private_key_encrypted)
 
     def authorized_keys_line(self) -> str:
-        return f"{self.public_key.strip()} walle-{self.name}"
+        # The stored public key already carries its comment (walle-<name>).
+        return self.public_key.strip()
 
 
 class Host(models.Model):
