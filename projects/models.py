@@ -212,11 +212,11 @@ class Project(models.Model):
     def clean(self) -> None:
         for line in _lines(self.excludes):
             validators.validate_exclude_line(line)
-        if self.release_library and self.webroot and (
-            self.release_library.rstrip("/") == self.webroot.rstrip("/")
-            or self.effective_release_library.startswith(self.webroot.rstrip("/") + "/")
-        ):
-            raise ValidationError({"release_library": _("The release library cannot be inside the webroot.")})
+        if self.webroot:
+            try:
+                validators.validate_layout(self.webroot, self.effective_release_library)
+            except ValidationError as exc:
+                raise ValidationError({"release_library": exc.messages}) from None
 
     # Effective values: what the engine uses when a field is left empty.
     @property

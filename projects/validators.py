@@ -1,71 +1,62 @@
-"""Validation of the paths, hosts and URLs a Maintainer types in.
+"""Form-level validation of what a Maintainer types in.
 
-Values that pass here still only ever reach a shell as single quoted argv
-elements; these checks exist so that bad input gets a clear error at the form
-instead of a confusing failure in the middle of a deploy.
+The rules themselves live in the engine (``releases.deploy.validate`` and
+``releases.deploy.git``), which checks every plan again before it runs; here they
+are only turned into Django ValidationErrors so bad input gets a clear error at
+the form and is never saved.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import posixpath
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
-# Characters a remote path may contain; no whitespace, quotes, $, ;, `, etc.
-_SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
-_HOSTNAME_RE = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_SCP_URL_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!/?-)[A-Za-z0-9._/~+-]+$")
-_URL_RE = re.compile(r"^(ssh|https)://([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5})?/[A-Za-z0-9._/~+-]+$")
+from releases.deploy import git, validate
+
+
+def _wrap(check: Callable[[], object]) -> None:
+    try:
+        check()
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def validate_abs_path(value: str) -> None:
     """An absolute, normalised path made of plain characters, and not ``/``."""
-    if not _SAFE_PATH_RE.match(value or ""):
-        raise ValidationError(
-            _("Use an absolute path of letters, digits and . _ - / @ + only (got %(v)r).")
-            % {"v": value}
-        )
-    if posixpath.normpath(value) != value.rstrip("/") or "/../" in f"{value}/" or value.endswith("/.."):
-        raise ValidationError(_("Path must be normalised, without '..' or '//' (got %(v)r).") % {"v": value})
-    if value.rstrip("/") in ("", "/"):
+    _wrap(lambda: validate.check_abs_path("path", value))
+    if value == "/":
         raise ValidationError(_("The filesystem root cannot be used here."))
 
 
 def validate_webroot(value: str) -> None:
-    validate_abs_path(value)
-    if posixpath.dirname(value.rstrip("/")) == "/":
+    _wrap(lambda: validate.check_abs_path("webroot", value))
+    if value.count("/") < 2:
         raise ValidationError(_("The webroot's parent cannot be '/'; use e.g. /data/nginx/website."))
 
 
+def validate_layout(webroot: str, release_library: str) -> None:
+    _wrap(lambda: validate.check_layout(webroot, release_library))
+
+
 def validate_run_user(value: str) -> None:
-    if not _USER_RE.match(value or ""):
-        raise ValidationError(_("Not a valid Unix user name: %(v)r.") % {"v": value})
+    _wrap(lambda: validate.check_user(value))
 
 
 def validate_repo_url(value: str) -> None:
-    """Allow ssh://, https:// and scp-like user@host:path URLs only.
-
-    Blocks ext::, file:, option-looking hosts and ProxyCommand tricks
-    (CVE-2022-24439, CVE-2017-1000117).
-    """
-    if not (_URL_RE.match(value or "") or _SCP_URL_RE.match(value or "")):
-        raise ValidationError(
-            _("Use an ssh://, https:// or user@host:path repository URL (got %(v)r).") % {"v": value}
-        )
+    """Only ssh://, https:// and scp-like user@host:path (blocks ext::, file:, options)."""
+    _wrap(lambda: git.validate_repo_url(value))
 
 
 def validate_exclude_line(value: str) -> None:
-    if any(ord(ch) < 32 for ch in value):
+    if validate.has_control_chars(value):
         raise ValidationError(_("Exclude patterns cannot contain control characters."))
-    if value.startswith("-"):
-        raise ValidationError(_("Exclude pattern %(v)r cannot start with '-'.") % {"v": value})
+
+
+def validate_host_address(address: str) -> None:
+    _wrap(lambda: validate.check_address(address))
 
 
 @dataclass(frozen=True)
@@ -75,33 +66,18 @@ class HostAddress:
 
 
 def parse_host_line(line: str) -> HostAddress:
-    """Parse ``ip``, ``ip:port``, ``host``, ``host:port`` or ``[v6]:port``."""
-    text = line.strip()
-    address, port = text, 22
-    if text.startswith("["):
-        match = re.match(r"^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$", text)
-        if not match:
-            raise ValidationError(_("Malformed host line %(v)r.") % {"v": line})
-        address, port = match.group(1), int(match.group(2) or 22)
-    elif text.count(":") == 1:
-        address, _sep, port_text = text.partition(":")
-        if not port_text.isdigit():
-            raise ValidationError(_("Malformed port in host line %(v)r.") % {"v": line})
-        port = int(port_text)
+    """Parse ``ip``, ``ip:port``, ``host`` or ``host:port`` (port 22 by default)."""
+    address, sep, port_text = line.strip().partition(":")
+    if sep and not port_text.isdigit():
+        raise ValidationError(_("Malformed port in %(v)r: use ip or ip:port.") % {"v": line.strip()})
+    port = int(port_text) if sep else 22
     if not 1 <= port <= 65535:
-        raise ValidationError(_("Port out of range in host line %(v)r.") % {"v": line})
-    validate_host_address(address, line)
-    return HostAddress(address, port)
-
-
-def validate_host_address(address: str, line: str | None = None) -> None:
+        raise ValidationError(_("Port out of range in %(v)r.") % {"v": line.strip()})
     try:
-        ipaddress.ip_address(address)
-        return
+        validate.check_address(address)
     except ValueError:
-        pass
-    if not _HOSTNAME_RE.match(address) or address.startswith("-"):
-        raise ValidationError(_("Malformed host %(v)r: use ip, ip:port or host:port.") % {"v": line or address})
+        raise ValidationError(_("Malformed host %(v)r: use ip or ip:port.") % {"v": line.strip()}) from None
+    return HostAddress(address, port)
 
 
 def parse_host_lines(text: str) -> list[HostAddress]:

@@ -104,6 +104,22 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
         _run_action(self, request, queryset, workflow.cancel, permissions.Action.CANCEL, "Cancelled")
 
 
+class RecordAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """Records written by the worker: visible per the policy, never edited here."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class RunHostInline(ReadOnlyInline):
     model = RunHost
     fields = ["host", "status", "previous_release", "release", "duration", "error"]
@@ -117,58 +133,22 @@ class LogLineInline(ReadOnlyInline):
 
 
 @admin.register(DeployRun)
-class DeployRunAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class DeployRunAdmin(RecordAdmin):
     list_display = ["__str__", "status", "triggered_by", "release_name", "started_at", "finished_at"]
     list_filter = ["status"]
     inlines = [RunHostInline, LogLineInline]
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(Release)
-class ReleaseAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class ReleaseAdmin(RecordAdmin):
     list_display = ["name", "project", "host", "commit", "ticket", "is_live", "switched_at", "removed_at"]
     list_filter = ["is_live", "project"]
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(ProjectLock)
-class ProjectLockAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class ProjectLockAdmin(RecordAdmin):
     list_display = ["project", "run", "owner", "acquired_at", "heartbeat_at", "lease_seconds"]
     actions = ["release"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_release_permission(self, request) -> bool:
         return permissions.visible_projects(request.user, permissions.Action.CONFIGURE).exists()
