@@ -102,13 +102,27 @@ class TeamAdmin(admin.ModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    """Platform admins can see and revoke anyone's tokens; the raw key is never shown."""
+    """Platform admins issue and revoke tokens for anyone; a raw key is shown
+    once, right after it is created, and never stored."""
 
     list_display = ["name", "user", "hint", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "user__username"]
-    readonly_fields = ["user", "name", "hint", "created_at", "last_used_at"]
     actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        return ["user", "name"] if obj is None else ["user", "name", "hint", "created_at", "last_used_at", "revoked_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["user", "name", "hint", "created_at", "last_used_at", "revoked_at"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            raw = obj.assign_new_key()
+            super().save_model(request, obj, form, change)
+            self.message_user(request, f"Token for {obj.user}: {raw}  (copy it now; it is not shown again)")
+            return
+        super().save_model(request, obj, form, change)
 
     def has_module_permission(self, request) -> bool:
         return request.user.is_superuser
@@ -120,7 +134,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return request.user.is_superuser
 
     def has_add_permission(self, request) -> bool:
-        return False
+        return request.user.is_superuser
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset) -> None:

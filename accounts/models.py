@@ -99,11 +99,17 @@ class ApiToken(models.Model):
     @classmethod
     def issue(cls, user, name: str) -> tuple[ApiToken, str]:
         """Create a token; return it with the raw key, which is never stored."""
-        raw = cls.PREFIX + secrets.token_urlsafe(32)
-        token = cls.objects.create(
-            user=user, name=name, key_hash=_hash_token(raw), hint=raw[: len(cls.PREFIX) + 4]
-        )
+        token = cls(user=user, name=name)
+        raw = token.assign_new_key()
+        token.save()
         return token, raw
+
+    def assign_new_key(self) -> str:
+        """Give this (unsaved) token a fresh key; return the raw value."""
+        raw = self.PREFIX + secrets.token_urlsafe(32)
+        self.key_hash = _hash_token(raw)
+        self.hint = raw[: len(self.PREFIX) + 4]
+        return raw
 
     @classmethod
     def lookup(cls, raw: str) -> ApiToken | None:

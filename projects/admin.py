@@ -2,17 +2,18 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.views.decorators.http import require_POST
+from guardian.shortcuts import get_users_with_perms
 
-from accounts import permissions
+from accounts import grants, permissions
 from accounts.admin import ScopedAdminMixin
 
 from .checks import run_check
-from .forms import ProjectAdminForm, check_team_allowed, link_pasted_hosts, teams_user_maintains
-from .keys import key_for
+from .forms import GrantForm, ProjectAdminForm, check_team_allowed, link_pasted_hosts, teams_user_maintains
+from .keys import fill_new_key, key_for
 from .models import DeployKey, Environment, Host, Project
 
 
@@ -93,14 +94,44 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         return obj.hosts.count()
 
     def get_urls(self):
-        view = self.admin_site.admin_view(require_POST(self.check_view))
-        return [path("<int:pk>/check/", view, name="projects_project_check")] + super().get_urls()
+        check = self.admin_site.admin_view(require_POST(self.check_view))
+        grants_view = self.admin_site.admin_view(self.grants_view)
+        return [
+            path("<int:pk>/check/", check, name="projects_project_check"),
+            path("<int:pk>/grants/", grants_view, name="projects_project_grants"),
+        ] + super().get_urls()
+
+    def _configurable(self, request, pk: int) -> Project:
+        project = get_object_or_404(self.get_queryset(request), pk=pk)
+        if not permissions.can(request.user, permissions.Action.CONFIGURE, project):
+            raise PermissionDenied("Only Maintainers of this project do this.")
+        return project
+
+    def grants_view(self, request, pk: int):
+        """Per-user grants on this project, for people outside its group."""
+        project = self._configurable(request, pk)
+        form = GrantForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            change = grants.revoke if data["revoke"] else grants.grant
+            try:
+                change(request.user, data["username"], data["action"], project)
+                self.message_user(request, f"{'Revoked' if data['revoke'] else 'Granted'} {data['action']} "
+                                           f"{'from' if data['revoke'] else 'to'} {data['username']}.")
+            except PermissionDenied as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            return redirect("admin:projects_project_grants", pk=project.pk)
+        holders = get_users_with_perms(project, with_group_users=False, with_superusers=False)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": project,
+            "title": f"Per-user grants: {project}", "form": form,
+            "rows": [(u, grants.granted_actions(u, project)) for u in holders],
+        }
+        return TemplateResponse(request, "admin/projects/project/grants.html", context)
 
     def check_view(self, request, pk: int):
         """Run the config check (检测) and show each result with how to fix it."""
-        project = get_object_or_404(self.get_queryset(request), pk=pk)
-        if not permissions.can(request.user, permissions.Action.CONFIGURE, project):
-            raise PermissionDenied("Only Maintainers run the config check.")
+        project = self._configurable(request, pk)
         report = run_check(request.user, project)
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": project,
@@ -145,8 +176,14 @@ class DeployKeyAdmin(admin.ModelAdmin):
     """Only the public half and the fingerprint are ever shown."""
 
     list_display = ["name", "fingerprint", "is_default", "created_at"]
-    readonly_fields = ["public_key", "fingerprint", "authorized_keys", "created_at"]
+    readonly_fields = ["is_default", "public_key", "fingerprint", "authorized_keys", "created_at"]
     fields = ["name", "is_default", "public_key", "fingerprint", "authorized_keys", "created_at"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        # A new key is generated here; nobody ever types or sees a private key.
+        if not change:
+            fill_new_key(obj)
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="authorized_keys line")
     def authorized_keys(self, obj) -> str:

@@ -53,4 +53,20 @@ def check_team_allowed(user, team) -> None:
         raise ValidationError({"team": "You can only put projects in groups you maintain."})
 
 
-__all__ = ["ProjectAdminForm", "link_pasted_hosts", "teams_user_maintains", "check_team_allowed", "permissions"]
+class GrantForm(forms.Form):
+    """Give or take one action on one project from one user (guardian)."""
+
+    username = forms.CharField(max_length=150)
+    action = forms.ChoiceField(choices=[(a.value, a.value.replace("_", " ")) for a in permissions.PROJECT_ACTIONS])
+    revoke = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def clean_username(self):
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.filter(username=self.cleaned_data["username"], is_active=True).first()
+        if user is None:
+            raise ValidationError("No active user with that name.")
+        return user
+
+
+__all__ = ["GrantForm", "ProjectAdminForm", "link_pasted_hosts", "teams_user_maintains", "check_team_allowed", "permissions"]

@@ -12,12 +12,17 @@ from .models import DeployKey, Project
 DEFAULT_KEY_NAME = "walle-default"
 
 
+def fill_new_key(key: DeployKey) -> DeployKey:
+    """Generate an ed25519 pair into an unsaved DeployKey (private half encrypted)."""
+    private, key.public_key, key.fingerprint = generate_ed25519(comment=f"walle-{key.name}"[:100])
+    key.private_key_encrypted = crypto.encrypt(private)
+    return key
+
+
 def create_key(name: str, *, is_default: bool = False) -> DeployKey:
-    private, public, fingerprint = generate_ed25519(comment=f"walle-{name}"[:100])
-    return DeployKey.objects.create(
-        name=name, public_key=public, fingerprint=fingerprint,
-        private_key_encrypted=crypto.encrypt(private), is_default=is_default,
-    )
+    key = fill_new_key(DeployKey(name=name, is_default=is_default))
+    key.save()
+    return key
 
 
 def default_key() -> DeployKey:
