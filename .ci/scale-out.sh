@@ -12,4 +12,4 @@ fi
 . .venv/bin/activate
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/walle"
 export WALLE_REDIS_URL="redis://127.0.0.1:6379/0"
-python -m pytest -p no:cacheprovider -m "postgres or not browser" tests/test_workflow.py tests/integration/test_worker.py
+python -m pytest -p no:cacheprovider tests/test_configuration.py tests/test_workflow.py tests/integration/test_worker.py
