@@ -41,7 +41,7 @@ def _moves(action: str, status: str) -> bool:
 
 
 def _switched_hosts(ticket: Ticket) -> bool:
-    return ticket.runs.filter(host_results__status__in=[RunHost.Status.SWITCHED, RunHost.Status.DONE]).exists()
+    return ticket.runs.filter(host_results__status__in=RunHost.LIVE_STATUSES).exists()
 
 
 def ticket_actions(user, ticket: Ticket) -> dict[str, bool]:
