@@ -34,9 +34,12 @@ from .deploy.plan import (
     Stream,
     Target,
 )
+from .deploy.ssh import remove_stale_key_files
 from .models import DeployRun, LogLine, Release, RunHost, Ticket
 
 logger = logging.getLogger(__name__)
+# A key file older than the longest possible run belongs to a dead worker.
+STALE_KEY_FILES_AGE = settings.WALLE_DEPLOY_TIMEOUT + 600
 
 
 def run_deploy(run_id: int) -> str:
@@ -54,7 +57,9 @@ def run_deploy(run_id: int) -> str:
 
 
 def reap_stale_runs() -> int:
-    """django-q2 schedule: end runs whose worker died (see workflow.reap_stale_runs)."""
+    """django-q2 schedule: end runs whose worker died (see workflow.reap_stale_runs),
+    and delete temporary key files a killed worker could not clean up."""
+    remove_stale_key_files(older_than=STALE_KEY_FILES_AGE)
     return workflow.reap_all_stale_runs()
 
 
@@ -77,9 +82,7 @@ def _run_locked(run: DeployRun, worker: str, log: RunLog) -> str:
     finally:
         beat.stop()
     try:
-        record(run, outcome)
-        log.note(Stage.FINISH, Stream.INFO if outcome.ok else Stream.ERROR,
-            "Succeeded." if outcome.ok else f"Failed: {outcome.error}")
+        record(run, outcome)  # the engine has already logged its own summary
         log.flush()
         workflow.finish_run(run, ok=outcome.ok, error=outcome.error, commit=outcome.commit)
     finally:
@@ -116,6 +119,7 @@ def _common(run: DeployRun, key: Secret) -> dict:
         hooks=Hooks(*(project.hook_lines(n) for n in ("pre_deploy", "post_deploy", "pre_release", "post_release"))),
         post_release_delay=project.post_release_delay, max_parallel=project.max_parallel, key=key,
         command_timeout=settings.WALLE_COMMAND_TIMEOUT,
+        deployed_by=run.triggered_by.get_username() if run.triggered_by else "",
     )
 
 

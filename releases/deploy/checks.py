@@ -21,6 +21,7 @@ from .plan import Secret, Stream, Target
 from .ssh import Connection, HostKeyError, LoginError, SSHError, fetch_host_key, fingerprint
 
 MIN_FREE_MB = 100
+_REACH_FIX = "check the address and port, that sshd runs, and the firewall"
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def check_project(
     report.results += repo_results
     layout = _Layout(run_user, webroot, release_library, key, connect_timeout)
     with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(targets) or 1))) as pool:
-        for target, (results, pinned) in zip(targets, pool.map(layout.check_host, targets)):
+        for target, (results, pinned) in zip(targets, pool.map(layout.check_host, targets), strict=True):
             report.results += results
             if pinned:
                 report.pinned[target.id] = pinned
@@ -98,8 +99,14 @@ def _check_deploy_host(workspace: str) -> list[CheckResult]:
     results = []
     missing = [tool for tool in ("git", "rsync", "ssh") if shutil.which(tool) is None]
     if missing:
-        results.append(_fail("tools", "", f"missing on the deploy host: {', '.join(missing)}",
-                             "install them on the Walle worker (apt install git rsync openssh-client)"))
+        results.append(
+            _fail(
+                "tools",
+                "",
+                f"missing on the deploy host: {', '.join(missing)}",
+                "install them on the Walle worker (apt install git rsync openssh-client)",
+            )
+        )
     else:
         results.append(CheckResult("tools", "", True, "git, rsync and ssh are installed"))
     try:
@@ -107,8 +114,14 @@ def _check_deploy_host(workspace: str) -> list[CheckResult]:
         with tempfile.NamedTemporaryFile(dir=workspace):
             pass
     except OSError as exc:
-        results.append(_fail("workspace", "", f"workspace {workspace} is not writable: {exc.strerror}",
-                             "create it and make it owned by the user the Walle worker runs as"))
+        results.append(
+            _fail(
+                "workspace",
+                "",
+                f"workspace {workspace} is not writable: {exc.strerror}",
+                "create it and make it owned by the user the Walle worker runs as",
+            )
+        )
     else:
         results.append(CheckResult("workspace", "", True, f"workspace {workspace} is writable"))
     return results
@@ -127,13 +140,22 @@ def _check_repository(url: str, host_key: str, key: Secret, timeout: int) -> tup
         except SSHError as exc:
             return [_fail("repository", "", str(exc), "check the URL's host and port and the network")], ""
         host_key = fetched
-        results.append(CheckResult("repository host key", "", True,
-                                   f"git server key was not pinned; fetched {fingerprint(fetched)} to pin",
-                                   "compare it with the git server's fingerprint", warning=True))
+        results.append(
+            CheckResult(
+                "repository host key",
+                "",
+                True,
+                f"git server key was not pinned; fetched {fingerprint(fetched)} to pin",
+                "compare it with the git server's fingerprint",
+                warning=True,
+            )
+        )
     output: list[str] = []
 
     def collect(stream: Stream, text: str) -> None:
-        if stream == Stream.STDERR:
+        # Keep git's and ssh's actual reason, not its banner art or boilerplate.
+        text = text.strip()
+        if stream == Stream.STDERR and text and not text.startswith(("@", "Please make sure", "and the repository")):
             output.append(text)
 
     status = git.ls_remote(url, host_key, key, collect, timeout=max(timeout, 30))
@@ -141,9 +163,15 @@ def _check_repository(url: str, host_key: str, key: Secret, timeout: int) -> tup
         results.append(CheckResult("repository", "", True, "repository is reachable with the project key"))
     else:
         detail = "; ".join(output[-3:]) or f"git exit status {status}"
-        results.append(_fail("repository", "", f"cannot read the repository: {detail}",
-                             "add the project's public key as a (read-only) deploy key on the git server, "
-                             "and check the URL and the pinned git server key"))
+        results.append(
+            _fail(
+                "repository",
+                "",
+                f"cannot read the repository: {detail}",
+                "add the project's public key as a (read-only) deploy key on the git server, "
+                "and check the URL and the pinned git server key",
+            )
+        )
     return results, fetched
 
 
@@ -160,37 +188,47 @@ class _Layout:
         results: list[CheckResult] = []
         pinned = ""
         if not target.host_key.strip():
-            try:
-                pinned = fetch_host_key(target.address, target.port, self.timeout)
-            except SSHError as exc:
-                return [_fail("reachable", target.name, str(exc),
-                              "check the address and port, that sshd runs, and the firewall")], ""
-            results.append(CheckResult("host key", target.name, True,
-                                       f"host key was not pinned; pinned {fingerprint(pinned)}",
-                                       "compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` "
-                                       "on the host", warning=True))
+            pinned, result = self._fetch_key(target)
+            results.append(result)
+            if not pinned:
+                return results, ""
             target = replace(target, host_key=pinned)
         conn = Connection(target, self.run_user, self.key, connect_timeout=self.timeout)
-        try:
-            conn.open()
-        except HostKeyError as exc:
-            return results + [_fail("host key", target.name, str(exc),
-                                    "if the host was reinstalled, a Maintainer re-pins its key; "
-                                    "otherwise treat it as a possible attack")], pinned
-        except LoginError as exc:
-            return results + [CheckResult("reachable", target.name, True, "host answers SSH"),
-                              _fail("login", target.name, str(exc),
-                                    f"append the project's public key to ~{self.run_user}/.ssh/authorized_keys")], pinned
-        except SSHError as exc:
-            return results + [_fail("reachable", target.name, str(exc),
-                                    "check the address and port, that sshd runs, and the firewall")], pinned
+        problems = self._open(conn)
+        if problems:
+            return results + problems, pinned
         with conn:
             if not pinned:
-                results.append(CheckResult("host key", target.name, True,
-                                           f"host key matches the pinned {fingerprint(target.host_key)}"))
+                matches = f"host key matches the pinned {fingerprint(target.host_key)}"
+                results.append(CheckResult("host key", target.name, True, matches))
             results.append(CheckResult("login", target.name, True, f"logged in as {self.run_user}"))
             results += self._remote_checks(conn)
         return results, pinned
+
+    def _fetch_key(self, target: Target) -> tuple[str, CheckResult]:
+        """Fetch an unpinned host key; ("", failure) if the host does not answer."""
+        try:
+            key_line = fetch_host_key(target.address, target.port, self.timeout)
+        except SSHError as exc:
+            return "", _fail("reachable", target.name, str(exc), _REACH_FIX)
+        message = f"host key was not pinned; pinned {fingerprint(key_line)}"
+        fix = "compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host"
+        return key_line, CheckResult("host key", target.name, True, message, fix, warning=True)
+
+    def _open(self, conn: Connection) -> list[CheckResult]:
+        """Log in; on failure, the results that say which step failed."""
+        name = conn.target.name
+        try:
+            conn.open()
+        except HostKeyError as exc:
+            fix = "if the host was reinstalled, a Maintainer re-pins its key; otherwise treat it as a possible attack"
+            return [_fail("host key", name, str(exc), fix)]
+        except LoginError as exc:
+            fix = f"append the project's public key to ~{self.run_user}/.ssh/authorized_keys"
+            return [CheckResult("reachable", name, True, "host answers SSH"), _fail("login", name, str(exc), fix)]
+        except SSHError as exc:
+            return [_fail("reachable", name, str(exc), _REACH_FIX)]
+        return []
 
     def _remote_checks(self, conn: Connection) -> list[CheckResult]:
         return [
@@ -213,21 +251,34 @@ class _Layout:
     def _library(self, conn: Connection) -> CheckResult:
         lib, name = self.library, conn.target.name
         if not self._ok(conn, ["mkdir", "-p", "--", lib]):
-            return _fail("release library", name, f"cannot create {lib}",
-                         f"create it: mkdir -p {lib} && chown {self.run_user} {lib}")
+            return _fail(
+                "release library",
+                name,
+                f"cannot create {lib}",
+                f"create it: mkdir -p {lib} && chown {self.run_user} {lib}",
+            )
         if not self._ok(conn, ["test", "-w", lib]):
-            return _fail("release library", name, f"{lib} is not writable by {self.run_user}",
-                         f"chown {self.run_user} {lib}")
+            return _fail(
+                "release library", name, f"{lib} is not writable by {self.run_user}", f"chown {self.run_user} {lib}"
+            )
         return CheckResult("release library", name, True, f"{lib} exists and is writable")
 
     def _webroot_parent(self, conn: Connection) -> CheckResult:
         parent, name = posixpath.dirname(self.webroot), conn.target.name
         if not self._ok(conn, ["test", "-d", parent]):
-            return _fail("webroot parent", name, f"{parent} does not exist",
-                         f"create it: mkdir -p {parent} && chown {self.run_user} {parent}")
+            return _fail(
+                "webroot parent",
+                name,
+                f"{parent} does not exist",
+                f"create it: mkdir -p {parent} && chown {self.run_user} {parent}",
+            )
         if not self._ok(conn, ["test", "-w", parent]):
-            return _fail("webroot parent", name, f"{parent} is not writable by {self.run_user}",
-                         f"chown {self.run_user} {parent} (the webroot link is replaced there)")
+            return _fail(
+                "webroot parent",
+                name,
+                f"{parent} is not writable by {self.run_user}",
+                f"chown {self.run_user} {parent} (the webroot link is replaced there)",
+            )
         return CheckResult("webroot parent", name, True, f"{parent} exists and is writable")
 
     def _webroot(self, conn: Connection) -> CheckResult:
@@ -236,8 +287,12 @@ class _Layout:
         if status == 0:
             return CheckResult("webroot", name, True, f"{self.webroot} is a symlink to {out[0] if out else '?'}")
         if self._ok(conn, ["test", "-e", self.webroot]):
-            return _fail("webroot", name, f"{self.webroot} is a real directory or file, not a symlink",
-                         f"move it aside (mv {self.webroot} {self.webroot}.old); Walle never deletes it")
+            return _fail(
+                "webroot",
+                name,
+                f"{self.webroot} is a real directory or file, not a symlink",
+                f"move it aside (mv {self.webroot} {self.webroot}.old); Walle never deletes it",
+            )
         return CheckResult("webroot", name, True, f"{self.webroot} does not exist yet; the first deploy creates it")
 
     def _disk(self, conn: Connection) -> CheckResult:
@@ -250,8 +305,14 @@ class _Layout:
         if status != 0:
             return CheckResult("disk space", name, True, "could not read free disk space", warning=True)
         if free_mb < MIN_FREE_MB:
-            return CheckResult("disk space", name, True, f"only {free_mb} MB free in {self.library}",
-                               "free some space or lower the number of releases kept", warning=True)
+            return CheckResult(
+                "disk space",
+                name,
+                True,
+                f"only {free_mb} MB free in {self.library}",
+                "free some space or lower the number of releases kept",
+                warning=True,
+            )
         return CheckResult("disk space", name, True, f"{free_mb} MB free in {self.library}")
 
 

@@ -12,6 +12,7 @@ import fcntl
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import tarfile
 import threading
@@ -168,6 +169,8 @@ def mirror(repo_url: str, host_key: str, key: Secret, workspace: str, log: GitLo
     """Clone (first time) or fetch-with-prune the project's mirror; return its path.
 
     A lock file serialises runs sharing a workspace so two fetches never race.
+    The first clone goes to a temporary name and is renamed when complete, so an
+    interrupted clone never leaves a half mirror behind.
     """
     validate_repo_url(repo_url)
     os.makedirs(workspace, mode=0o700, exist_ok=True)
@@ -175,18 +178,22 @@ def mirror(repo_url: str, host_key: str, key: Secret, workspace: str, log: GitLo
     with _workspace_lock(workspace), repo_credentials(repo_url, host_key, key) as files:
         env = git_env(files)
         if os.path.isdir(path):
-            steps = [
-                ["git", "-C", path, "remote", "set-url", "origin", repo_url],
-                ["git", "-C", path, "fetch", "--prune", "--prune-tags", "origin"],
-            ]
-        else:
-            steps = [["git", "clone", "--mirror", "--", repo_url, path]]
-        for argv in steps:
-            log(Stream.INFO, "$ " + shlex.join(argv))
-            status = local.run(argv, env=env, timeout=timeout, on_line=log)
-            if status != 0:
-                raise GitError(f"git {argv[3] if argv[1] == '-C' else argv[1]} failed (exit {status})")
+            _run_git(["git", "-C", path, "remote", "set-url", "origin", repo_url], env, timeout, log)
+            _run_git(["git", "-C", path, "fetch", "--prune", "--prune-tags", "origin"], env, timeout, log)
+            return path
+        partial = path + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        _run_git(["git", "clone", "--mirror", "--", repo_url, partial], env, timeout, log)
+        os.rename(partial, path)
     return path
+
+
+def _run_git(argv: list[str], env: dict[str, str], timeout: int, log: GitLog) -> None:
+    log(Stream.INFO, "$ " + shlex.join(argv))
+    status = local.run(argv, env=env, timeout=timeout, on_line=log)
+    if status != 0:
+        verb = argv[3] if argv[1] == "-C" else argv[1]
+        raise GitError(f"git {verb} failed (exit status {status})")
 
 
 def ls_remote(repo_url: str, host_key: str, key: Secret, log: GitLog, *, timeout: int = 60) -> int:

@@ -58,9 +58,7 @@ def run_lines(lines: Sequence[str], runner: Runner, on_line: OnLine) -> None:
             raise HookError(f"hook failed with exit status {status}: {line}")
 
 
-def run_local(
-    lines: Sequence[str], *, cwd: str, env: Mapping[str, str], timeout: int, on_line: OnLine
-) -> None:
+def run_local(lines: Sequence[str], *, cwd: str, env: Mapping[str, str], timeout: int, on_line: OnLine) -> None:
     """Run hook lines on the deploy host in ``cwd`` with a minimal environment."""
     full_env = local.safe_env(env)
 

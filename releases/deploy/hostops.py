@@ -99,7 +99,9 @@ def switch(conn: Connection, release_path: str, webroot: str, ticket_id: int, on
     """Atomically switch the webroot; raise HostOpError if it did not happen."""
     status, _ = capture(conn, switch_argv(release_path, webroot, ticket_id), on_line)
     if status != 0:
-        raise HostOpError(f"switching {webroot} on {conn.target.name} failed (exit {status}); it still points where it did")
+        raise HostOpError(
+            f"switching {webroot} on {conn.target.name} failed (exit {status}); it still points where it did"
+        )
 
 
 def remove_release(conn: Connection, library: str, name: str, on_line: OnLine, timeout: int) -> bool:

@@ -7,6 +7,7 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -18,6 +19,7 @@ OnLine = Callable[[Stream, str], None]
 # prints a newline cannot grow memory without bound.
 MAX_LINE = 64 * 1024
 TIMEOUT_STATUS = 124  # what GNU timeout(1) returns, so local and remote agree
+CANCELLED_STATUS = -1  # stopped on request (another host failed); no real exit status
 # Variables hooks and git inherit from the worker. Everything else (database
 # passwords, Django's SECRET_KEY, encryption keys) stays out of their reach.
 SAFE_ENV_NAMES = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
@@ -65,12 +67,15 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float,
     on_line: OnLine,
+    cancel: threading.Event | None = None,
 ) -> int:
     """Run ``argv`` locally, stream its output line by line, return the exit status.
 
     The process gets its own process group so a timeout kills the whole tree
-    (``bash -c 'sleep 1000 | cat'`` included), and returns 124 like timeout(1).
+    (``bash -c 'sleep 1000 | cat'`` included) and returns 124 like timeout(1).
+    Setting ``cancel`` kills it the same way and returns CANCELLED_STATUS.
     """
+    deadline = time.monotonic() + timeout
     proc = subprocess.Popen(
         list(argv),
         cwd=cwd,
@@ -81,47 +86,64 @@ def run(
         start_new_session=True,
     )
     try:
-        timed_out = _pump(proc, time.monotonic() + timeout, on_line)
+        reason = _pump(proc, deadline, on_line, cancel)
+        if reason is None:
+            try:  # output closed; the process itself may still be finishing
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _terminate(proc)
+                reason = "timeout"
     finally:
-        _kill_group(proc, signal.SIGKILL)
+        _kill_group(proc, signal.SIGKILL)  # leftovers the command left in the background
         proc.wait()
-    if timed_out:
+    if reason == "timeout":
         on_line(Stream.ERROR, f"timed out after {timeout:g} s; the process was killed")
         return TIMEOUT_STATUS
+    if reason == "cancelled":
+        on_line(Stream.INFO, "cancelled; the process was stopped")
+        return CANCELLED_STATUS
     return proc.returncode
 
 
-def _pump(proc: subprocess.Popen[bytes], deadline: float, on_line: OnLine) -> bool:
-    """Copy output to ``on_line`` until both pipes close; True if the deadline hit."""
+def _pump(
+    proc: subprocess.Popen[bytes], deadline: float, on_line: OnLine, cancel: threading.Event | None
+) -> str | None:
+    """Copy output to ``on_line`` until both pipes close.
+
+    Returns None, or "timeout"/"cancelled" after killing the process group.
+    """
     assert proc.stdout is not None and proc.stderr is not None
     splitters = {
         proc.stdout: LineSplitter(Stream.STDOUT, on_line),
         proc.stderr: LineSplitter(Stream.STDERR, on_line),
     }
     exited_at: float | None = None
-    with selectors.DefaultSelector() as sel:
-        for pipe in splitters:
-            sel.register(pipe, selectors.EVENT_READ)
-        while sel.get_map():
-            now = time.monotonic()
-            if now > deadline:
-                _terminate(proc)
-                return True
-            # A background child may keep the pipes open after the hook itself
-            # exited; give it a moment to flush, then stop waiting for it.
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-            if exited_at is not None and now - exited_at > 2:
-                break
-            for key, _ in sel.select(timeout=0.2):
-                data = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
-                if data:
-                    splitters[key.fileobj].feed(data)  # type: ignore[index]
-                else:
-                    sel.unregister(key.fileobj)
-    for splitter in splitters.values():
-        splitter.close()
-    return False
+    try:
+        with selectors.DefaultSelector() as sel:
+            for pipe in splitters:
+                sel.register(pipe, selectors.EVENT_READ)
+            while sel.get_map():
+                now = time.monotonic()
+                stop = "timeout" if now > deadline else "cancelled" if cancel and cancel.is_set() else None
+                if stop:
+                    _terminate(proc)
+                    return stop
+                # A background child may keep the pipes open after the command
+                # itself exited; give it a moment to flush, then stop waiting.
+                if exited_at is None and proc.poll() is not None:
+                    exited_at = now
+                if exited_at is not None and now - exited_at > 2:
+                    break
+                for key, _ in sel.select(timeout=0.2):
+                    data = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+                    if data:
+                        splitters[key.fileobj].feed(data)  # type: ignore[index]
+                    else:
+                        sel.unregister(key.fileobj)
+    finally:
+        for splitter in splitters.values():
+            splitter.close()
+    return None
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import git, hooks, hostops, rsync, validate
+from . import git, hooks, hostops, local, rsync, validate
 from .git import GitError
 from .hooks import HookError
 from .hostops import Current, HostOpError
@@ -84,9 +84,11 @@ class _Run:
     # -- logging ---------------------------------------------------------------
 
     def info(self, host: _Host | None, stage: Stage, text: str) -> None:
+        """Walle's own narration; host None means the deploy host."""
         self.log(host.name if host else "", stage, Stream.INFO, text)
 
     def error(self, host: _Host | None, stage: Stage, text: str) -> None:
+        """Walle's own failure message."""
         self.log(host.name if host else "", stage, Stream.ERROR, text)
 
     def lines(self, host: _Host) -> hooks.OnLine:
@@ -115,6 +117,7 @@ class _Run:
         return False
 
     def fail(self, host: _Host, message: str) -> None:
+        """Record a host failure at its current stage and log it."""
         # A switched host keeps SWITCHED: its webroot does point at the new release.
         if host.result.state != HostState.SWITCHED:
             host.result.state = HostState.FAILED
@@ -130,6 +133,7 @@ class _Run:
             return list(pool.map(lambda h: self.guarded(step, h, stop_others=stop_others), hosts))
 
     def check_stop(self) -> None:
+        """Raise _Stopped once another host has failed (no point going on)."""
         if self.stop.is_set():
             raise _Stopped
 
@@ -149,13 +153,16 @@ class _Run:
         self.info(host, host.stage, f"{plan.webroot} points at {where}")
 
     def release_path(self, host: _Host) -> str:
+        """Absolute path of the release this run points the host at."""
         return posixpath.join(self.plan.release_library, host.release)
 
     def hook_env(self, release: str) -> dict[str, str]:
+        """WALLE_* variables for hooks about ``release``."""
         path = posixpath.join(self.plan.release_library, release)
         return hooks.hook_env(self.plan, commit=self.commit, release=release, release_path=path)
 
     def pre_release(self, host: _Host) -> None:
+        """Run pre_release inside the release dir; the host is then PREPARED."""
         host.stage = Stage.PRE_RELEASE
         assert host.conn is not None
         hooks.run_remote(
@@ -173,9 +180,7 @@ class _Run:
         assert host.conn is not None
         host.stage = Stage.SWITCH
         try:
-            hostops.switch(
-                host.conn, self.release_path(host), self.plan.webroot, self.plan.ticket_id, self.lines(host)
-            )
+            hostops.switch(host.conn, self.release_path(host), self.plan.webroot, self.plan.ticket_id, self.lines(host))
         except SSHError as exc:
             host.result.release = ""  # unknown: the rename may or may not have run
             raise HostOpError(
@@ -222,8 +227,8 @@ class _Run:
             error = self.summary()
         for host in self.hosts:
             note = f" ({host.result.error})" if host.result.error else ""
-            where = host.result.release or "(not a Walle release)"
-            self.info(host, Stage.FINISH, f"{host.result.state.value}: webroot on {where}{note}")
+            where = host.result.release or "-"
+            self.info(host, Stage.FINISH, f"{host.result.state.value}, release {where}{note}")
         self.log("", Stage.FINISH, Stream.INFO if ok else Stream.ERROR, "succeeded" if ok else f"failed: {error}")
         return Outcome(
             ok=ok,
@@ -235,14 +240,19 @@ class _Run:
 
     def summary(self) -> str:
         """Which hosts failed and which run which release, in one line."""
-        failed = [f"{h.name}: {h.result.error}" for h in self.hosts if h.result.state == HostState.FAILED]
+        # SWITCHED at the end means post_release failed after the switch.
+        bad = (HostState.FAILED, HostState.SWITCHED)
+        failed = [f"{h.name}: {h.result.error}" for h in self.hosts if h.result.state in bad]
         switched = [h.name for h in self.hosts if h.result.state in (HostState.SWITCHED, HostState.DONE)]
         text = "; ".join(failed) or "not every host finished"
         if switched:
-            text += f". Switched: {', '.join(switched)}; the other hosts still run their previous release"
+            text += f". Switched: {', '.join(switched)}"
+            if len(switched) < len(self.hosts):
+                text += "; the other hosts still run their previous release"
         return text
 
     def close(self) -> None:
+        """Close every host connection."""
         for host in self.hosts:
             if host.conn is not None:
                 host.conn.close()
@@ -256,6 +266,7 @@ class _Deploy(_Run):
         self.stage = Stage.PREPARE
 
     def execute(self) -> Outcome:
+        """Build, prepare every host, switch only if all are ready, prune."""
         name = self.deploy_plan.release_name
         try:
             self.build()
@@ -294,6 +305,7 @@ class _Deploy(_Run):
         self.run_local_hooks(Stage.POST_DEPLOY, plan.hooks.post_deploy, self.build_dir)
 
     def run_local_hooks(self, stage: Stage, lines: Sequence[str], cwd: str) -> None:
+        """pre_deploy/post_deploy on the deploy host."""
         self.stage = stage
         hooks.run_local(
             lines,
@@ -327,7 +339,10 @@ class _Deploy(_Run):
             timeout=plan.command_timeout,
             on_line=self.lines(host),
             connect_timeout=plan.connect_timeout,
+            cancel=self.stop,
         )
+        if status == local.CANCELLED_STATUS:
+            raise _Stopped
         if status != 0:
             raise HostOpError(f"copying to {host.name} failed (rsync exit status {status})")
         self.check_stop()
@@ -344,6 +359,7 @@ class _Deploy(_Run):
         return self.outcome(error, self.deploy_plan.release_name)
 
     def remove_new_release(self, host: _Host) -> None:
+        """Remove the release dir this run created on the host, if it can be reached."""
         failed = host.result.state == HostState.FAILED
         if not failed:
             host.result.error = host.result.error or "not switched because another host failed"
@@ -386,6 +402,7 @@ class _Deploy(_Run):
             self.error(host, host.stage, f"cleanup of old releases failed: {exc}")
 
     def close(self) -> None:
+        """Close connections and remove the local build dir (the mirror stays)."""
         super().close()
         if self.build_dir:
             shutil.rmtree(self.build_dir, ignore_errors=True)
@@ -397,6 +414,7 @@ class _Rollback(_Run):
         self.commit = plan.commit
 
     def execute(self) -> Outcome:
+        """Check every host has its release, pre_release everywhere, then switch."""
         names = {h.release for h in self.hosts}
         name = names.pop() if len(names) == 1 else ""
         if not all(self.each(self.check, self.hosts)):
@@ -418,6 +436,7 @@ class _Rollback(_Run):
         self.info(host, host.stage, f"release {host.release} is present")
 
     def refuse(self, prefix: str, name: str) -> Outcome:
+        """Stop before any switch; every host keeps what it had."""
         for host in self.hosts:
             if host.result.state != HostState.FAILED:
                 host.result.error = host.result.error or "not switched because another host failed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import threading
 from collections.abc import Sequence
 
 from . import local
@@ -30,12 +31,17 @@ def build_argv(
     """rsync argv: archive mode, pinned-key ssh, excludes from a file, hard links to
     the current release for unchanged files.
 
+    ``--checksum`` is what makes ``--link-dest`` safe here: git archive stamps
+    every file with the commit time, so two commits made in the same second give
+    a changed file the same size and mtime, and rsync's quick check would link
+    the *old* content into the new release.
+
     ``--secluded-args`` (``-s``) sends paths over the protocol instead of through
     the remote shell, so a path is never re-split or interpreted there.
     """
     ssh = ssh_argv(files, port=target.port, connect_timeout=connect_timeout)
     argv = [
-        "rsync", "-a", "--delete", "-s", f"--timeout={IO_TIMEOUT}",
+        "rsync", "-a", "--checksum", "--delete", "-s", f"--timeout={IO_TIMEOUT}",
         "--exclude=.git",
         f"--exclude-from={exclude_file}",
     ]  # fmt: skip
@@ -70,8 +76,12 @@ def transfer(
     timeout: int,
     on_line: OnLine,
     connect_timeout: int = 10,
+    cancel: threading.Event | None = None,
 ) -> int:
-    """Run rsync to ``target``; stream its output; return its exit status."""
+    """Run rsync to ``target``; stream its output; return its exit status.
+
+    ``cancel`` stops a running transfer (another host failed, so it is wasted).
+    """
     kh_line = known_hosts_line(target.address, target.port, target.host_key)
     with key_files(key, [kh_line]) as files:
         argv = build_argv(
@@ -85,4 +95,4 @@ def transfer(
             connect_timeout=connect_timeout,
         )
         on_line(Stream.INFO, "$ " + shlex.join(argv))
-        return local.run(argv, env=local.safe_env(), timeout=timeout, on_line=on_line)
+        return local.run(argv, env=local.safe_env(), timeout=timeout, on_line=on_line, cancel=cancel)

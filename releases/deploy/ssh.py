@@ -35,6 +35,7 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The remote `timeout --kill-after=5` should fire first; this local margin only
 # matters when the remote side is stuck or has no timeout(1).
 _LOCAL_TIMEOUT_MARGIN = 10
+KEY_DIR_PREFIX = "walle-ssh-"
 
 
 class SSHError(Exception):
@@ -238,23 +239,34 @@ class Connection:
     def _pump(self, channel: paramiko.Channel, deadline: float, on_line: OnLine, timeout: int) -> int:
         out = LineSplitter(Stream.STDOUT, on_line)
         err = LineSplitter(Stream.STDERR, on_line)
+        exited_at: float | None = None
         try:
-            while True:
+            while not _finished(channel, exited_at):
                 _drain(channel, out, err)
-                if channel.exit_status_ready():
-                    # Exit status arrived; take what is still buffered, but do not
-                    # wait for EOF a background process might hold back forever.
-                    _drain(channel, out, err)
-                    return channel.recv_exit_status()
-                if channel.closed or not self.is_open:
-                    raise SSHError(f"connection to {self.target.name} lost while a command was running")
+                if channel.exit_status_ready() and exited_at is None:
+                    exited_at = time.monotonic()
+                if not self.is_open:
+                    break
                 if time.monotonic() > deadline:
                     on_line(Stream.ERROR, f"no answer within {timeout} s; gave up on the command")
                     return TIMEOUT_STATUS
                 select.select([channel], [], [], 0.2)
+            _drain(channel, out, err)
         finally:
             out.close()
             err.close()
+        return self._exit_status(channel, on_line)
+
+    def _exit_status(self, channel: paramiko.Channel, on_line: OnLine) -> int:
+        # paramiko reports -1 when no exit-status message came: either the
+        # connection dropped (we cannot know what happened remotely) or the
+        # command died of a signal.
+        if channel.exit_status != -1:
+            return channel.exit_status
+        if not self.is_open:
+            raise SSHError(f"connection to {self.target.name} lost while a command was running")
+        on_line(Stream.ERROR, "the command ended without an exit status (killed by a signal?)")
+        return -1
 
     def _client_with_pinned_key(self) -> paramiko.SSHClient:
         key_line = self.target.host_key.strip()
@@ -280,6 +292,20 @@ class Connection:
         )
 
 
+def _finished(channel: paramiko.Channel, exited_at: float | None) -> bool:
+    """All output and the exit status are in, or the channel is gone.
+
+    Output can arrive after the exit status, so normally we wait for EOF too;
+    but a background process holding the pipes open must not hang the run, so
+    two seconds after the exit status we stop waiting for EOF.
+    """
+    if channel.closed:
+        return True
+    if channel.exit_status_ready() and channel.eof_received:
+        return True
+    return exited_at is not None and time.monotonic() - exited_at > 2
+
+
 def _drain(channel: paramiko.Channel, out: LineSplitter, err: LineSplitter) -> None:
     while channel.recv_ready():
         out.feed(channel.recv(65536))
@@ -303,7 +329,7 @@ def key_files(key: Secret, known_hosts_lines: Sequence[str] = ()) -> Iterator[Ke
     The directory is removed in ``finally`` whatever happens, so no key file
     outlives the step that needed it.
     """
-    directory = tempfile.mkdtemp(prefix="walle-ssh-")  # mkdtemp creates it 0700
+    directory = tempfile.mkdtemp(prefix=KEY_DIR_PREFIX)  # mkdtemp creates it 0700
     try:
         key_path = os.path.join(directory, "id")
         known_hosts_path = os.path.join(directory, "known_hosts")
@@ -312,6 +338,24 @@ def key_files(key: Secret, known_hosts_lines: Sequence[str] = ()) -> Iterator[Ke
         yield KeyFiles(directory, key_path, known_hosts_path)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove_stale_key_files(older_than: float = 24 * 3600) -> list[str]:
+    """Remove key dirs a killed worker left behind (``finally`` never ran); return them.
+
+    Meant for worker start-up. Only our own ``walle-ssh-*`` dirs older than
+    ``older_than`` seconds are touched, so a running deploy keeps its files.
+    """
+    removed = []
+    now = time.time()
+    for entry in os.scandir(tempfile.gettempdir()):
+        if not entry.name.startswith(KEY_DIR_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        info = entry.stat(follow_symlinks=False)
+        if info.st_uid == os.getuid() and now - info.st_mtime > older_than:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
 
 
 def _write_private(path: str, text: str) -> None:

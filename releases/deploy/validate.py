@@ -133,6 +133,8 @@ def check_rollback_plan(plan: RollbackPlan) -> None:
     _check_unique(tuple(target for target, _ in plan.releases))
     for target, release in plan.releases:
         check_target(target)
+        if not release:
+            raise PlanError(f"host {target.name} has no earlier release to roll back to")
         check_release_name(release)
 
 

@@ -38,6 +38,8 @@ def test_first_deploy_second_deploy_and_rollback_on_every_host(site):
 
 
 def test_log_lines_carry_host_and_stage_and_never_the_private_key(site, deploy_key):
+    site.project.post_release = 'echo "deployed by $WALLE_DEPLOY_USER"'
+    site.project.save()
     run = deploy_now(site.users["developer"], open_approved_ticket(site, "v1"))
     assert run.status == DeployRun.Status.SUCCEEDED, run.error
     lines = list(LogLine.objects.filter(run=run).order_by("seq"))
@@ -46,6 +48,7 @@ def test_log_lines_carry_host_and_stage_and_never_the_private_key(site, deploy_k
     assert {"checkout", "transfer", "switch"} <= stages
     assert {t.address for t in site.targets} <= {line.host.split(":")[0] for line in lines if line.host}
     body = "\n".join(line.text for line in lines)
+    assert sorted(ln.host for ln in lines if ln.text == "deployed by developer") == sorted(t.address for t in site.targets)
     private = deploy_key.private_key()
     assert private.splitlines()[1] not in body
     assert "PRIVATE KEY" not in body

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -89,8 +91,9 @@ def test_keep_n_never_removes_the_previous_release(engine: Engine) -> None:
 
 
 def test_excluded_files_and_git_metadata_are_not_deployed(engine: Engine) -> None:
-    engine.commit({"index.html": "v\n", "secret.env": "PASSWORD=x", "logs/app.log": "l", "docs/a.md": "a",
-                   "keep/me.txt": "k"})
+    engine.commit(
+        {"index.html": "v\n", "secret.env": "PASSWORD=x", "logs/app.log": "l", "docs/a.md": "a", "keep/me.txt": "k"}
+    )
     outcome = engine.deploy(
         excludes=("*.env", "logs/", "docs/a.md", "x; touch /tmp/walle-engine-excl", "--delete-after"),
         hooks=Hooks(post_deploy=("mkdir -p .git sub/.git && echo x > .git/config && echo y > sub/.git/x",)),
@@ -123,13 +126,48 @@ def test_deploy_to_a_host_on_a_non_standard_ssh_port(engine: Engine, extra_host:
     assert any(h == "127.0.0.14:2214" for h, *_ in engine.lines)
 
 
-def test_transfer_uses_the_current_release_as_link_dest(engine: Engine) -> None:
-    # rsync then sends only deltas against the current release (and hard-links
-    # files whose content and mtime are unchanged).
-    engine.commit({"big.txt": "same\n" * 1000, "index.html": "v1\n"})
-    first = engine.deploy()
+def test_transfer_links_against_the_current_release_without_reusing_changed_files(engine: Engine) -> None:
+    # Two commits in the same second: git archive gives both index.html files
+    # the same size and mtime. rsync's link-dest must still ship the new one.
+    first_sha = engine.commit({"big.txt": "same\n" * 1000, "index.html": "v1\n"})
     engine.commit({"index.html": "v2\n"})
+    first = engine.deploy(commit=first_sha)
     second = engine.deploy()
     assert first.ok and second.ok
-    assert any(f"--link-dest={LIBRARY}/{first.release_name}" in text
-               for text in engine.texts(stage=Stage.TRANSFER, stream=Stream.INFO))
+    assert all(host.http_get("/") == "v2\n" for host in engine.hosts)
+    assert any(
+        f"--link-dest={LIBRARY}/{first.release_name}" in text
+        for text in engine.texts(stage=Stage.TRANSFER, stream=Stream.INFO)
+    )
+
+
+def test_the_webroot_never_disappears_during_switches(engine: Engine) -> None:
+    # security.md T22: ln to a temporary name + mv -T is one rename(2); a reader
+    # hammering the site and the link never sees ENOENT or a 404.
+    engine.commit({"index.html": "v0\n"})
+    assert engine.deploy().ok
+    host = engine.hosts[0]
+    link = host.data_path(WEBROOT)
+    seen: set[str] = set()
+    errors: list[str] = []
+    done = threading.Event()
+
+    def hammer() -> None:
+        while not done.is_set():
+            try:
+                os.readlink(link)
+                seen.add(host.http_get("/"))
+            except Exception as exc:  # noqa: BLE001 - every failure is a finding
+                errors.append(repr(exc))
+
+    reader = threading.Thread(target=hammer)
+    reader.start()
+    try:
+        for version in range(1, 4):
+            engine.commit({"index.html": f"v{version}\n"})
+            assert engine.deploy().ok
+    finally:
+        done.set()
+        reader.join()
+    assert errors == []
+    assert "v3\n" in seen and seen <= {"v0\n", "v1\n", "v2\n", "v3\n"}

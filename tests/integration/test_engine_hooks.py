@@ -31,8 +31,8 @@ def test_hooks_run_in_order_where_documented_with_literal_values(engine: Engine,
     hooks = Hooks(
         pre_deploy=(f'echo "pre_deploy $PWD" >> {order}', 'echo "title=$WALLE_TICKET_TITLE"'),
         post_deploy=(f'echo "post_deploy $PWD $(cat index.html)" >> {order}',),
-        pre_release=('echo "pre_release $PWD $(cat index.html)" >> /data/hooks.log', "env | grep ^WALLE_ | sort"),
-        post_release=('echo "post_release $PWD $(pwd -P)" >> /data/hooks.log', 'echo "branch=$WALLE_BRANCH"'),
+        pre_release=('echo "pre_release $PWD $(cat index.html)" >> /data/nginx/hooks.log', "env | grep ^WALLE_ | sort"),
+        post_release=('echo "post_release $PWD $(pwd -P)" >> /data/nginx/hooks.log', 'echo "branch=$WALLE_BRANCH"'),
     )
     plan = engine.plan(ticket_title=TITLE, ref=BRANCH, hooks=hooks)
     outcome = engine.deploy_plan(plan)
@@ -41,16 +41,26 @@ def test_hooks_run_in_order_where_documented_with_literal_values(engine: Engine,
     build = f"{plan.workspace}/builds/{plan.release_name}"
     assert order.read_text().splitlines() == [f"pre_deploy {plan.workspace}", f"post_deploy {build} h"]
     for host in engine.hosts:
-        assert host.data_path("/data/hooks.log").read_text().splitlines() == [
-            f"pre_release {release} h", f"post_release {WEBROOT} {release}",
+        assert host.data_path("/data/nginx/hooks.log").read_text().splitlines() == [
+            f"pre_release {release} h",
+            f"post_release {WEBROOT} {release}",
         ]
         env_lines = engine.texts(host=host.name, stage=Stage.PRE_RELEASE, stream=Stream.STDOUT)
-        assert env_lines == sorted([
-            "WALLE_BRANCH=" + BRANCH, f"WALLE_COMMIT={sha}", "WALLE_DEPLOY_USER=alice",
-            "WALLE_ENVIRONMENT=production", "WALLE_PROJECT=website", f"WALLE_RELEASE={plan.release_name}",
-            f"WALLE_RELEASE_PATH={release}", "WALLE_TAG=", f"WALLE_TICKET_ID={plan.ticket_id}",
-            f"WALLE_TICKET_TITLE={TITLE}", f"WALLE_WEBROOT={WEBROOT}",
-        ])
+        assert env_lines == sorted(
+            [
+                "WALLE_BRANCH=" + BRANCH,
+                f"WALLE_COMMIT={sha}",
+                "WALLE_DEPLOY_USER=alice",
+                "WALLE_ENVIRONMENT=production",
+                "WALLE_PROJECT=website",
+                f"WALLE_RELEASE={plan.release_name}",
+                f"WALLE_RELEASE_PATH={release}",
+                "WALLE_TAG=",
+                f"WALLE_TICKET_ID={plan.ticket_id}",
+                f"WALLE_TICKET_TITLE={TITLE}",
+                f"WALLE_WEBROOT={WEBROOT}",
+            ]
+        )
         assert engine.texts(host=host.name, stage=Stage.POST_RELEASE, stream=Stream.STDOUT) == [f"branch={BRANCH}"]
     assert engine.texts(host="", stage=Stage.PRE_DEPLOY, stream=Stream.STDOUT) == [f"title={TITLE}"]
     assert not any("uid=" in text for text in engine.texts())
@@ -71,9 +81,11 @@ def test_every_host_is_prepared_before_any_host_switches(engine: Engine) -> None
 
 def test_post_release_delay_switches_hosts_one_after_another(engine: Engine) -> None:
     engine.commit({"index.html": "v\n"})
-    outcome = engine.deploy(post_release_delay=2, hooks=Hooks(post_release=("date +%s.%N > /data/post_release_at",)))
+    outcome = engine.deploy(
+        post_release_delay=2, hooks=Hooks(post_release=("date +%s.%N > /data/nginx/post_release_at",))
+    )
     assert outcome.ok, outcome.error
-    times = [float(host.data_path("/data/post_release_at").read_text()) for host in engine.hosts]
+    times = [float(host.data_path("/data/nginx/post_release_at").read_text()) for host in engine.hosts]
     assert times == sorted(times)
     assert all(later - earlier >= 1.9 for earlier, later in zip(times, times[1:], strict=False))
     # Host 2 switched only after host 1's post_release had run.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from releases.deploy.plan import (
     Stream,
     Target,
 )
+from releases.deploy.ssh import KEY_DIR_PREFIX
 from tests.infra.hosts import GitServer, TargetHost, authorize_key
 
 PRIVATE_KEY, PUBLIC_KEY, _ = generate_ed25519("walle-engine-tests")
@@ -60,8 +62,9 @@ class Engine:
 
     # -- repository
 
-    def commit(self, files: dict[str, str], message: str = "change", branch: str = "master",
-               tag: str | None = None) -> str:
+    def commit(
+        self, files: dict[str, str], message: str = "change", branch: str = "master", tag: str | None = None
+    ) -> str:
         return self.git.commit(self.repo, files, message, branch=branch, tag=tag)
 
     # -- plans
@@ -73,22 +76,43 @@ class Engine:
     def plan(self, **changes: object) -> DeployPlan:
         ticket = next(_tickets)
         plan = DeployPlan(
-            project="website", environment="production", ticket_id=ticket, ticket_title=f"ticket {ticket}",
-            ref_kind=RefKind.BRANCH, ref="master", run_user="www", webroot=WEBROOT, release_library=LIBRARY,
-            hooks=Hooks(), post_release_delay=0, max_parallel=3, key=Secret(PRIVATE_KEY),
-            command_timeout=120, connect_timeout=5, deployed_by="alice",
-            repo_url=self.git.url(self.repo), repo_host_key=self.git.host_key, workspace=str(self.workspace),
-            release_name=f"{time.strftime('%Y%m%d-%H%M%S')}-{ticket}", keep_releases=10, targets=self.targets(),
+            project="website",
+            environment="production",
+            ticket_id=ticket,
+            ticket_title=f"ticket {ticket}",
+            ref_kind=RefKind.BRANCH,
+            ref="master",
+            run_user="www",
+            webroot=WEBROOT,
+            release_library=LIBRARY,
+            hooks=Hooks(),
+            post_release_delay=0,
+            max_parallel=3,
+            key=Secret(PRIVATE_KEY),
+            command_timeout=120,
+            connect_timeout=5,
+            deployed_by="alice",
+            repo_url=self.git.url(self.repo),
+            repo_host_key=self.git.host_key,
+            workspace=str(self.workspace),
+            release_name=f"{time.strftime('%Y%m%d-%H%M%S')}-{ticket}",
+            keep_releases=10,
+            targets=self.targets(),
         )
         return dataclasses.replace(plan, **changes)
 
     def rollback_plan(self, releases: dict[TargetHost, str], **changes: object) -> RollbackPlan:
         ticket = next(_tickets)
         base = self.plan(ticket_id=ticket)
-        common = {f.name: getattr(base, f.name) for f in dataclasses.fields(RollbackPlan)
-                  if f.name not in ("commit", "releases")}
-        chosen = [(target_of(host, self.hosts.index(host) + 1 if host in self.hosts else 99), name)
-                  for host, name in releases.items()]
+        common = {
+            f.name: getattr(base, f.name)
+            for f in dataclasses.fields(RollbackPlan)
+            if f.name not in ("commit", "releases")
+        }
+        chosen = [
+            (target_of(host, self.hosts.index(host) + 1 if host in self.hosts else 99), name)
+            for host, name in releases.items()
+        ]
         return dataclasses.replace(RollbackPlan(**common, releases=tuple(chosen)), **changes)
 
     # -- running
@@ -101,33 +125,41 @@ class Engine:
             self.on_log(line)
 
     def deploy(self, **changes: object) -> Outcome:
-        outcome = pipeline.deploy(self.plan(**changes), self.log)
-        self.assert_no_secret(outcome)
-        return outcome
+        return self.deploy_plan(self.plan(**changes))
 
     def deploy_plan(self, plan: DeployPlan) -> Outcome:
+        before = key_dirs()
         outcome = pipeline.deploy(plan, self.log)
         self.assert_no_secret(outcome)
+        assert key_dirs() - before == set(), "a temporary key file outlived the run"
         return outcome
 
     def rollback(self, releases: dict[TargetHost, str], **changes: object) -> Outcome:
+        before = key_dirs()
         outcome = pipeline.rollback(self.rollback_plan(releases, **changes), self.log)
         self.assert_no_secret(outcome)
+        assert key_dirs() - before == set(), "a temporary key file outlived the run"
         return outcome
 
     # -- inspecting
 
-    def texts(self, *, host: str | None = None, stage: Stage | None = None,
-              stream: Stream | None = None) -> list[str]:
-        return [text for h, s, st, text in self.lines
-                if (host is None or h == host) and (stage is None or s == stage)
-                and (stream is None or st == stream)]
+    def texts(self, *, host: str | None = None, stage: Stage | None = None, stream: Stream | None = None) -> list[str]:
+        return [
+            text
+            for h, s, st, text in self.lines
+            if (host is None or h == host) and (stage is None or s == stage) and (stream is None or st == stream)
+        ]
 
     def assert_no_secret(self, outcome: Outcome) -> None:
         body = [line for line in PRIVATE_KEY.splitlines() if not line.startswith("-----")]
         everything = repr(self.lines) + repr(outcome)
         for line in body:
             assert line not in everything, "private key material reached the log or the outcome"
+
+
+def key_dirs() -> set[str]:
+    """Temporary ssh key dirs that exist right now (security.md T20)."""
+    return {str(p) for p in Path(tempfile.gettempdir()).glob(KEY_DIR_PREFIX + "*")}
 
 
 def current_release(host: TargetHost) -> str:

@@ -37,7 +37,14 @@ def test_ticket_ids_sort_numerically_within_a_second() -> None:
 
 def test_switch_is_ln_to_a_temp_name_then_mv_t_with_paths_as_arguments() -> None:
     argv = switch_argv("/data/releases/20240101-120000-9", "/data/nginx/website", 9)
-    assert argv == ["sh", "-c", SWITCH_SCRIPT, "walle-switch", "/data/releases/20240101-120000-9",
-                    "/data/nginx/.website.walle-tmp-9", "/data/nginx/website"]
+    assert argv == [
+        "sh",
+        "-c",
+        SWITCH_SCRIPT,
+        "walle-switch",
+        "/data/releases/20240101-120000-9",
+        "/data/nginx/.website.walle-tmp-9",
+        "/data/nginx/website",
+    ]
     assert "ln -sfn" in SWITCH_SCRIPT and "mv -fT" in SWITCH_SCRIPT
     assert temp_link_path("/a/b", 1) == "/a/.b.walle-tmp-1"

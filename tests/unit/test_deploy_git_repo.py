@@ -18,16 +18,21 @@ from releases.deploy import git
 from releases.deploy.plan import RefKind
 
 GIT_ENV = {
-    "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-    "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    "HOME": "/nonexistent",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "T",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "T",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
 }
 HOSTILE_BRANCH = "main;touch${IFS}/tmp/walle-unit-pwned"
 
 
 def sh_git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def commit(work: Path, files: dict[str, str], message: str) -> str:
@@ -96,8 +101,9 @@ def test_commit_expressions_are_refused(repo: dict, commit: str) -> None:
         git.resolve(repo["ws"], RefKind.BRANCH, "master", commit)
 
 
-@pytest.mark.parametrize("ref", ["maste", "refs/heads/master", "heads/master", "master~1", "--all", "-f", "mast*",
-                                 "v2"])
+@pytest.mark.parametrize(
+    "ref", ["maste", "refs/heads/master", "heads/master", "master~1", "--all", "-f", "mast*", "v2"]
+)
 def test_ref_must_match_an_existing_branch_exactly(repo: dict, ref: str) -> None:
     with pytest.raises(ValueError):
         git.resolve(repo["ws"], RefKind.BRANCH, ref)
@@ -162,7 +168,14 @@ def test_export_refuses_links_that_escape_the_build_dir(repo: dict) -> None:
     work = repo["tmp"] / "work"
     (work / "evil").symlink_to("/etc/passwd")
     sha = commit(work, {}, "evil link")
-    sh_git(repo["tmp"], "--git-dir", repo["ws"] + "/" + git.MIRROR_DIR, "fetch", "-q", str(work),
-           "+refs/heads/*:refs/heads/*")
+    sh_git(
+        repo["tmp"],
+        "--git-dir",
+        repo["ws"] + "/" + git.MIRROR_DIR,
+        "fetch",
+        "-q",
+        str(work),
+        "+refs/heads/*:refs/heads/*",
+    )
     with pytest.raises(tarfile.TarError):
         git.export(repo["ws"], sha, str(repo["tmp"] / "evil-build"))

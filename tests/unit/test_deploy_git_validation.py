@@ -80,9 +80,36 @@ def test_valid_ref_names_pass(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "-f", "--upload-pack=touch /tmp/x", "--upload-pack=x", "a b", "a\tb", "a\nb", "a..b", "a~1", "a^", "a:b",
-     "a?", "a*", "a[b", "a\\b", "/a", "a/", "a//b", "a.", ".a", "a/.b", "a.lock", "a/b.lock/c", "@", "a@{1}",
-     "HEAD", "x$(touch /tmp/p)", "\x7f"],
+    [
+        "",
+        "-f",
+        "--upload-pack=touch /tmp/x",
+        "--upload-pack=x",
+        "a b",
+        "a\tb",
+        "a\nb",
+        "a..b",
+        "a~1",
+        "a^",
+        "a:b",
+        "a?",
+        "a*",
+        "a[b",
+        "a\\b",
+        "/a",
+        "a/",
+        "a//b",
+        "a.",
+        ".a",
+        "a/.b",
+        "a.lock",
+        "a/b.lock/c",
+        "@",
+        "a@{1}",
+        "HEAD",
+        "x$(touch /tmp/p)",
+        "\x7f",
+    ],
 )
 def test_invalid_ref_names_are_refused(name: str) -> None:
     with pytest.raises(ValueError):
@@ -91,8 +118,27 @@ def test_invalid_ref_names_are_refused(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["master", "a..b", "a b", "-f", ".a", "a.lock", "a/", "a//b", "@", "a@{1}", "x$(id)", "a~", "é", "a.",
-     "main;touch${IFS}/tmp/pwned", "a`id`b", "a/b/c", "a\\b", "HEAD"],
+    [
+        "master",
+        "a..b",
+        "a b",
+        "-f",
+        ".a",
+        "a.lock",
+        "a/",
+        "a//b",
+        "@",
+        "a@{1}",
+        "x$(id)",
+        "a~",
+        "é",
+        "a.",
+        "main;touch${IFS}/tmp/pwned",
+        "a`id`b",
+        "a/b/c",
+        "a\\b",
+        "HEAD",
+    ],
 )
 def test_ref_rules_never_accept_what_git_check_ref_format_rejects(name: str) -> None:
     git_ok = subprocess.run(["git", "check-ref-format", "--branch", name], capture_output=True).returncode == 0
@@ -103,8 +149,9 @@ def test_ref_rules_never_accept_what_git_check_ref_format_rejects(name: str) -> 
     assert not (ours and not git_ok), f"{name!r} accepted by us but rejected by git"
 
 
-@pytest.mark.parametrize("sha", ["abc;id", "HEAD~1", "HEAD", "abc123", "A" * 40, "g" * 40, "a" * 39, "a" * 41,
-                                 "--all", "a" * 40 + "\n"])
+@pytest.mark.parametrize(
+    "sha", ["abc;id", "HEAD~1", "HEAD", "abc123", "A" * 40, "g" * 40, "a" * 39, "a" * 41, "--all", "a" * 40 + "\n"]
+)
 def test_commits_must_be_full_lowercase_shas(sha: str) -> None:
     with pytest.raises(ValueError):
         git.validate_commit(sha)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -17,9 +18,20 @@ MARKER = Path("/tmp/walle-unit-hook-marker")
 
 def common(title: str = "t", ref: str = "master", ref_kind: RefKind = RefKind.BRANCH) -> Common:
     return Common(
-        project="web;id", environment="prod", ticket_id=42, ticket_title=title, ref_kind=ref_kind, ref=ref,
-        run_user="www", webroot="/data/nginx/website", release_library="/data/releases", hooks=Hooks(),
-        post_release_delay=0, max_parallel=1, key=Secret("k"), deployed_by="alice",
+        project="web;id",
+        environment="prod",
+        ticket_id=42,
+        ticket_title=title,
+        ref_kind=ref_kind,
+        ref=ref,
+        run_user="www",
+        webroot="/data/nginx/website",
+        release_library="/data/releases",
+        hooks=Hooks(),
+        post_release_delay=0,
+        max_parallel=1,
+        key=Secret("k"),
+        deployed_by="alice",
     )
 
 
@@ -37,9 +49,17 @@ class Collect:
 def test_hook_env_has_every_variable() -> None:
     env = hooks.hook_env(common(), commit="c" * 40, release="20240102-030405-42", release_path="/data/releases/r")
     assert env == {
-        "WALLE_PROJECT": "web;id", "WALLE_ENVIRONMENT": "prod", "WALLE_TICKET_ID": "42", "WALLE_TICKET_TITLE": "t",
-        "WALLE_BRANCH": "master", "WALLE_TAG": "", "WALLE_COMMIT": "c" * 40, "WALLE_RELEASE": "20240102-030405-42",
-        "WALLE_RELEASE_PATH": "/data/releases/r", "WALLE_WEBROOT": "/data/nginx/website", "WALLE_DEPLOY_USER": "alice",
+        "WALLE_PROJECT": "web;id",
+        "WALLE_ENVIRONMENT": "prod",
+        "WALLE_TICKET_ID": "42",
+        "WALLE_TICKET_TITLE": "t",
+        "WALLE_BRANCH": "master",
+        "WALLE_TAG": "",
+        "WALLE_COMMIT": "c" * 40,
+        "WALLE_RELEASE": "20240102-030405-42",
+        "WALLE_RELEASE_PATH": "/data/releases/r",
+        "WALLE_WEBROOT": "/data/nginx/website",
+        "WALLE_DEPLOY_USER": "alice",
     }
 
 
@@ -52,15 +72,19 @@ def test_hook_argv_uses_strict_bash() -> None:
     assert hooks.hook_argv("make build") == ["bash", "-e", "-o", "pipefail", "-c", "make build"]
 
 
-@pytest.mark.parametrize("title", ['"; id; "', "x$(touch /tmp/walle-unit-hook-marker)", "`touch /tmp/walle-unit-hook-marker`",
-                                   "a\nb", "$HOME", "'"])
+@pytest.mark.parametrize(
+    "title",
+    ['"; id; "', "x$(touch /tmp/walle-unit-hook-marker)", "`touch /tmp/walle-unit-hook-marker`", "a\nb", "$HOME", "'"],
+)
 def test_hostile_values_are_printed_literally_by_local_hooks(title: str, tmp_path: Path) -> None:
     MARKER.unlink(missing_ok=True)
-    env = hooks.hook_env(common(title=title, ref="x$(touch${IFS}/tmp/walle-unit-hook-marker)"),
-                         commit="", release="r", release_path="/p")
+    env = hooks.hook_env(
+        common(title=title, ref="x$(touch${IFS}/tmp/walle-unit-hook-marker)"), commit="", release="r", release_path="/p"
+    )
     out = Collect()
-    hooks.run_local(['printf "%s|%s" "$WALLE_TICKET_TITLE" "$WALLE_BRANCH"'], cwd=str(tmp_path), env=env,
-                    timeout=10, on_line=out)
+    hooks.run_local(
+        ['printf "%s|%s" "$WALLE_TICKET_TITLE" "$WALLE_BRANCH"'], cwd=str(tmp_path), env=env, timeout=10, on_line=out
+    )
     assert "\n".join(out.out()) == f"{title}|x$(touch${{IFS}}/tmp/walle-unit-hook-marker)"
     assert not MARKER.exists()
 
@@ -68,8 +92,9 @@ def test_hostile_values_are_printed_literally_by_local_hooks(title: str, tmp_pat
 def test_hooks_run_in_order_in_cwd_and_stop_at_the_first_failure(tmp_path: Path) -> None:
     out = Collect()
     with pytest.raises(HookError, match="exit status 3: exit 3"):
-        hooks.run_local(["pwd", "echo one", "", "exit 3", "echo never"], cwd=str(tmp_path), env={}, timeout=10,
-                        on_line=out)
+        hooks.run_local(
+            ["pwd", "echo one", "", "exit 3", "echo never"], cwd=str(tmp_path), env={}, timeout=10, on_line=out
+        )
     assert out.out() == [str(tmp_path), "one"]
     assert (Stream.INFO, "$ exit 3") in out.lines
 
@@ -91,8 +116,9 @@ def test_a_hanging_hook_is_killed_with_its_children(tmp_path: Path) -> None:
 def test_worker_secrets_do_not_reach_local_hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WALLE_FERNET_KEYS", "super-secret")
     out = Collect()
-    hooks.run_local(['echo "[${WALLE_FERNET_KEYS:-}]"'], cwd=str(tmp_path), env={"WALLE_X": "1"}, timeout=10,
-                    on_line=out)
+    hooks.run_local(
+        ['echo "[${WALLE_FERNET_KEYS:-}]"'], cwd=str(tmp_path), env={"WALLE_X": "1"}, timeout=10, on_line=out
+    )
     assert out.out() == ["[]"]
 
 
@@ -124,3 +150,19 @@ def test_safe_env_keeps_path_only_from_the_worker(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("DATABASE_URL", "postgres://u:pw@db/x")
     env = local.safe_env({"A": "1"})
     assert "DATABASE_URL" not in env and env["A"] == "1" and env["PATH"] == os.environ["PATH"]
+
+
+def test_local_run_can_be_cancelled_from_another_thread() -> None:
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    out = Collect()
+    assert local.run(["bash", "-c", "sleep 60 | cat"], timeout=30, on_line=out, cancel=cancel) == local.CANCELLED_STATUS
+    assert time.monotonic() - started < 10
+    assert (Stream.INFO, "cancelled; the process was stopped") in out.lines
+
+
+def test_local_run_waits_for_a_process_that_closed_its_output() -> None:
+    # Closing stdout/stderr is not exiting: the real exit status must be reported.
+    status = local.run(["bash", "-c", "exec >&- 2>&-; sleep 1; exit 5"], timeout=30, on_line=Collect())
+    assert status == 5

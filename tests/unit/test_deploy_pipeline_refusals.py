@@ -18,11 +18,24 @@ TARGET = Target(1, "192.0.2.1", 22, PUBLIC)
 
 def make_plan(tmp_path: Path, **changes: object) -> DeployPlan:
     plan = DeployPlan(
-        project="website", environment="prod", ticket_id=7, ticket_title="t", ref_kind=RefKind.BRANCH,
-        ref="master", run_user="www", webroot="/data/nginx/website", release_library="/data/releases",
-        hooks=Hooks(pre_deploy=(f"touch {tmp_path}/hook-ran",)), post_release_delay=0, max_parallel=2,
-        key=Secret(PRIVATE), repo_url="ssh://git@192.0.2.1/srv/git/app.git", repo_host_key=PUBLIC,
-        workspace=str(tmp_path / "ws"), release_name="20240102-030405-7", targets=(TARGET,),
+        project="website",
+        environment="prod",
+        ticket_id=7,
+        ticket_title="t",
+        ref_kind=RefKind.BRANCH,
+        ref="master",
+        run_user="www",
+        webroot="/data/nginx/website",
+        release_library="/data/releases",
+        hooks=Hooks(pre_deploy=(f"touch {tmp_path}/hook-ran",)),
+        post_release_delay=0,
+        max_parallel=2,
+        key=Secret(PRIVATE),
+        repo_url="ssh://git@192.0.2.1/srv/git/app.git",
+        repo_host_key=PUBLIC,
+        workspace=str(tmp_path / "ws"),
+        release_name="20240102-030405-7",
+        targets=(TARGET,),
     )
     return dataclasses.replace(plan, **changes)
 
@@ -58,7 +71,9 @@ def test_unpinned_target_refusal_names_the_host(tmp_path: Path) -> None:
 
 def test_rollback_refuses_bad_release_names(tmp_path: Path) -> None:
     base = make_plan(tmp_path)
-    common = {f.name: getattr(base, f.name) for f in dataclasses.fields(RollbackPlan) if f.name not in ("commit", "releases")}
+    common = {
+        f.name: getattr(base, f.name) for f in dataclasses.fields(RollbackPlan) if f.name not in ("commit", "releases")
+    }
     outcome = pipeline.rollback(RollbackPlan(**common, releases=((TARGET, "current"),)), lambda *a: None)
     assert not outcome.ok and "release name" in outcome.error
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
 from pathlib import Path
 
 from releases.deploy import rsync
@@ -14,8 +16,12 @@ FILES = KeyFiles("/tmp/walle-ssh-x", "/tmp/walle-ssh-x/id", "/tmp/walle-ssh-x/kn
 
 def argv(**changes: object) -> list[str]:
     values: dict = {
-        "source_dir": "/ws/builds/20240102-030405-7", "target": Target(1, "127.0.0.14", 2214, "k"), "user": "www",
-        "release_path": "/data/releases/20240102-030405-7", "files": FILES, "exclude_file": "/tmp/walle-ssh-x/excludes",
+        "source_dir": "/ws/builds/20240102-030405-7",
+        "target": Target(1, "127.0.0.14", 2214, "k"),
+        "user": "www",
+        "release_path": "/data/releases/20240102-030405-7",
+        "files": FILES,
+        "exclude_file": "/tmp/walle-ssh-x/excludes",
     }
     values.update(changes)
     return rsync.build_argv(**values)
@@ -23,7 +29,7 @@ def argv(**changes: object) -> list[str]:
 
 def test_argv_shape() -> None:
     result = argv(link_dest="/data/releases/20240101-000000-6")
-    assert result[:4] == ["rsync", "-a", "--delete", "-s"]
+    assert result[:5] == ["rsync", "-a", "--checksum", "--delete", "-s"]
     assert "--exclude=.git" in result
     assert "--exclude-from=/tmp/walle-ssh-x/excludes" in result
     assert "--link-dest=/data/releases/20240101-000000-6" in result
@@ -47,7 +53,33 @@ def test_excludes_go_to_a_file_never_to_argv(tmp_path: Path) -> None:
     hostile = ["x; touch /tmp/pwned", "--checkpoint-action=exec=sh", "../../etc/shadow", "  node_modules  ", ""]
     path = rsync.write_excludes(str(tmp_path), hostile)
     assert Path(path).read_text().splitlines() == [
-        "x; touch /tmp/pwned", "--checkpoint-action=exec=sh", "../../etc/shadow", "node_modules",
+        "x; touch /tmp/pwned",
+        "--checkpoint-action=exec=sh",
+        "../../etc/shadow",
+        "node_modules",
     ]
     words = argv(exclude_file=path)
     assert not any("touch" in w or "checkpoint" in w for w in words)
+
+
+def local_copy(source: Path, dest: Path, link_dest: Path, tmp_path: Path) -> None:
+    """Run build_argv's options with a local destination instead of ssh."""
+    words = argv(source_dir=str(source), link_dest=str(link_dest), exclude_file=rsync.write_excludes(str(tmp_path), []))
+    at = words.index("-e")
+    options = [w for w in words[:at] if w != "-s"]
+    subprocess.run([*options, "--", f"{source}/", f"{dest}/"], check=True, capture_output=True)
+
+
+def test_link_dest_never_reuses_old_content_with_the_same_size_and_mtime(tmp_path: Path) -> None:
+    # git archive gives every file the commit time: two commits in one second
+    # produce a changed file with equal size and mtime.
+    old, new, dest = tmp_path / "old", tmp_path / "new", tmp_path / "dest"
+    for directory, text in ((old, "v1\n"), (new, "v2\n")):
+        directory.mkdir()
+        (directory / "index.html").write_text(text)
+        (directory / "same.txt").write_text("same\n")
+        for path in directory.iterdir():
+            os.utime(path, (1_700_000_000, 1_700_000_000))
+    local_copy(new, dest, old, tmp_path)
+    assert (dest / "index.html").read_text() == "v2\n"
+    assert (dest / "same.txt").stat().st_ino == (old / "same.txt").stat().st_ino  # unchanged: hard-linked

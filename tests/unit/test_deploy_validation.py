@@ -17,19 +17,51 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh
 
 def make_plan(**changes: object) -> DeployPlan:
     plan = DeployPlan(
-        project="website", environment="prod", ticket_id=7, ticket_title="t", ref_kind=RefKind.BRANCH,
-        ref="master", run_user="www", webroot="/data/nginx/website", release_library="/data/releases",
-        hooks=Hooks(), post_release_delay=0, max_parallel=2, key=Secret("-----BEGIN x-----"),
-        repo_url="ssh://git@127.0.0.10/srv/git/app.git", repo_host_key=KEY, workspace="/var/walle/ws/1",
-        release_name="20240102-030405-7", targets=(Target(1, "127.0.0.11", 22, KEY),),
+        project="website",
+        environment="prod",
+        ticket_id=7,
+        ticket_title="t",
+        ref_kind=RefKind.BRANCH,
+        ref="master",
+        run_user="www",
+        webroot="/data/nginx/website",
+        release_library="/data/releases",
+        hooks=Hooks(),
+        post_release_delay=0,
+        max_parallel=2,
+        key=Secret("-----BEGIN x-----"),
+        repo_url="ssh://git@127.0.0.10/srv/git/app.git",
+        repo_host_key=KEY,
+        workspace="/var/walle/ws/1",
+        release_name="20240102-030405-7",
+        targets=(Target(1, "127.0.0.11", 22, KEY),),
     )
     return dataclasses.replace(plan, **changes)
 
 
 @pytest.mark.parametrize(
     "path",
-    ["/var/www;rm -rf /", "../x", "x/y", "/a/../b", "/a/./b", "/a//b", "/a/b/", "//a", "",
-     "/a b", "/a\nb", "/a$(id)", "/a`id`", "/a'b", '/a"b', "/a|b", "/a&b", "/a>b", "/a*"],
+    [
+        "/var/www;rm -rf /",
+        "../x",
+        "x/y",
+        "/a/../b",
+        "/a/./b",
+        "/a//b",
+        "/a/b/",
+        "//a",
+        "",
+        "/a b",
+        "/a\nb",
+        "/a$(id)",
+        "/a`id`",
+        "/a'b",
+        '/a"b',
+        "/a|b",
+        "/a&b",
+        "/a>b",
+        "/a*",
+    ],
 )
 def test_hostile_or_sloppy_paths_are_refused(path: str) -> None:
     with pytest.raises(PlanError):
@@ -79,8 +111,19 @@ def test_release_names_of_walle_pass(name: str) -> None:
     assert validate.check_release_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "current", "2024-01-02", "20240102-030405-", "../20240102-030405-7",
-                                  "20240102-030405-7/..", "20240102-030405-7\n", "x20240102-030405-7"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "current",
+        "2024-01-02",
+        "20240102-030405-",
+        "../20240102-030405-7",
+        "20240102-030405-7/..",
+        "20240102-030405-7\n",
+        "x20240102-030405-7",
+    ],
+)
 def test_other_release_names_are_refused(name: str) -> None:
     with pytest.raises(PlanError):
         validate.check_release_name(name)
@@ -122,8 +165,13 @@ def test_plans_with_a_bad_value_are_refused(changes: dict) -> None:
 
 def test_rollback_plan_checks_every_release_name() -> None:
     base = make_plan()
-    plan = RollbackPlan(**{f.name: getattr(base, f.name) for f in dataclasses.fields(RollbackPlan)
-                           if f.name not in ("commit", "releases")},
-                        releases=((Target(1, "127.0.0.11", 22, KEY), "../../etc"),))
+    plan = RollbackPlan(
+        **{
+            f.name: getattr(base, f.name)
+            for f in dataclasses.fields(RollbackPlan)
+            if f.name not in ("commit", "releases")
+        },
+        releases=((Target(1, "127.0.0.11", 22, KEY), "../../etc"),),
+    )
     with pytest.raises(PlanError, match="release name"):
         validate.check_rollback_plan(plan)
