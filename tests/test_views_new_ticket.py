@@ -7,6 +7,7 @@ import pytest
 from django.urls import reverse
 
 from releases.models import Ticket
+from tests.deploy_fixtures import deploy_now, open_approved_ticket
 
 pytestmark = pytest.mark.sshd
 
@@ -75,3 +76,14 @@ def test_reporter_cannot_submit(client, site):
     client.force_login(site.users["reporter"])
     response = post(client, site, "master", site.commits["v1"])
     assert response.status_code == 200 and not Ticket.objects.exists()
+
+
+def test_choosing_a_commit_older_than_what_is_live_warns(client, site):
+    site.push("v2", "second")
+    run = deploy_now(site.users["developer"], open_approved_ticket(site, "v2"))
+    assert run.status == run.Status.SUCCEEDED, run.error
+    client.force_login(site.users["developer"])
+    older = client.get(new_url(site, ref="master", commit=site.commits["v1"], refresh="1")).content.decode()
+    assert 'id="behind-warning"' in older and "1 commit that this one lacks" in older
+    newest = client.get(new_url(site, ref="master", commit=site.commits["v2"])).content.decode()
+    assert 'id="behind-warning"' not in newest

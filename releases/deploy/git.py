@@ -296,15 +296,18 @@ def _parse_log(out: str) -> list[dict[str, str]]:
 
 
 def compare(workspace: str, from_sha: str, to_sha: str) -> dict[str, list]:
-    """Commits in ``from..to`` and the files changed between them (status, path)."""
+    """Commits in ``from..to``, the files changed between them (status, path),
+    and ``behind``: commits of ``from`` that ``to`` lacks, so a caller can warn
+    that deploying ``to`` over ``from`` takes those away again."""
     validate_commit(from_sha)
     validate_commit(to_sha)
     fmt = "%H%x1f%h%x1f%an%x1f%aI%x1f%s%x1e"
     log_out = _git(workspace, "log", f"--format={fmt}", "--end-of-options", f"{from_sha}..{to_sha}", "--").stdout
+    behind_out = _git(workspace, "log", f"--format={fmt}", "--end-of-options", f"{to_sha}..{from_sha}", "--").stdout
     diff_out = _git(workspace, "diff", "--name-status", "--no-renames", "-z", from_sha, to_sha, "--").stdout
     parts = diff_out.split("\0")
     files = [(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2) if parts[i]]
-    return {"commits": _parse_log(log_out), "files": files}
+    return {"commits": _parse_log(log_out), "files": files, "behind": _parse_log(behind_out)}
 
 
 def export(workspace: str, sha: str, dest: str, *, timeout: int = 600) -> None:

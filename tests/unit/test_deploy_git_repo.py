@@ -157,6 +157,13 @@ def test_compare_lists_commits_and_changed_files(repo: dict) -> None:
     diff = git.compare(repo["ws"], repo["c2"], repo["c4"])
     assert [c["message"] for c in diff["commits"]] == ["remove a", "third"]
     assert sorted(diff["files"]) == [("A", "new.txt"), ("D", "sub/a.txt"), ("M", "index.html")]
+    assert diff["behind"] == []
+
+
+def test_compare_reports_commits_an_older_target_would_take_away(repo: dict) -> None:
+    diff = git.compare(repo["ws"], repo["c4"], repo["c2"])
+    assert diff["commits"] == []
+    assert [c["message"] for c in diff["behind"]] == ["remove a", "third"]
 
 
 def test_compare_refuses_non_shas(repo: dict) -> None:
