@@ -103,9 +103,14 @@ class Host(models.Model):
         return self.name
 
     @property
+    def endpoint(self) -> str:
+        """``address`` or ``address:port``: how the engine names the host in logs
+        (``releases.deploy.plan.Target.name``)."""
+        return self.address if self.port == 22 else f"{self.address}:{self.port}"
+
+    @property
     def name(self) -> str:
-        base = self.address if self.port == 22 else f"{self.address}:{self.port}"
-        return f"{base} ({self.label})" if self.label else base
+        return f"{self.endpoint} ({self.label})" if self.label else self.endpoint
 
     def clean(self) -> None:
         validators.validate_host_address(self.address)

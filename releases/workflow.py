@@ -19,7 +19,7 @@ from django.utils import timezone
 from accounts.permissions import Action, require
 from projects.models import Host, Project
 
-from .models import DeployRun, ProjectLock, RunHost, Ticket, TicketEvent
+from .models import DeployRun, ProjectLock, Release, RunHost, Ticket, TicketEvent
 
 S = Ticket.Status
 
@@ -231,8 +231,13 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
     require(actor, Action.ROLLBACK, ticket)
     if ticket.is_rollback:
         raise WorkflowError("Roll back the deploy ticket, not the rollback ticket.")
-    if not ticket.runs.filter(host_results__status__in=RunHost.LIVE_STATUSES).exists():
+    switched = Host.objects.filter(
+        run_results__run__ticket=ticket, run_results__status__in=RunHost.LIVE_STATUSES
+    ).distinct()
+    if not switched.exists():
         raise WorkflowError("This ticket never switched any host; there is nothing to roll back.")
+    if release and not kept_releases(ticket.project).filter(name=release).exists():
+        raise WorkflowError(f"Release {release} is not kept on this project's hosts; pick a kept release.")
     status = _initial_status(ticket.project, Ticket.Kind.ROLLBACK)
     rollback = Ticket.objects.create(
         project=ticket.project, kind=Ticket.Kind.ROLLBACK, author=actor, status=status,
@@ -240,12 +245,22 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
         ref_kind=ticket.ref_kind, ref=ticket.ref, commit=ticket.commit,
         rollback_of=ticket, rollback_release=release,
     )
-    rollback.hosts.set(ticket.hosts.all())
+    # Only hosts this ticket actually switched go back: after a partial
+    # failure the others never left the old release.
+    rollback.hosts.set(switched)
     TicketEvent.objects.create(
         ticket=rollback, actor=actor, action="submit", to_status=status,
         note=f"rollback of #{ticket.pk}" + (f" to {release}" if release else ""),
     )
     return rollback
+
+
+def kept_releases(project: Project):
+    """Release names still on disk (not removed by keep-N), newest first."""
+    return (
+        Release.objects.filter(project=project, removed_at__isnull=True)
+        .values("name").distinct().order_by("-name")
+    )
 
 
 # --- The worker's moves -------------------------------------------------------

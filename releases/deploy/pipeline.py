@@ -43,6 +43,10 @@ from .plan import (
 )
 from .ssh import Connection, SSHError
 
+# Asked right before the first webroot switch; False means "do not switch".
+SwitchGate = Callable[[], bool]
+_GATE_CLOSED = "the run lost its project lock before the switch; no webroot is changed"
+
 logger = logging.getLogger(__name__)
 
 # Failures of the deploy-host steps that are "operational" (bad ref, hook exit 1,
@@ -74,9 +78,12 @@ class _Host:
 class _Run:
     """What deploys and rollbacks share: hosts, connections, logging, the switch."""
 
-    def __init__(self, plan: Common, log: MaskingLog, hosts: Sequence[tuple[Target, str]]) -> None:
+    def __init__(
+        self, plan: Common, log: MaskingLog, hosts: Sequence[tuple[Target, str]], may_switch: SwitchGate
+    ) -> None:
         self.plan = plan
         self.log = log
+        self.may_switch = may_switch
         self.commit = ""
         self.hosts = [_Host(target, HostResult(target.id, target.name), release) for target, release in hosts]
         self.stop = threading.Event()
@@ -259,8 +266,8 @@ class _Run:
 
 
 class _Deploy(_Run):
-    def __init__(self, plan: DeployPlan, log: MaskingLog) -> None:
-        super().__init__(plan, log, [(t, plan.release_name) for t in plan.targets])
+    def __init__(self, plan: DeployPlan, log: MaskingLog, may_switch: SwitchGate) -> None:
+        super().__init__(plan, log, [(t, plan.release_name) for t in plan.targets], may_switch)
         self.deploy_plan = plan
         self.build_dir = ""
         self.stage = Stage.PREPARE
@@ -277,6 +284,8 @@ class _Deploy(_Run):
         self.each(self.prepare, self.hosts, stop_others=True)
         if not all(h.result.state == HostState.PREPARED for h in self.hosts):
             return self.abandon()
+        if not self.may_switch():
+            return self.abandon(_GATE_CLOSED)
         self.switch_all()
         if all(h.result.state == HostState.DONE for h in self.hosts):
             for host in self.hosts:  # cleanup problems are logged, never fatal
@@ -348,12 +357,13 @@ class _Deploy(_Run):
         self.check_stop()
         self.pre_release(host)
 
-    def abandon(self) -> Outcome:
-        """Some host is not ready: switch nothing, remove the new release dirs."""
-        self.info(None, Stage.CLEANUP, "not every host is ready; no webroot is changed")
-        error = "nothing was switched: " + "; ".join(
+    def abandon(self, reason: str = "") -> Outcome:
+        """Some host is not ready (or the caller withdrew permission to switch):
+        switch nothing, remove the new release dirs."""
+        self.info(None, Stage.CLEANUP, reason or "not every host is ready; no webroot is changed")
+        error = "nothing was switched: " + (reason or "; ".join(
             f"{h.name}: {h.result.error}" for h in self.hosts if h.result.state == HostState.FAILED
-        )
+        ))
         for host in self.hosts:
             self.remove_new_release(host)
         return self.outcome(error, self.deploy_plan.release_name)
@@ -409,8 +419,8 @@ class _Deploy(_Run):
 
 
 class _Rollback(_Run):
-    def __init__(self, plan: RollbackPlan, log: MaskingLog) -> None:
-        super().__init__(plan, log, plan.releases)
+    def __init__(self, plan: RollbackPlan, log: MaskingLog, may_switch: SwitchGate) -> None:
+        super().__init__(plan, log, plan.releases, may_switch)
         self.commit = plan.commit
 
     def execute(self) -> Outcome:
@@ -421,6 +431,9 @@ class _Rollback(_Run):
             return self.refuse("rollback refused, nothing was changed: ", name)
         if not all(self.each(self.pre_release, self.hosts, stop_others=True)):
             return self.refuse("rollback stopped before any switch: ", name)
+        if not self.may_switch():
+            self.error(None, Stage.SWITCH, _GATE_CLOSED)
+            return self.outcome(f"rollback stopped before any switch: {_GATE_CLOSED}", name)
         self.switch_all()
         return self.outcome(release_name=name)
 
@@ -461,8 +474,16 @@ def _execute(run: _Deploy | _Rollback, release: str) -> Outcome:
         run.close()
 
 
-def deploy(plan: DeployPlan, log: LogFn) -> Outcome:
-    """Build ``plan``'s commit once and release it to every target, all or nothing."""
+def _always() -> bool:
+    return True
+
+
+def deploy(plan: DeployPlan, log: LogFn, *, may_switch: SwitchGate = _always) -> Outcome:
+    """Build ``plan``'s commit once and release it to every target, all or nothing.
+
+    ``may_switch`` is asked once, when every host is ready and before any
+    webroot changes; False abandons the run (the caller lost its project lock).
+    """
     masked = MaskingLog(log, [plan.key])
     try:
         validate.check_deploy_plan(plan)
@@ -472,10 +493,10 @@ def deploy(plan: DeployPlan, log: LogFn) -> Outcome:
             git.validate_commit(plan.commit)
     except ValueError as exc:
         return _refused(plan, masked, plan.targets, exc, plan.release_name)
-    return _execute(_Deploy(plan, masked), plan.release_name)
+    return _execute(_Deploy(plan, masked, may_switch), plan.release_name)
 
 
-def rollback(plan: RollbackPlan, log: LogFn) -> Outcome:
+def rollback(plan: RollbackPlan, log: LogFn, *, may_switch: SwitchGate = _always) -> Outcome:
     """Point each host's webroot at an existing release again (no checkout, no copy)."""
     masked = MaskingLog(log, [plan.key])
     targets = [t for t, _ in plan.releases]
@@ -483,4 +504,4 @@ def rollback(plan: RollbackPlan, log: LogFn) -> Outcome:
         validate.check_rollback_plan(plan)
     except ValueError as exc:
         return _refused(plan, masked, targets, exc, "")
-    return _execute(_Rollback(plan, masked), "")
+    return _execute(_Rollback(plan, masked, may_switch), "")
