@@ -93,15 +93,22 @@ class TicketEvent(models.Model):
         return f"{self.action}: {self.from_status or '-'} -> {self.to_status or '-'}"
 
 
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+ACTIVE_RUN_STATUSES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
+
+
 class DeployRun(models.Model):
     """One execution of a ticket by the worker. A failed ticket may run again."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", _("Queued")
-        RUNNING = "running", _("Running")
-        SUCCEEDED = "succeeded", _("Succeeded")
-        FAILED = "failed", _("Failed")
-        CANCELLED = "cancelled", _("Cancelled")
+    Status = RunStatus
+    ACTIVE_STATUSES = ACTIVE_RUN_STATUSES
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="runs")
     number = models.PositiveIntegerField()
@@ -124,7 +131,7 @@ class DeployRun(models.Model):
             models.UniqueConstraint(fields=["ticket", "number"], name="run_unique_number"),
             # At most one live run per ticket, enforced by the database.
             models.UniqueConstraint(
-                fields=["ticket"], condition=models.Q(status__in=["queued", "running"]),
+                fields=["ticket"], condition=models.Q(status__in=ACTIVE_RUN_STATUSES),
                 name="run_one_active_per_ticket",
             ),
         ]

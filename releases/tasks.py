@@ -12,6 +12,7 @@ import os
 import queue
 import socket
 import threading
+from datetime import UTC
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
@@ -21,6 +22,7 @@ from projects.keys import key_for
 
 from . import workflow
 from .deploy import pipeline
+from .deploy.hostops import releases_to_remove
 from .deploy.masking import MASK, secret_fragments
 from .deploy.plan import (
     DeployPlan,
@@ -74,7 +76,7 @@ def _run_locked(run: DeployRun, worker: str, log: RunLog) -> str:
     beat = Heartbeat(run)
     beat.start()
     try:
-        outcome = _execute(run, log)
+        outcome = _execute(run, log, beat.still_ours)
     except Exception as exc:  # a bug must still end the run, never leave it "deploying"
         logger.exception("run %s crashed", run.pk)
         log.note(Stage.FINISH, Stream.ERROR, f"Internal error: {type(exc).__name__}: {exc}")
@@ -83,14 +85,14 @@ def _run_locked(run: DeployRun, worker: str, log: RunLog) -> str:
         beat.stop()
     try:
         record(run, outcome)  # the engine has already logged its own summary
+    finally:
         log.flush()
         workflow.finish_run(run, ok=outcome.ok, error=outcome.error, commit=outcome.commit)
-    finally:
         workflow.release_own_lock(run)
     return "succeeded" if outcome.ok else f"failed: {outcome.error}"
 
 
-def _execute(run: DeployRun, log: RunLog) -> Outcome:
+def _execute(run: DeployRun, log: RunLog, may_switch) -> Outcome:
     ticket = run.ticket
     hosts = list(ticket.hosts.order_by("address", "port"))
     RunHost.objects.bulk_create([RunHost(run=run, host=h) for h in hosts])
@@ -98,10 +100,10 @@ def _execute(run: DeployRun, log: RunLog) -> Outcome:
     log.add_secret(key)
     if ticket.is_rollback:
         plan = build_rollback_plan(run, hosts, key)
-        return pipeline.rollback(plan, log)
+        return pipeline.rollback(plan, log, may_switch=may_switch)
     plan = build_deploy_plan(run, hosts, key)
     DeployRun.objects.filter(pk=run.pk).update(release_name=plan.release_name)
-    return pipeline.deploy(plan, log)
+    return pipeline.deploy(plan, log, may_switch=may_switch)
 
 
 def _target(host) -> Target:
@@ -124,7 +126,8 @@ def _common(run: DeployRun, key: Secret) -> dict:
 
 
 def release_name_for(run: DeployRun) -> str:
-    started = timezone.localtime(run.started_at or timezone.now())
+    # UTC: local time can go backwards (DST), and keep-N sorts by name.
+    started = (run.started_at or timezone.now()).astimezone(UTC)
     return f"{started:%Y%m%d-%H%M%S}-{run.ticket_id}"
 
 
@@ -143,9 +146,11 @@ def rollback_releases(ticket: Ticket, hosts) -> list[tuple[object, str]]:
     before the ticket being rolled back (empty when there was nothing)."""
     if ticket.rollback_release:
         return [(h, ticket.rollback_release) for h in hosts]
+    # Per host, the earliest run that switched it knows what was live before
+    # this ticket; a later re-run's "previous" is this ticket's own release.
     previous = dict(
         RunHost.objects.filter(run__ticket=ticket.rollback_of, status__in=RunHost.LIVE_STATUSES)
-        .order_by("run__number").values_list("host_id", "previous_release")
+        .order_by("-run__number").values_list("host_id", "previous_release")
     )
     return [(h, previous.get(h.pk, "")) for h in hosts]
 
@@ -182,6 +187,18 @@ def record(run: DeployRun, outcome: Outcome) -> None:
                 _mark_live(ticket.project, result.target_id, result.release, now)
         if outcome.commit:
             DeployRun.objects.filter(pk=run.pk).update(commit=outcome.commit)
+        if outcome.ok and not ticket.is_rollback:
+            _mark_pruned(ticket.project, outcome, now)
+
+
+def _mark_pruned(project, outcome: Outcome, now) -> None:
+    """Record what keep-N removed, by the engine's own selection rule."""
+    for result in outcome.hosts:
+        names = Release.objects.filter(project=project, host_id=result.target_id, removed_at__isnull=True)
+        gone = releases_to_remove(
+            names.values_list("name", flat=True), project.keep_releases, {result.release, result.previous_release}
+        )
+        names.filter(name__in=gone).update(removed_at=now, is_live=False)
 
 
 def _mark_live(project, host_id: int, name: str, now) -> None:
@@ -190,19 +207,38 @@ def _mark_live(project, host_id: int, name: str, now) -> None:
 
 
 class Heartbeat(threading.Thread):
-    """Keeps the project lock's lease fresh while the engine works."""
+    """Keeps the project lock's lease fresh while the engine works, and knows
+    when the lock is no longer ours (released by a Maintainer, taken over)."""
 
     def __init__(self, run: DeployRun) -> None:
         super().__init__(name=f"walle-heartbeat-{run.pk}", daemon=True)
         self.run_obj = run
         self._stop_event = threading.Event()
+        self.lost = threading.Event()
 
     def run(self) -> None:
         try:
             while not self._stop_event.wait(settings.WALLE_LOCK_HEARTBEAT):
-                workflow.heartbeat(self.run_obj)
+                self._beat()
         finally:
             connection.close()
+
+    def _beat(self) -> None:
+        try:
+            if not workflow.heartbeat(self.run_obj):
+                self.lost.set()
+        except Exception:  # a busy database must not end the heartbeat; try again next beat
+            logger.warning("heartbeat of run %s failed", self.run_obj.pk, exc_info=True)
+            close_old_connections()
+
+    def still_ours(self) -> bool:
+        """The engine's switch gate: renew the lease now; False if it is gone."""
+        try:
+            if not workflow.heartbeat(self.run_obj):
+                self.lost.set()
+        finally:
+            connection.close()  # it may be asked from an engine thread; never leak its connection
+        return not self.lost.is_set()
 
     def stop(self) -> None:
         self._stop_event.set()

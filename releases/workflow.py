@@ -29,6 +29,8 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("approve", S.PENDING): S.APPROVED,
     ("reject", S.PENDING): S.REJECTED,
     ("resubmit", S.REJECTED): S.PENDING,
+    ("resubmit_approved", S.REJECTED): S.APPROVED,  # where deploys need no approval
+    ("reopen", S.APPROVED): S.PENDING,  # edited after approval
     ("cancel", S.PENDING): S.CANCELLED,
     ("cancel", S.APPROVED): S.CANCELLED,
     ("cancel", S.REJECTED): S.CANCELLED,
@@ -130,41 +132,23 @@ def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields
     """Change a ticket before it runs. A rejected ticket goes back for approval;
     an approved one needs approval again when its content changes."""
     require(actor, Action.EDIT, ticket)
-    if ticket.status not in EDITABLE:
-        raise InvalidTransition("Only a ticket that has not run yet can be edited.")
-    allowed = {"title", "description", "ref", "commit"}
-    unknown = set(fields) - allowed
+    unknown = set(fields) - {"title", "description", "ref", "commit"}
     if unknown:
         raise WorkflowError(f"Cannot edit {', '.join(sorted(unknown))}.")
+    current = Ticket.objects.select_for_update().get(pk=ticket.pk).status
+    if current != ticket.status or current not in EDITABLE:
+        raise InvalidTransition("Only a ticket that has not run yet can be edited, and this one changed meanwhile.")
     if hosts is not None:
         ticket.hosts.set(_check_hosts(ticket.project, hosts))
-    Ticket.objects.filter(pk=ticket.pk, status=ticket.status).update(**fields, updated_at=timezone.now())
-    ticket.refresh_from_db()
     needs_approval = _initial_status(ticket.project, ticket.kind) == S.PENDING
-    if ticket.status == S.REJECTED:
-        to = S.PENDING if needs_approval else S.APPROVED
-        return _resubmit(actor, ticket, to)
-    if ticket.status == S.APPROVED and needs_approval:
-        return _reopen(actor, ticket)
-    TicketEvent.objects.create(ticket=ticket, actor=actor, action="edit", note=", ".join(sorted(fields)))
-    return ticket
-
-
-def _resubmit(actor, ticket: Ticket, to: str) -> Ticket:
-    frm = ticket.status
-    Ticket.objects.filter(pk=ticket.pk, status=frm).update(status=to, reject_reason="")
-    TicketEvent.objects.create(ticket=ticket, actor=actor, action="resubmit", from_status=frm, to_status=to)
-    ticket.refresh_from_db()
-    return ticket
-
-
-def _reopen(actor, ticket: Ticket) -> Ticket:
-    """An edited approved ticket is approved no more: what was approved changed."""
-    Ticket.objects.filter(pk=ticket.pk, status=S.APPROVED).update(status=S.PENDING)
-    TicketEvent.objects.create(
-        ticket=ticket, actor=actor, action="edit", from_status=S.APPROVED, to_status=S.PENDING,
-        note="edited after approval; needs approval again",
-    )
+    note = "changed " + ", ".join(sorted(fields) + (["hosts"] if hosts is not None else []))
+    if current == S.REJECTED:
+        action = "resubmit" if needs_approval else "resubmit_approved"
+        return _move(ticket, action, actor, note, reject_reason="", **fields)
+    if current == S.APPROVED and needs_approval:
+        return _move(ticket, "reopen", actor, note + "; needs approval again", **fields)
+    Ticket.objects.filter(pk=ticket.pk, status=current).update(updated_at=timezone.now(), **fields)
+    TicketEvent.objects.create(ticket=ticket, actor=actor, action="edit", note=note)
     ticket.refresh_from_db()
     return ticket
 
@@ -186,6 +170,7 @@ def reject(actor, ticket: Ticket, reason: str) -> Ticket:
 @transaction.atomic
 def cancel(actor, ticket: Ticket, note: str = "") -> Ticket:
     require(actor, Action.CANCEL, ticket)
+    Ticket.objects.select_for_update().filter(pk=ticket.pk).first()
     ticket = _move(ticket, "cancel", actor, note)
     DeployRun.objects.filter(ticket=ticket, status=DeployRun.Status.QUEUED).update(
         status=DeployRun.Status.CANCELLED, finished_at=timezone.now()
@@ -208,6 +193,7 @@ def deploy(actor, ticket: Ticket) -> DeployRun:
     if busy:
         raise Conflict(f"Ticket #{busy.pk} of this project is {busy.get_status_display().lower()}; "
                        "deploy again when it has finished.")
+    _check_hosts(ticket.project, ticket.hosts.all())  # hosts may have been disabled or removed since
     ticket = _move(ticket, "deploy", actor)
     number = (ticket.runs.aggregate(n=Max("number"))["n"] or 0) + 1
     run = DeployRun.objects.create(ticket=ticket, number=number, triggered_by=actor)
@@ -269,6 +255,10 @@ def start_run(run_id: int, worker: str) -> DeployRun | None:
     """Claim a queued run. Returns None when someone else already did (a
     re-delivered task) or the ticket was cancelled: the caller does nothing."""
     with transaction.atomic():
+        # Lock the ticket before the run, the same order as cancel(), so the two
+        # never deadlock on PostgreSQL.
+        ticket_id = DeployRun.objects.filter(pk=run_id).values_list("ticket_id", flat=True).first()
+        Ticket.objects.select_for_update().filter(pk=ticket_id).first()
         claimed = DeployRun.objects.filter(pk=run_id, status=DeployRun.Status.QUEUED).update(
             status=DeployRun.Status.RUNNING, started_at=timezone.now(), worker=worker
         )
@@ -283,20 +273,14 @@ def finish_run(run: DeployRun, *, ok: bool, error: str = "", commit: str = "") -
     """End a run and its ticket in a final status; every run ends here."""
     with transaction.atomic():
         status = DeployRun.Status.SUCCEEDED if ok else DeployRun.Status.FAILED
-        DeployRun.objects.filter(pk=run.pk, status=DeployRun.Status.RUNNING).update(
+        ended = DeployRun.objects.filter(pk=run.pk, status=DeployRun.Status.RUNNING).update(
             status=status, finished_at=timezone.now(), error=error, commit=commit or run.commit
         )
+        if not ended:
+            return  # already ended (reaped, lock released): a late worker must not touch the ticket
         ticket = Ticket.objects.get(pk=run.ticket_id)
         if ticket.status == S.DEPLOYING:
             _move(ticket, "succeed" if ok else "fail", None, error[:2000])
-
-
-def fail_unstarted_run(run: DeployRun, reason: str) -> None:
-    """A run that could not start (e.g. the project is locked) fails visibly."""
-    with transaction.atomic():
-        DeployRun.objects.filter(pk=run.pk).update(
-            status=DeployRun.Status.FAILED, finished_at=timezone.now(), error=reason
-        )
 
 
 def reap_stale_runs(project: Project) -> list[DeployRun]:
@@ -307,7 +291,7 @@ def reap_stale_runs(project: Project) -> list[DeployRun]:
     """
     lease = timedelta(seconds=settings.WALLE_LOCK_LEASE)
     now = timezone.now()
-    reaped = []
+    reaped = _reap_lost_queued(project, now)
     running = DeployRun.objects.filter(ticket__project=project, status=DeployRun.Status.RUNNING)
     for run in running:
         lock = ProjectLock.objects.filter(project=project, run=run).first()
@@ -319,9 +303,27 @@ def reap_stale_runs(project: Project) -> list[DeployRun]:
     return reaped
 
 
+def _reap_lost_queued(project: Project, now) -> list[DeployRun]:
+    """A run still queued long after the broker would have delivered it was
+    lost (enqueue failed, broker wiped); fail it so the project is free again."""
+    lost_after = timedelta(seconds=settings.Q_CLUSTER["retry"] + settings.WALLE_LOCK_LEASE)
+    lost = list(DeployRun.objects.filter(
+        ticket__project=project, status=DeployRun.Status.QUEUED, created_at__lt=now - lost_after
+    ))
+    for run in lost:
+        with transaction.atomic():
+            if DeployRun.objects.filter(pk=run.pk, status=DeployRun.Status.QUEUED).update(
+                status=DeployRun.Status.FAILED, finished_at=now, error="Lost: the worker never picked it up."
+            ):
+                ticket = Ticket.objects.get(pk=run.ticket_id)
+                if ticket.status == S.QUEUED:
+                    _move(ticket, "fail", None, "the queued run was lost; deploy again")
+    return lost
+
+
 def reap_all_stale_runs() -> int:
     """Sweep every project with a running run (scheduled every minute)."""
-    projects = Project.objects.filter(tickets__runs__status=DeployRun.Status.RUNNING).distinct()
+    projects = Project.objects.filter(tickets__runs__status__in=DeployRun.ACTIVE_STATUSES).distinct()
     return sum(len(reap_stale_runs(p)) for p in projects)
 
 

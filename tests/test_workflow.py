@@ -23,11 +23,25 @@ USER_ACTIONS = {
 }
 
 
+# Written out here, independently of workflow.TRANSITIONS, so a wrong entry
+# there fails a test instead of being copied into it.
+LEGAL = {
+    ("approve", S.PENDING): S.APPROVED,
+    ("reject", S.PENDING): S.REJECTED,
+    ("cancel", S.PENDING): S.CANCELLED,
+    ("cancel", S.APPROVED): S.CANCELLED,
+    ("cancel", S.REJECTED): S.CANCELLED,
+    ("cancel", S.QUEUED): S.CANCELLED,
+    ("deploy", S.APPROVED): S.QUEUED,
+    ("deploy", S.FAILED): S.QUEUED,
+}
+
+
 @pytest.mark.parametrize("status", ALL_STATUSES)
 @pytest.mark.parametrize("action", list(USER_ACTIONS))
 def test_each_action_is_legal_exactly_where_the_table_says(world, status, action, django_capture_on_commit_callbacks):
     ticket = helpers.make_ticket(world.project, world.users["developer"], status)
-    expected = workflow.TRANSITIONS.get((action, status))
+    expected = LEGAL.get((action, status))
     events_before = ticket.events.count()
     with django_capture_on_commit_callbacks(execute=False):
         if expected is None:
@@ -221,3 +235,90 @@ def test_rollback_needs_a_switched_deploy_and_follows_the_environment_rule(world
     env.rollback_needs_approval = True
     env.save()
     assert workflow.request_rollback(world.users["maintainer"], ticket).status == S.PENDING
+
+
+def test_a_late_finish_from_a_reaped_run_does_not_touch_the_ticket(world, django_capture_on_commit_callbacks):
+    dead = _running(world)
+    workflow.finish_run(dead, ok=False, error="Interrupted")  # reaped
+    ticket = Ticket.objects.get(pk=dead.ticket_id)
+    with django_capture_on_commit_callbacks(execute=False):
+        again = workflow.deploy(world.users["developer"], ticket)
+    workflow.start_run(again.pk, "w2")
+    workflow.finish_run(dead, ok=True)  # the zombie worker wakes up and reports success
+    ticket.refresh_from_db()
+    dead.refresh_from_db()
+    assert (ticket.status, dead.status) == (S.DEPLOYING, DeployRun.Status.FAILED)
+
+
+def test_editing_a_ticket_that_changed_meanwhile_is_refused(world):
+    ticket = helpers.make_ticket(world.project, world.users["developer"])
+    stale = Ticket.objects.get(pk=ticket.pk)
+    workflow.approve(world.users["owner"], ticket)
+    workflow.cancel(world.users["owner"], ticket)
+    with pytest.raises(workflow.InvalidTransition):
+        workflow.edit(world.users["developer"], stale, title="too late")
+    assert Ticket.objects.get(pk=ticket.pk).title != "too late"
+
+
+def test_a_rejected_ticket_in_an_environment_without_approval_returns_approved(world):
+    project = helpers.make_project(world.team, env="test")
+    ticket = helpers.make_ticket(project, world.users["developer"], S.REJECTED)
+    ticket = workflow.edit(world.users["developer"], ticket, commit="d" * 40)
+    assert (ticket.status, ticket.commit) == (S.APPROVED, "d" * 40)
+    assert ticket.events.last().action == "resubmit_approved"
+
+
+def test_deploy_refuses_a_host_disabled_since_the_ticket_was_opened(world):
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
+    world.project.hosts.update(enabled=False)
+    with pytest.raises(workflow.WorkflowError, match="not an enabled host|no enabled hosts"):
+        workflow.deploy(world.users["developer"], ticket)
+    ticket.refresh_from_db()
+    assert ticket.status == S.APPROVED
+
+
+def test_a_run_lost_in_the_queue_is_failed_and_frees_the_project(world, django_capture_on_commit_callbacks, settings):
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
+    with django_capture_on_commit_callbacks(execute=False):  # the task never reaches a broker
+        run = workflow.deploy(world.users["developer"], ticket)
+    assert workflow.reap_all_stale_runs() == 0
+    DeployRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(days=1))
+    assert workflow.reap_all_stale_runs() == 1
+    ticket.refresh_from_db()
+    assert ticket.status == S.FAILED
+    assert "lost" in ticket.events.last().note
+
+
+def test_rollback_covers_only_the_hosts_the_ticket_switched(world):
+    second = helpers.make_host()
+    world.project.hosts.add(second)
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.FAILED)
+    run = DeployRun.objects.create(ticket=ticket, number=1, status=DeployRun.Status.FAILED)
+    first = world.project.hosts.exclude(pk=second.pk).get()
+    RunHost.objects.create(run=run, host=first, status=RunHost.Status.SWITCHED, previous_release="20260101-000000-1")
+    RunHost.objects.create(run=run, host=second, status=RunHost.Status.CLEANED)
+    rollback = workflow.request_rollback(world.users["maintainer"], ticket)
+    assert list(rollback.hosts.all()) == [first]
+
+
+def test_rollback_after_a_rerun_restores_what_was_live_before_the_ticket(world):
+    from releases.tasks import rollback_releases
+
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.SUCCEEDED)
+    host = world.project.hosts.get()
+    run1 = DeployRun.objects.create(ticket=ticket, number=1, status=DeployRun.Status.FAILED)
+    RunHost.objects.create(run=run1, host=host, status=RunHost.Status.SWITCHED,
+                           release="20260102-000000-9", previous_release="20260101-000000-1")
+    run2 = DeployRun.objects.create(ticket=ticket, number=2, status=DeployRun.Status.SUCCEEDED)
+    RunHost.objects.create(run=run2, host=host, status=RunHost.Status.DONE,
+                           release="20260103-000000-9", previous_release="20260102-000000-9")
+    rollback = workflow.request_rollback(world.users["maintainer"], ticket)
+    assert rollback_releases(rollback, [host]) == [(host, "20260101-000000-1")]
+
+
+def test_rolling_back_to_a_release_that_is_not_kept_is_refused(world):
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.SUCCEEDED)
+    run = DeployRun.objects.create(ticket=ticket, number=1, status=DeployRun.Status.SUCCEEDED)
+    RunHost.objects.create(run=run, host=world.project.hosts.get(), status=RunHost.Status.DONE)
+    with pytest.raises(workflow.WorkflowError, match="not kept"):
+        workflow.request_rollback(world.users["maintainer"], ticket, release="20200101-000000-1")

@@ -52,3 +52,21 @@ def test_log_lines_carry_host_and_stage_and_never_the_private_key(site, deploy_k
     private = deploy_key.private_key()
     assert private.splitlines()[1] not in body
     assert "PRIVATE KEY" not in body
+
+
+def test_keep_n_is_recorded_so_removed_releases_are_not_offered(site):
+    site.project.keep_releases = 2
+    site.project.save()
+    names = []
+    for n in range(3):
+        label = f"v{n + 1}"
+        if n:
+            site.push(label, f"version {n + 1}")
+        run = deploy_now(site.users["developer"], open_approved_ticket(site, label))
+        assert run.status == DeployRun.Status.SUCCEEDED, run.error
+        names.append(run.release_name)
+    on_disk = {p.name for p in site.targets[0].data_path(site.project.effective_release_library).iterdir()}
+    assert on_disk == set(names[1:])
+    kept = set(workflow.kept_releases(site.project).values_list("name", flat=True))
+    assert kept == set(names[1:])
+    assert Release.objects.get(project=site.project, host=site.host_records[0], name=names[0]).removed_at

@@ -105,3 +105,24 @@ def test_a_killed_worker_leaves_a_failed_ticket_not_a_stuck_one(short_lease, sit
     assert "Interrupted" in run.error
     assert not ProjectLock.objects.exists()
     assert not any(os.path.lexists(t.data_path("/data/nginx/website")) for t in site.targets)  # never switched
+
+
+def test_a_run_that_lost_its_lock_switches_nothing(site):
+    first = deploy_now(site.users["developer"], open_approved_ticket(site, "v1"))
+    assert first.status == DeployRun.Status.SUCCEEDED, first.error
+    before = [t.readlink("/data/nginx/website") for t in site.targets]
+    site.project.pre_release = "sleep 2"
+    site.project.save()
+    site.push("v2", V2_TEXT)
+    ticket = open_approved_ticket(site, "v2")
+    run = workflow.deploy(site.users["developer"], ticket)
+    worker = threading.Thread(target=tasks.run_deploy, args=(run.pk,))
+    worker.start()
+    wait_for(lambda: run.log_lines.filter(stage="pre_release").exists(), timeout=120, interval=0.1)
+    workflow.release_lock(site.users["maintainer"], site.project)  # a Maintainer frees a "stuck" project
+    worker.join(timeout=180)
+    assert [t.readlink("/data/nginx/website") for t in site.targets] == before
+    assert all(V1_TEXT in page for page in site.pages())
+    ticket.refresh_from_db()
+    assert ticket.status == S.FAILED
+    assert run.log_lines.filter(text__contains="lost its project lock").exists()

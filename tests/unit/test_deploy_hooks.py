@@ -114,12 +114,13 @@ def test_a_hanging_hook_is_killed_with_its_children(tmp_path: Path) -> None:
 
 
 def test_worker_secrets_do_not_reach_local_hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WALLE_FERNET_KEYS", "super-secret")
+    secrets = {"WALLE_KEY_ENCRYPTION_KEY": "k1", "WALLE_SECRET_KEY": "k2", "DATABASE_URL": "postgres://u:pw@h/db"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
     out = Collect()
-    hooks.run_local(
-        ['echo "[${WALLE_FERNET_KEYS:-}]"'], cwd=str(tmp_path), env={"WALLE_X": "1"}, timeout=10, on_line=out
-    )
-    assert out.out() == ["[]"]
+    line = "echo " + " ".join(f'"[${{{name}:-}}]"' for name in secrets)
+    hooks.run_local([line], cwd=str(tmp_path), env={"WALLE_X": "1"}, timeout=10, on_line=out)
+    assert out.out() == ["[] [] []"]
 
 
 def test_local_run_streams_lines_while_the_process_runs(tmp_path: Path) -> None:
