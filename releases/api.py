@@ -16,7 +16,7 @@ from accounts.drf import PolicyErrorsMixin, WallePermission, check_object
 from accounts.permissions import Action, visible
 
 from . import repository, workflow
-from .models import DeployRun, Release, Ticket
+from .models import DeployRun, Ticket
 from .serializers import (
     LogSerializer,
     NoteSerializer,
@@ -24,6 +24,7 @@ from .serializers import (
     RollbackSerializer,
     TicketCreateSerializer,
     TicketDetailSerializer,
+    TicketEditSerializer,
     TicketSerializer,
 )
 
@@ -161,12 +162,35 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
     def rollback(self, request: Request, pk: str | None = None) -> Response:
         ticket = self.get_object()
         release = _valid(RollbackSerializer, request)["release"]
-        if release and not Release.objects.filter(
-            project=ticket.project, name=release, removed_at__isnull=True
-        ).exists():
-            raise exceptions.ValidationError({"release": [f"No kept release named {release!r}."]})
-        rollback = workflow.request_rollback(request.user, ticket, release=release)
+        try:
+            rollback = workflow.request_rollback(request.user, ticket, release=release)
+        except workflow.WorkflowError as exc:
+            # The workflow decides; this only names the field when the
+            # refusal is about the release the client asked for.
+            if type(exc) is workflow.WorkflowError and release and not workflow.kept_releases(
+                ticket.project
+            ).filter(name=release).exists():
+                raise exceptions.ValidationError({"release": [str(exc)]}) from None
+            raise
         return self._render(rollback, status.HTTP_201_CREATED)
+
+    @extend_schema(request=TicketEditSerializer, responses=TicketDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def edit(self, request: Request, pk: str | None = None) -> Response:
+        """Change a ticket that has not run yet (only its author may). Omitted
+        fields stay as they are; a new ``ref`` without ``commit`` takes the
+        ref's tip. Editing a rejected ticket resubmits it."""
+        ticket = self.get_object()
+        # Refuse before touching the repository, as for a new ticket.
+        check_object(request, Action.EDIT, ticket)
+        form = TicketEditSerializer(data=request.data, context={**self.get_serializer_context(), "ticket": ticket})
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        fields = {name: data[name] for name in ("title", "description") if name in data}
+        if "ref" in data or "commit" in data:
+            resolved = _resolve(ticket.project, data.get("ref", ticket.ref), data.get("commit", ""))
+            fields.update(ref=resolved.ref, commit=resolved.commit)
+        return self._render(workflow.edit(request.user, ticket, hosts=data.get("hosts"), **fields))
 
     @extend_schema(
         parameters=[
@@ -201,34 +225,12 @@ def _valid(serializer_class: type, request: Request) -> dict:
 
 
 def _resolve(project, ref: str, commit: str) -> repository.ResolvedRef:
-    """Resolve the ref, then the commit, so a 400 names the field at fault.
-
-    The mirror may lag the git server. Without a commit, fetch first: "the
-    tip" must be the server's tip, never a stale one. With a commit, a miss is
-    retried once after a fetch (it may have just been pushed).
-    """
-    fetched = not commit
-    if fetched:
-        _fetch(project)
-
-    def attempt(field: str, *args: str) -> repository.ResolvedRef:
-        nonlocal fetched
-        try:
-            return repository.resolve(project, *args)
-        except repository.RepositoryError as exc:
-            if fetched:
-                raise exceptions.ValidationError({field: [str(exc)]}) from None
-        _fetch(project)
-        fetched = True
-        return attempt(field, *args)
-
-    resolved = attempt("ref", ref)
-    return attempt("commit", ref, commit) if commit else resolved
-
-
-def _fetch(project) -> None:
+    """:func:`repository.resolve_fresh` as API errors: a 400 naming the field
+    at fault, or a 503 when the git server cannot be reached."""
     try:
-        repository.refresh(project)
+        return repository.resolve_fresh(project, ref, commit)
+    except repository.ResolveError as exc:
+        raise exceptions.ValidationError({exc.field: [str(exc)]}) from None
     except repository.RepositoryError as exc:
         raise RepositoryUnavailable(str(exc)) from None
 

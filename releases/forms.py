@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.permissions import Action, visible_projects
 from projects.models import Environment, Host, Project
 
-from . import repository
+from . import repository, workflow
 from .models import Release, Ticket
 
 
@@ -41,11 +41,16 @@ class NewTicketForm(forms.Form):
         data = super().clean()
         project, ref = data.get("project"), data.get("ref")
         if project and ref:
-            try:
-                self.resolved = repository.resolve(project, ref, data.get("commit", ""))
-            except repository.RepositoryError as exc:
-                raise forms.ValidationError(str(exc)) from None
+            self.resolved = _resolve_or_error(project, ref, data.get("commit", ""))
         return data
+
+
+def _resolve_or_error(project: Project, ref: str, commit: str) -> repository.ResolvedRef:
+    """The one resolution of user input (fetching as needed) as a form error."""
+    try:
+        return repository.resolve_fresh(project, ref, commit)
+    except repository.RepositoryError as exc:
+        raise forms.ValidationError(str(exc)) from None
 
 
 class TicketFilterForm(forms.Form):
@@ -82,22 +87,68 @@ class RejectForm(forms.Form):
 
 
 class RollbackForm(forms.Form):
-    """Roll back to the release each host had before, or to one kept release."""
+    """Roll back to the release each host had before, or to one kept release.
+    The workflow refuses a release that is not kept; the choices only offer
+    the kept ones."""
 
     release = forms.ChoiceField(label=_("Release"), required=False)
 
     def __init__(self, ticket: Ticket, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        kept = (
-            Release.objects.filter(project=ticket.project, removed_at__isnull=True)
-            .order_by("-name").values_list("name", "commit").distinct()
+        names = [row["name"] for row in workflow.kept_releases(ticket.project)]
+        commits = dict(
+            Release.objects.filter(project=ticket.project, name__in=names).values_list("name", "commit")
         )
         self.fields["release"].choices = [("", _("The release live before this ticket (per host)"))] + [
-            (name, f"{name} ({commit[:8]})") for name, commit in kept
+            (name, f"{name} ({commits.get(name, '')[:8]})") for name in names
         ]
 
 
-class EditTicketForm(forms.ModelForm):
-    class Meta:
-        model = Ticket
-        fields = ["title", "description"]
+class EditTicketForm(forms.Form):
+    """Edit a ticket that has not run yet. A changed ref or commit is resolved
+    like a new ticket's (a blank commit means the ref's tip); a rollback
+    ticket keeps the ref, commit and hosts it undoes."""
+
+    title = forms.CharField(label=_("Title"), max_length=200)
+    description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    ref = forms.CharField(label=_("Branch or tag"), max_length=255)
+    commit = forms.CharField(
+        label=_("Commit"), max_length=40, required=False, help_text=_("Full SHA on the ref; empty = the ref's tip.")
+    )
+    hosts = forms.ModelMultipleChoiceField(
+        label=_("Hosts"), queryset=Host.objects.none(), widget=forms.CheckboxSelectMultiple
+    )
+
+    def __init__(self, ticket: Ticket, *args, **kwargs) -> None:
+        kwargs.setdefault("initial", {
+            "title": ticket.title, "description": ticket.description, "ref": ticket.ref,
+            "commit": ticket.commit, "hosts": list(ticket.hosts.all()),
+        })
+        super().__init__(*args, **kwargs)
+        self.ticket = ticket
+        if ticket.is_rollback:
+            for name in ("ref", "commit", "hosts"):
+                del self.fields[name]
+        else:
+            self.fields["hosts"].queryset = ticket.project.hosts.filter(enabled=True)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        ticket = self.ticket
+        if "ref" in data and "commit" not in self.errors and (data["ref"] != ticket.ref or data.get("commit", "") != ticket.commit):
+            resolved = _resolve_or_error(ticket.project, data["ref"], data.get("commit", ""))
+            data["ref"], data["commit"] = resolved.ref, resolved.commit
+        return data
+
+    def changes(self) -> tuple[dict, list[Host] | None]:
+        """The changed fields for ``workflow.edit`` and the new hosts (None =
+        unchanged), from a valid form."""
+        data, ticket = self.cleaned_data, self.ticket
+        fields = {
+            name: data[name] for name in ("title", "description", "ref", "commit")
+            if name in data and data[name] != getattr(ticket, name)
+        }
+        hosts = None
+        if "hosts" in data and set(data["hosts"]) != set(ticket.hosts.all()):
+            hosts = list(data["hosts"])
+        return fields, hosts

@@ -20,6 +20,19 @@ class RepositoryError(Exception):
     """The repository could not be read; the message is safe to show."""
 
 
+class FetchError(RepositoryError):
+    """The git server could not be reached: not the user's input at fault."""
+
+
+class ResolveError(RepositoryError):
+    """The user's ref or commit is not in the repository; ``field`` says which
+    (``"ref"`` or ``"commit"``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class ResolvedRef:
     ref: str
@@ -40,7 +53,7 @@ def refresh(project: Project) -> None:
         )
     except (git.GitError, ValueError, OSError) as exc:
         detail = "; ".join(lines[-3:])
-        raise RepositoryError(f"Cannot fetch the repository: {exc}. {detail}".strip()) from None
+        raise FetchError(f"Cannot fetch the repository: {exc}. {detail}".strip()) from None
 
 
 def _ensure_mirror(project: Project) -> None:
@@ -78,6 +91,37 @@ def resolve(project: Project, ref: str, commit: str = "") -> ResolvedRef:
     except (git.GitError, ValueError) as exc:
         raise RepositoryError(str(exc)) from None
     return ResolvedRef(ref=ref, commit=sha)
+
+
+def resolve_fresh(project: Project, ref: str, commit: str = "") -> ResolvedRef:
+    """Resolve a user's ref, then commit, as a ticket will be made from them.
+
+    The mirror may lag the git server. Without a commit, fetch first: "the
+    tip" must be the server's tip, never a stale one. With a commit, a miss is
+    retried once after a fetch (it may have just been pushed).
+
+    Raises ResolveError naming the field at fault, or FetchError when the git
+    server cannot be reached. The HTML form and the API both call this.
+    """
+    fetched = not commit
+    if fetched:
+        refresh(project)
+
+    def attempt(field: str, *args: str) -> ResolvedRef:
+        nonlocal fetched
+        try:
+            return resolve(project, *args)
+        except FetchError:
+            raise
+        except RepositoryError as exc:
+            if fetched:
+                raise ResolveError(field, str(exc)) from None
+        refresh(project)
+        fetched = True
+        return attempt(field, *args)
+
+    resolved = attempt("ref", ref)
+    return attempt("commit", ref, commit) if commit else resolved
 
 
 def live_commit(project: Project) -> str:

@@ -127,6 +127,36 @@ class TicketCreateSerializer(serializers.Serializer):
             self.fields["hosts"].child_relation.queryset = visible(request.user, Host.objects.all())
 
 
+class TicketEditSerializer(serializers.Serializer):
+    """Input for editing a ticket; every field is optional (omitted = as is).
+    A rollback ticket keeps the ref, commit and hosts it undoes."""
+
+    title = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    ref = serializers.CharField(max_length=255, required=False, help_text="branch or tag, per the project's mode")
+    commit = serializers.CharField(
+        max_length=40, required=False, allow_blank=True,
+        help_text="full SHA on the ref; empty (or omitted with a new ref) = the ref's tip",
+    )
+    hosts = serializers.PrimaryKeyRelatedField(
+        queryset=Host.objects.none(), many=True, required=False, help_text="host ids; omitted = unchanged",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:  # None when drf-spectacular inspects the class
+            self.fields["hosts"].child_relation.queryset = visible(request.user, Host.objects.all())
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        ticket = self.context.get("ticket")
+        if ticket is not None and ticket.is_rollback:
+            fixed = sorted({"ref", "commit", "hosts"} & set(attrs))
+            if fixed:
+                raise serializers.ValidationError({name: ["A rollback ticket keeps what it undoes."] for name in fixed})
+        return attrs
+
+
 class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=5000)
 

@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import Action, can, get_visible_or_404, require, visible, visible_projects
-from projects.models import Host, Project, RepoMode
+from projects.models import Project, RepoMode
 
 from . import repository, workflow
 from .deploy.git import GitError
@@ -59,18 +59,13 @@ def ticket_actions(user, ticket: Ticket) -> dict[str, bool]:
     }
 
 
-def log_name(host: Host) -> str:
-    """The name the engine writes in LogLine.host (plan.Target.name)."""
-    return host.address if host.port == 22 else f"{host.address}:{host.port}"
-
-
 def _host_states(ticket: Ticket, run: DeployRun | None) -> list[dict]:
     """A chip per host: live stage from the log while running, RunHost.status after."""
     results = {r.host_id: r for r in run.host_results.all()} if run else {}
     running = run is not None and run.status in RUNNING_RUN
     chips = []
     for host in ticket.hosts.order_by("address", "port"):
-        name = log_name(host)
+        name = host.endpoint  # as the engine writes LogLine.host
         state, text = "idle", "—"
         if running:
             last = run.log_lines.filter(host=name).order_by("-seq").values_list("stage", "stream").first()
@@ -85,8 +80,9 @@ def _host_states(ticket: Ticket, run: DeployRun | None) -> list[dict]:
     return chips
 
 
-def console_state(ticket: Ticket, run: DeployRun | None) -> dict:
-    """Status, stage, progress and host chips: the page and the poller share it."""
+def console_state(ticket: Ticket, run: DeployRun | None, details: bool) -> dict:
+    """Status, stage, progress and host chips: the page and the poller share it.
+    Host chips (addresses, per-host stage) need VIEW_DETAILS, as in the API."""
     stage = run.stage if run else ""
     if ticket.status == S.SUCCEEDED:
         progress = 100
@@ -95,7 +91,7 @@ def console_state(ticket: Ticket, run: DeployRun | None) -> dict:
     return {
         "status": ticket.status, "status_label": ticket.get_status_display(),
         "active": ticket.status in Ticket.ACTIVE_STATUSES, "stage": stage, "progress": progress,
-        "run": run.number if run else None, "hosts": _host_states(ticket, run),
+        "run": run.number if run else None, "hosts": _host_states(ticket, run) if details else [],
     }
 
 
@@ -207,7 +203,7 @@ def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "events": ticket.events.select_related("actor"), "hosts": ticket.hosts.all(),
         "results": run.host_results.select_related("host") if run and details else [],
         "lines": run.log_lines.order_by("seq") if run and details else [],
-        "console": console_state(ticket, run), "stages": STAGES,
+        "console": console_state(ticket, run, details), "stages": STAGES,
         "reject_form": RejectForm() if actions["reject"] else None,
         "rollback_form": RollbackForm(ticket) if actions["rollback"] else None,
         "rollbacks": ticket.rollbacks.all(),
@@ -227,7 +223,7 @@ def ticket_log(request: HttpRequest, pk: int) -> JsonResponse:
     run = ticket.latest_run()
     lines = list(run.log_lines.filter(seq__gt=after).order_by("seq")[:LOG_BATCH]) if run else []
     return JsonResponse({
-        **console_state(ticket, run), "lines": [_line(line) for line in lines],
+        **console_state(ticket, run, details=True), "lines": [_line(line) for line in lines],
         "last_seq": lines[-1].seq if lines else after, "more": len(lines) == LOG_BATCH,
     })
 
@@ -235,12 +231,12 @@ def ticket_log(request: HttpRequest, pk: int) -> JsonResponse:
 @login_required
 def ticket_edit(request: HttpRequest, pk: int) -> HttpResponse:
     ticket = get_visible_or_404(request.user, Ticket.objects.select_related("project__environment"), pk)
-    require(request.user, Action.EDIT, ticket)
-    form = EditTicketForm(request.POST or None, instance=Ticket.objects.get(pk=ticket.pk))
+    require(request.user, Action.EDIT, ticket)  # before the form may fetch the repository
+    form = EditTicketForm(ticket, request.POST or None)
     if request.method == "POST" and form.is_valid():
+        fields, hosts = form.changes()
         try:
-            workflow.edit(request.user, ticket, title=form.cleaned_data["title"],
-                          description=form.cleaned_data["description"])
+            workflow.edit(request.user, ticket, hosts=hosts, **fields)
         except workflow.WorkflowError as exc:
             form.add_error(None, str(exc))
         else:

@@ -132,9 +132,11 @@ def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields
     """Change a ticket before it runs. A rejected ticket goes back for approval;
     an approved one needs approval again when its content changes."""
     require(actor, Action.EDIT, ticket)
-    unknown = set(fields) - {"title", "description", "ref", "commit"}
-    if unknown:
-        raise WorkflowError(f"Cannot edit {', '.join(sorted(unknown))}.")
+    editable = {"title", "description"} if ticket.is_rollback else {"title", "description", "ref", "commit"}
+    unknown = set(fields) - editable
+    if unknown or (ticket.is_rollback and hosts is not None):
+        # A rollback restores what its deploy ticket replaced; only its wording may change.
+        raise WorkflowError(f"Cannot edit {', '.join(sorted(unknown) or ['hosts'])} of this ticket.")
     current = Ticket.objects.select_for_update().get(pk=ticket.pk).status
     if current != ticket.status or current not in EDITABLE:
         raise InvalidTransition("Only a ticket that has not run yet can be edited, and this one changed meanwhile.")

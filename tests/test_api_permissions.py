@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from accounts import grants
 from accounts.permissions import Action
-from releases.models import DeployRun, LogLine, RunHost, Ticket
+from releases.models import DeployRun, LogLine, Release, RunHost, Ticket
 
 from . import helpers
 
@@ -234,10 +234,48 @@ def test_second_deploy_of_a_busy_project_is_409(w, django_capture_on_commit_call
 
 def test_rollback_of_unknown_release_is_400(w):
     ticket = helpers.make_ticket(w.project, w.users["developer"], status=S.SUCCEEDED)
-    response = api_as(w.users["maintainer"]).post(
-        f"/api/tickets/{ticket.pk}/rollback/", {"release": "../../etc"}, format="json"
-    )
-    assert response.status_code == 400 and "release" in response.json()
+    run = DeployRun.objects.create(ticket=ticket, number=1, status=DeployRun.Status.SUCCEEDED)
+    host = w.project.hosts.first()
+    RunHost.objects.create(run=run, host=host, status=RunHost.Status.DONE, release="20250101-000000-1")
+    Release.objects.create(project=w.project, host=host, name="20250101-000000-1", commit=ticket.commit,
+                           ticket=ticket, run=run, is_live=True)
+    client = api_as(w.users["maintainer"])
+    response = client.post(f"/api/tickets/{ticket.pk}/rollback/", {"release": "../../etc"}, format="json")
+    # The workflow refuses it; the API names the field.
+    assert response.status_code == 400 and list(response.json()) == ["release"]
+    assert "not kept" in response.json()["release"][0]
+    assert not Ticket.objects.filter(rollback_of=ticket).exists()
+    kept = client.post(f"/api/tickets/{ticket.pk}/rollback/", {"release": "20250101-000000-1"}, format="json")
+    assert kept.status_code == 201 and kept.json()["rollback_release"] == "20250101-000000-1"
+
+
+def test_rollback_of_a_ticket_that_switched_nothing_is_400_not_about_release(w):
+    ticket = helpers.make_ticket(w.project, w.users["developer"], status=S.FAILED)
+    response = api_as(w.users["maintainer"]).post(f"/api/tickets/{ticket.pk}/rollback/", {}, format="json")
+    assert response.status_code == 400 and "never switched" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("persona", ALL)
+def test_edit_only_by_the_author(w, persona):
+    ticket = helpers.make_ticket(w.project, w.users["developer"], status=S.REJECTED, title="old")
+    response = api_as(w.users[persona]).post(f"/api/tickets/{ticket.pk}/edit/", {"title": "new"}, format="json")
+    ticket.refresh_from_db()
+    if persona == "developer":
+        assert response.status_code == 200, response.content
+        # Editing a rejected ticket resubmits it; the unchanged ref is not fetched again.
+        assert ticket.title == "new" and ticket.status == S.PENDING and response.json()["status"] == S.PENDING
+    else:
+        assert response.status_code == (404 if persona not in SEES else 403)
+        assert ticket.title == "old" and ticket.status == S.REJECTED
+
+
+def test_edit_of_a_rollback_ticket_keeps_ref_commit_and_hosts(w):
+    rollback = helpers.make_ticket(w.project, w.users["developer"], status=S.PENDING, kind=Ticket.Kind.ROLLBACK)
+    client = api_as(w.users["developer"])
+    response = client.post(f"/api/tickets/{rollback.pk}/edit/", {"title": "x", "ref": "other"}, format="json")
+    assert response.status_code == 400 and list(response.json()) == ["ref"]
+    rollback.refresh_from_db()
+    assert rollback.title != "x" and rollback.ref == "master"
 
 
 # --- Ticket creation (input checks that need no repository) ------------------

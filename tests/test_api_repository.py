@@ -84,3 +84,35 @@ def test_refs_commits_and_check_endpoints(site):
     assert body["results"] and all(r["ok"] for r in body["results"])
     assert set(body["results"][0]) == {"name", "host", "ok", "warning", "message", "fix"}
     assert "PRIVATE KEY" not in report.content.decode()
+
+
+def test_edit_a_rejected_ticket_to_another_commit(site):
+    developer = api_as(site.users["developer"])
+    created = developer.post(
+        "/api/tickets/", {"project": site.project.pk, "title": "ship", "ref": "master"}, format="json"
+    ).json()
+    url = f"/api/tickets/{created['id']}/"
+    assert api_as(site.users["owner"]).post(f"{url}reject/", {"reason": "no"}, format="json").status_code == 200
+    v2 = site.push("v2", "two")  # after the last fetch
+
+    refused = api_as(site.users["maintainer"]).post(f"{url}edit/", {"commit": v2}, format="json")
+    assert refused.status_code == 403
+    for field, bad in [("ref", {"ref": "nope"}), ("ref", {"ref": "--upload-pack=x"}),
+                       ("commit", {"commit": "f" * 40}), ("commit", {"commit": "abc;id"})]:
+        response = developer.post(f"{url}edit/", bad, format="json")
+        assert response.status_code == 400 and list(response.json()) == [field], (bad, response.content)
+    ticket = Ticket.objects.get(pk=created["id"])
+    assert ticket.status == Ticket.Status.REJECTED and ticket.commit == site.commits["v1"]
+
+    first = site.host_records[0].pk
+    edited = developer.post(f"{url}edit/", {"commit": v2, "hosts": [first], "title": "ship v2"}, format="json")
+    assert edited.status_code == 200, edited.content
+    body = edited.json()
+    assert body["status"] == Ticket.Status.PENDING and body["commit"] == v2 and body["title"] == "ship v2"
+    assert [h["id"] for h in body["hosts"]] == [first]
+    # A new ref without a commit takes the server's tip.
+    approved = api_as(site.users["owner"]).post(f"{url}approve/", {}, format="json")
+    assert approved.status_code == 200
+    v3 = site.push("v3", "three")
+    tip = developer.post(f"{url}edit/", {"ref": "master"}, format="json")
+    assert tip.status_code == 200 and tip.json()["commit"] == v3 and tip.json()["status"] == Ticket.Status.PENDING

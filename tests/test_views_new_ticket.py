@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from releases import workflow
 from releases.models import Ticket
 from tests.deploy_fixtures import deploy_now, open_approved_ticket
 
@@ -87,3 +88,48 @@ def test_choosing_a_commit_older_than_what_is_live_warns(client, site):
     assert 'id="behind-warning"' in older and "1 commit that this one lacks" in older
     newest = client.get(new_url(site, ref="master", commit=site.commits["v2"])).content.decode()
     assert 'id="behind-warning"' not in newest
+
+
+def test_form_fetches_like_the_api(client, site):
+    """The page resolves with repository.resolve_fresh: a commit pushed after
+    the last fetch is found, and an empty commit is the server's tip."""
+    client.force_login(site.users["developer"])
+    client.get(new_url(site, ref="master"))  # the mirror now exists, at v1
+    v2 = site.push("v2", "second")
+    response = post(client, site, "master", v2)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    assert Ticket.objects.get().commit == v2
+    v3 = site.push("v3", "third")
+    post(client, site, "master", "")
+    assert Ticket.objects.order_by("-pk").first().commit == v3
+
+
+def edit(client, ticket, **changes):
+    data = {"title": ticket.title, "description": ticket.description, "ref": ticket.ref,
+            "commit": ticket.commit, "hosts": [h.pk for h in ticket.hosts.all()], **changes}
+    return client.post(reverse("ticket_edit", args=[ticket.pk]), data)
+
+
+def test_rejected_ticket_is_edited_to_another_commit_and_resubmitted(client, site):
+    ticket = workflow.submit(site.users["developer"], site.project, title="ship", ref="master",
+                             commit=site.commits["v1"])
+    workflow.reject(site.users["owner"], ticket, "wrong commit")
+    v2 = site.push("v2", "second")  # after the mirror's last fetch
+
+    client.force_login(site.users["maintainer"])  # not the author
+    assert edit(client, ticket, commit=v2).status_code == 403
+
+    client.force_login(site.users["developer"])
+    for bad in [{"ref": "nope"}, {"ref": "--upload-pack=x"}, {"commit": "0" * 40}, {"commit": "zz;id"}]:
+        response = edit(client, ticket, **bad)
+        assert response.status_code == 200 and 'class="errorlist' in response.content.decode(), bad
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.REJECTED and ticket.commit == site.commits["v1"]
+    assert ticket.ref == "master" and ticket.events.count() == 2
+
+    first = site.host_records[0]
+    response = edit(client, ticket, commit=v2, hosts=[first.pk])
+    assert response["Location"] == reverse("ticket_detail", args=[ticket.pk])
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.PENDING and ticket.commit == v2 and ticket.reject_reason == ""
+    assert list(ticket.hosts.all()) == [first]

@@ -302,9 +302,83 @@ def test_dashboard_shows_my_approvals_running_and_live(client, world, pending):
     assert reverse("ticket_detail", args=[running.pk]) not in outsider
 
 
+def edit_data(ticket: Ticket, **changes) -> dict:
+    """What the edit page posts: every field, as shown, plus the changes."""
+    data = {"title": ticket.title, "description": ticket.description, "ref": ticket.ref,
+            "commit": ticket.commit, "hosts": [h.pk for h in ticket.hosts.all()]}
+    return {**data, **changes}
+
+
 def test_edit_by_author_only(client, world, approved):
     assert login(client, world, "maintainer").get(reverse("ticket_edit", args=[approved.pk])).status_code == 403
-    login(client, world, "developer").post(reverse("ticket_edit", args=[approved.pk]), {"title": "renamed"})
+    before = snapshot(approved)
+    response = client.post(reverse("ticket_edit", args=[approved.pk]), edit_data(approved, title="theirs"))
+    assert response.status_code == 403 and snapshot(approved) == before and approved.title == "approved one"
+    page = login(client, world, "developer").get(reverse("ticket_edit", args=[approved.pk])).content.decode()
+    assert 'name="ref"' in page and 'name="commit"' in page and 'name="hosts"' in page
+    # Unchanged ref and commit are not resolved again (this project's repository is not reachable).
+    client.post(reverse("ticket_edit", args=[approved.pk]), edit_data(approved, title="renamed"))
     approved.refresh_from_db()
     # production: an approved ticket that changed needs approval again
     assert approved.title == "renamed" and approved.status == S.PENDING
+
+
+def test_edit_changes_hosts(client, world):
+    second = helpers.make_host()
+    world.project.hosts.add(second)
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.REJECTED)
+    assert ticket.hosts.count() == 2
+    response = login(client, world, "developer").post(
+        reverse("ticket_edit", args=[ticket.pk]), edit_data(ticket, hosts=[second.pk]))
+    assert response.status_code == 302
+    ticket.refresh_from_db()
+    assert list(ticket.hosts.all()) == [second] and ticket.status == S.PENDING
+
+
+def test_rollback_ticket_edit_keeps_ref_commit_and_hosts(client, world):
+    rollback = helpers.make_ticket(world.project, world.users["developer"], S.PENDING, kind=Ticket.Kind.ROLLBACK)
+    page = login(client, world, "developer").get(reverse("ticket_edit", args=[rollback.pk])).content.decode()
+    assert 'name="title"' in page and 'name="ref"' not in page and 'name="hosts"' not in page
+    client.post(reverse("ticket_edit", args=[rollback.pk]), {"title": "undo it", "ref": "evil", "commit": "b" * 40})
+    rollback.refresh_from_db()
+    assert rollback.title == "undo it" and rollback.ref == "master" and rollback.commit == "a" * 40
+
+
+def failed_deploy_with_details(world) -> Ticket:
+    """A failed run whose hosts, errors and event notes carry deploy details."""
+    host = world.project.hosts.first()
+    host.label = "web-secret-label"
+    host.save()
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.FAILED)
+    run = DeployRun.objects.create(ticket=ticket, number=1, status=DeployRun.Status.FAILED,
+                                   stage="transfer", error="run error text")
+    RunHost.objects.create(run=run, host=host, status=RunHost.Status.FAILED, error="host error text")
+    LogLine.objects.create(run=run, seq=1, host=host.endpoint, stage="transfer", stream="stderr", text="log text")
+    TicketEvent.objects.create(ticket=ticket, action="fail", from_status=S.DEPLOYING, to_status=S.FAILED,
+                               note=f"ssh to {host.endpoint} refused: event note text")
+    return ticket
+
+
+def test_guest_sees_no_hosts_errors_or_event_notes_on_the_ticket_page(client, world):
+    ticket = failed_deploy_with_details(world)
+    address = world.project.hosts.first().address
+    secrets = [address, "web-secret-label", "run error text", "host error text", "event note text", "log text"]
+    page = login(client, world, "guest").get(reverse("ticket_detail", args=[ticket.pk])).content.decode()
+    assert "Failed" in page and 'id="timeline"' in page and ">fail<" in page  # the ticket and its timeline
+    assert [s for s in secrets if s in page] == []
+    assert 'id="hostchips"' not in page and 'id="host-results"' not in page
+    log = client.get(reverse("ticket_log", args=[ticket.pk]))
+    assert log.status_code == 403 and address not in log.content.decode()
+    # A Reporter (VIEW_DETAILS) sees all of it.
+    page = login(client, world, "reporter").get(reverse("ticket_detail", args=[ticket.pk])).content.decode()
+    assert [s for s in secrets if s not in page] == []
+
+
+def test_host_chips_follow_the_engines_host_names(client, world):
+    host = helpers.make_host(port=2222)
+    world.project.hosts.set([host])
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.DEPLOYING)
+    run = DeployRun.objects.create(ticket=ticket, number=1, status=DeployRun.Status.RUNNING, stage="transfer")
+    LogLine.objects.create(run=run, seq=1, host=f"{host.address}:2222", stage="transfer", stream="stdout", text="x")
+    data = login(client, world, "reporter").get(reverse("ticket_log", args=[ticket.pk])).json()
+    assert data["hosts"] == [{"name": f"{host.address}:2222", "label": "", "state": "running", "text": "transfer"}]
