@@ -48,3 +48,6 @@ def world(db) -> World:
 def _fast_password_hashing(settings):
     # Argon2 is right for production and far too slow for hundreds of test users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Login throttling has its own tests (test_login_throttling.py); elsewhere
+    # it would only count the suite's own logins.
+    settings.AXES_ENABLED = False
