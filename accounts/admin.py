@@ -39,14 +39,15 @@ class ScopedAdminMixin:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         if obj is None:
-            return False if not request.user.is_superuser else True
+            return permissions.can_bulk_delete(request.user)
         return permissions.can(request.user, self.delete_action, obj)
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 1
-    autocomplete_fields = ["user"]
+    # A plain select: autocomplete (and raw_id) need view permission on auth.User,
+    # which Owners do not have, so they could not add members.
 
     def _may(self, request, obj) -> bool:
         return obj is not None and permissions.can_manage_team(request.user, obj)
@@ -71,10 +72,7 @@ class TeamAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
 
     def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        if request.user.is_superuser:
-            return qs
-        return qs.filter(memberships__user=request.user).distinct()
+        return super().get_queryset(request).filter(pk__in=permissions.visible_teams(request.user).values("pk"))
 
     @admin.display(description="members")
     def member_count(self, obj) -> int:
@@ -91,13 +89,13 @@ class TeamAdmin(admin.ModelAdmin):
         return request.user.is_active
 
     def has_add_permission(self, request) -> bool:
-        return request.user.is_superuser
+        return permissions.can_create_teams(request.user)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return obj is not None and permissions.can_manage_team(request.user, obj)
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser
+        return permissions.can_delete_teams(request.user)
 
 
 @admin.register(ApiToken)
@@ -125,16 +123,16 @@ class ApiTokenAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
     def has_module_permission(self, request) -> bool:
-        return request.user.is_superuser
+        return permissions.can_manage_tokens(request.user)
 
     def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser
+        return permissions.can_manage_tokens(request.user)
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser
+        return permissions.can_manage_tokens(request.user)
 
     def has_add_permission(self, request) -> bool:
-        return request.user.is_superuser
+        return permissions.can_manage_tokens(request.user)
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset) -> None:

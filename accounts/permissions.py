@@ -247,3 +247,128 @@ def can_configure_environments(user) -> bool:
     """Environments are platform-wide: their approval rules bind every team,
     so only platform admins change them."""
     return user.is_authenticated and user.is_superuser
+
+
+# --- Admin-facing policy: who manages platform-wide objects, and the choices
+# --- a project form may offer. Forms and ModelAdmins only call these.
+
+
+def is_platform_admin(user) -> bool:
+    return user.is_authenticated and user.is_active and user.is_superuser
+
+
+def can_anywhere(user, action: Action | str) -> bool:
+    """May ``user`` do a project-level ``action`` on at least one project?"""
+    return visible_projects(user, action).exists()
+
+
+def can_manage_deploy_keys(user) -> bool:
+    """Deploy keys log in to every host that trusts them: platform admins only
+    create, rename or delete them."""
+    return is_platform_admin(user)
+
+
+def can_manage_tokens(user) -> bool:
+    """API tokens are issued and revoked by platform admins, for anyone."""
+    return is_platform_admin(user)
+
+
+def can_delete_hosts(user) -> bool:
+    """Hosts are shared between groups' projects; only platform admins delete them."""
+    return is_platform_admin(user)
+
+
+def can_bulk_delete(user) -> bool:
+    """The admin's bulk "delete selected" is for platform admins; others delete one
+    object at a time, each checked with :func:`can`."""
+    return is_platform_admin(user)
+
+
+def can_create_teams(user) -> bool:
+    return is_platform_admin(user)
+
+
+def can_delete_teams(user) -> bool:
+    return is_platform_admin(user)
+
+
+def visible_teams(user) -> QuerySet:
+    """Teams listed to ``user``: all for platform admins, else those they belong to."""
+    from .models import Team
+
+    if is_platform_admin(user):
+        return Team.objects.all()
+    if not user.is_authenticated:
+        return Team.objects.none()
+    return Team.objects.filter(memberships__user=user).distinct()
+
+
+def teams_user_maintains(user) -> QuerySet:
+    """Teams in which ``user`` is a Maintainer or Owner (all, for platform admins)."""
+    from .models import Team
+
+    if user.is_authenticated and user.is_superuser:
+        return Team.objects.all()
+    if not user.is_authenticated:
+        return Team.objects.none()
+    ids = Membership.objects.filter(user=user, role__gte=Role.MAINTAINER).values("team_id")
+    return Team.objects.filter(pk__in=ids)
+
+
+def _stored_project(project):
+    """The project as saved in the database (``None`` for a new one), so checks
+    never trust in-memory edits a form has already applied."""
+    from projects.models import Project
+
+    if project is None or project.pk is None:
+        return None
+    return Project.objects.filter(pk=project.pk).first()
+
+
+def project_team_choices(user, project=None) -> QuerySet:
+    """Teams a project may be put in by ``user``: the teams they maintain, plus
+    the project's current team when they may CONFIGURE it (a per-project grant
+    lets them save the project without moving it)."""
+    from .models import Team
+
+    teams = teams_user_maintains(user)
+    stored = _stored_project(project)
+    if stored is not None and can(user, Action.CONFIGURE, stored):
+        teams = Team.objects.filter(Q(pk__in=teams.values("pk")) | Q(pk=stored.team_id))
+    return teams
+
+
+def can_put_project_in_team(user, team, project=None) -> bool:
+    if team is None:
+        return True
+    return project_team_choices(user, project).filter(pk=team.pk).exists()
+
+
+def can_change_project_environment(user, project) -> bool:
+    """Moving an existing project to another environment changes its approval
+    rules (production -> test drops separation of duties), so only those who
+    configure environments may; a new project may start in any environment."""
+    if project is None or project.pk is None:
+        return True
+    return can_configure_environments(user)
+
+
+def usable_deploy_keys(user, project=None) -> QuerySet:
+    """Deploy keys ``user`` may pick for a project: all for platform admins;
+    otherwise keys not used by any project they cannot CONFIGURE (a key trusted
+    by another group's hosts must not be borrowed). The project's current key
+    stays selectable so saving an unchanged project always works."""
+    from projects.models import DeployKey, Project
+
+    if is_platform_admin(user):
+        return DeployKey.objects.all()
+    foreign = (
+        Project.objects.exclude(pk__in=visible_projects(user, Action.CONFIGURE).values("pk"))
+        .filter(deploy_key__isnull=False)
+        .values("deploy_key")
+    )
+    keep = Q()
+    stored = _stored_project(project)
+    if stored is not None and stored.deploy_key_id is not None and can(user, Action.CONFIGURE, stored):
+        keep = Q(pk=stored.deploy_key_id)
+    return DeployKey.objects.filter(~Q(pk__in=foreign) | keep)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -12,7 +12,7 @@ from accounts import grants, permissions
 from accounts.admin import ScopedAdminMixin
 
 from .checks import run_check
-from .forms import GrantForm, ProjectAdminForm, check_team_allowed, link_pasted_hosts, teams_user_maintains
+from .forms import GrantForm, ProjectAdminForm, link_pasted_hosts
 from .keys import fill_new_key, key_for
 from .models import DeployKey, Environment, Host, Project
 
@@ -58,7 +58,7 @@ class HostAdmin(ScopedAdminMixin, admin.ModelAdmin):
         return permissions.visible(request.user, Host.objects.filter(pk=obj.pk), permissions.Action.VIEW_DETAILS).exists()
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser and not (obj and obj.projects.exists())
+        return permissions.can_delete_hosts(request.user) and not (obj and obj.projects.exists())
 
     def get_queryset(self, request):
         return permissions.visible(request.user, Host.objects.all(), permissions.Action.VIEW_DETAILS)
@@ -76,7 +76,8 @@ class HostAdmin(ScopedAdminMixin, admin.ModelAdmin):
 class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
     form = ProjectAdminForm
     list_display = ["name", "slug", "team", "environment", "repo_mode", "host_count", "is_active"]
-    list_filter = ["environment", "team", "is_active", "repo_mode"]
+    # Filter choices come from the rows the user may see, never from all teams.
+    list_filter = ["environment", ("team", admin.RelatedOnlyFieldListFilter), "is_active", "repo_mode"]
     search_fields = ["name", "slug", "repo_url", "description"]
     readonly_fields = ["repo_host_key", "created_at", "updated_at"]
     filter_horizontal = ["hosts"]
@@ -146,10 +147,15 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
             extra["deploy_key"] = key_for(project)
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "team":
-            kwargs["queryset"] = teams_user_maintains(request.user)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        # The form's choices (team, deploy key) and the pasted-host check need the user.
+        return super().get_form(request, obj, change, **kwargs).for_user(request.user)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and not permissions.can_change_project_environment(request.user, obj):
+            fields.append("environment")
+        return fields
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         if db_field.name == "hosts":
@@ -157,16 +163,20 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change) -> None:
-        try:
-            check_team_allowed(request.user, obj.team)
-        except ValidationError as exc:  # the form's queryset already limits it; belt and braces
-            self.message_user(request, " ".join(exc.messages), messages.ERROR)
-            raise
+        # The form's choices and read-only fields already enforce these; belt and braces.
+        stored = Project.objects.filter(pk=obj.pk).first() if change else None
+        if not permissions.can_put_project_in_team(request.user, obj.team, stored):
+            raise PermissionDenied("You can only put projects in groups you maintain.")
+        if (
+            stored is not None and stored.environment_id != obj.environment_id
+            and not permissions.can_change_project_environment(request.user, stored)
+        ):
+            raise PermissionDenied("Only platform admins move an existing project to another environment.")
         super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
-        hosts = link_pasted_hosts(form.instance, form.cleaned_data.get("host_lines") or [])
+        hosts = link_pasted_hosts(request.user, form.instance, form.cleaned_data.get("host_lines") or [])
         if hosts:
             self.message_user(request, f"Linked {len(hosts)} host(s): " + ", ".join(h.name for h in hosts))
 
@@ -196,10 +206,10 @@ class DeployKeyAdmin(admin.ModelAdmin):
         return permissions.is_maintainer_somewhere(request.user)
 
     def has_add_permission(self, request) -> bool:
-        return request.user.is_superuser
+        return permissions.can_manage_deploy_keys(request.user)
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser
+        return permissions.can_manage_deploy_keys(request.user)
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser and not (obj and obj.projects.exists())
+        return permissions.can_manage_deploy_keys(request.user) and not (obj and obj.projects.exists())

@@ -1,16 +1,22 @@
 from __future__ import annotations
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied, ValidationError
 
 from accounts import permissions
-from accounts.models import Membership, Role, Team
 
 from .models import Host, Project
-from .validators import parse_host_lines
+from .validators import parse_host_line, parse_host_lines
 
 
 class ProjectAdminForm(forms.ModelForm):
+    """The project form. ``user`` (who is editing) is bound per request with
+    :meth:`for_user`; the choices it offers and the hosts it may link come from
+    the policy (``accounts.permissions``)."""
+
+    user = None  # set by for_user(); without it the form offers nothing
+
     host_lines = forms.CharField(
         label="Add hosts",
         required=False,
@@ -27,30 +33,58 @@ class ProjectAdminForm(forms.ModelForm):
             "post_release_delay",
         ]
 
+    @classmethod
+    def for_user(cls, user) -> type[ProjectAdminForm]:
+        return type(cls.__name__, (cls,), {"user": user, "__module__": cls.__module__})
+
+    @property
+    def editor(self):
+        return self.user if self.user is not None else AnonymousUser()
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The instance as loaded, before this form's data is applied to it.
+        project = self.instance if self.instance.pk else None
+        if "team" in self.fields:
+            self.fields["team"].queryset = permissions.project_team_choices(self.editor, project)
+        if "deploy_key" in self.fields:
+            self.fields["deploy_key"].queryset = permissions.usable_deploy_keys(self.editor, project)
+
     def clean_host_lines(self) -> list:
-        return parse_host_lines(self.cleaned_data.get("host_lines") or "")
+        text = self.cleaned_data.get("host_lines") or ""
+        addresses = parse_host_lines(text)  # every line is well-formed past here
+        line_of = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip() and not line.strip().startswith("#"):
+                line_of.setdefault(parse_host_line(line), number)
+        linked = set(self.instance.hosts.values_list("pk", flat=True)) if self.instance.pk else set()
+        errors = []
+        for item in addresses:
+            host = Host.objects.filter(address=item.address, port=item.port).first()
+            if host is not None and host.pk not in linked and not permissions.can_change_host(self.editor, host):
+                errors.append(ValidationError(
+                    "line %(n)d: host %(host)s is used by projects you do not configure; ask their "
+                    "Maintainers or a platform admin to link it.",
+                    params={"n": line_of[item], "host": host.endpoint},
+                ))
+        if errors:
+            raise ValidationError(errors)
+        return addresses
 
 
-def teams_user_maintains(user):
-    if user.is_superuser:
-        return Team.objects.all()
-    ids = Membership.objects.filter(user=user, role__gte=Role.MAINTAINER).values("team_id")
-    return Team.objects.filter(pk__in=ids)
-
-
-def link_pasted_hosts(project: Project, addresses) -> list[Host]:
-    """Create (or find) a Host per pasted address and link it to the project."""
+def link_pasted_hosts(user, project: Project, addresses) -> list[Host]:
+    """Create a Host per pasted address, or reuse an existing one ``user`` may
+    change, and link it to the project. The form already refused the others;
+    this re-checks so a host that became shared meanwhile is not taken over."""
+    linked = set(project.hosts.values_list("pk", flat=True))
     hosts = []
     for item in addresses:
-        host, _created = Host.objects.get_or_create(address=item.address, port=item.port)
+        host, created = Host.objects.get_or_create(address=item.address, port=item.port)
+        if not created and host.pk not in linked and not permissions.can_change_host(user, host):
+            raise PermissionDenied(f"host {host.endpoint} is used by projects you do not configure.")
         hosts.append(host)
     project.hosts.add(*hosts)
     return hosts
-
-
-def check_team_allowed(user, team) -> None:
-    if team is not None and not teams_user_maintains(user).filter(pk=team.pk).exists():
-        raise ValidationError({"team": "You can only put projects in groups you maintain."})
 
 
 class GrantForm(forms.Form):
@@ -69,4 +103,4 @@ class GrantForm(forms.Form):
         return user
 
 
-__all__ = ["GrantForm", "ProjectAdminForm", "link_pasted_hosts", "teams_user_maintains", "check_team_allowed", "permissions"]
+__all__ = ["GrantForm", "ProjectAdminForm", "link_pasted_hosts", "permissions"]

@@ -126,6 +126,12 @@ class ProjectQuerySet(models.QuerySet):
         return self.filter(is_active=True)
 
 
+def _paths_overlap(a: str, b: str) -> bool:
+    """Same directory, or one inside the other (by path component, not prefix)."""
+    a, b = posixpath.normpath(str(a)), posixpath.normpath(str(b))
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
 def _lines(text: str) -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
@@ -222,6 +228,29 @@ class Project(models.Model):
                 validators.validate_layout(self.webroot, self.effective_release_library)
             except ValidationError as exc:
                 raise ValidationError({"release_library": exc.messages}) from None
+        self._check_paths_are_not_shared()
+
+    def _check_paths_are_not_shared(self) -> None:
+        """No two projects may share, or nest, a release library or a workspace:
+        keeping N releases in one would delete the other's releases, and two
+        checkouts in one workspace overwrite each other."""
+        if not self.slug:
+            return  # the slug's own error is reported; the defaults depend on it
+        errors = {}
+        others = Project.objects.exclude(pk=self.pk) if self.pk else Project.objects.all()
+        others = others.only("slug", "workspace", "release_library")
+        checks = [
+            ("release_library", self.effective_release_library, "effective_release_library", _("release library")),
+            ("workspace", self.effective_workspace, "effective_workspace", _("checkout workspace")),
+        ]
+        for field, mine, attr, label in checks:
+            if any(_paths_overlap(mine, getattr(other, attr)) for other in others):
+                errors[field] = _(
+                    "%(path)s is, contains or lies inside another project's %(label)s; "
+                    "give each project a directory of its own."
+                ) % {"path": mine, "label": label}
+        if errors:
+            raise ValidationError(errors)
 
     # Effective values: what the engine uses when a field is left empty.
     @property

@@ -21,7 +21,11 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
     def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_active
+        # Notes, run errors, per-host results and logs are deploy details: a Guest
+        # (VIEW only) does not see them. ``obj`` is the parent (ticket or run).
+        if obj is None:
+            return request.user.is_active
+        return permissions.can(request.user, permissions.Action.VIEW_DETAILS, obj)
 
 
 class TicketEventInline(ReadOnlyInline):
@@ -37,7 +41,7 @@ class RunInline(ReadOnlyInline):
     show_change_link = True
 
 
-def _run_action(modeladmin, request, queryset, func, action: permissions.Action, label: str) -> None:
+def _run_action(modeladmin, request, queryset, func, label: str) -> None:
     """Apply one workflow function per ticket; report each refusal by name."""
     done = 0
     for ticket in queryset:
@@ -56,7 +60,8 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
     detail_action = permissions.Action.VIEW
     list_display = ["id", "title", "project", "kind", "status", "ref", "short_commit", "author", "created_at"]
-    list_filter = ["status", "kind", "project__environment", "project"]
+    # Filter choices come from the rows the user may see, never from all projects.
+    list_filter = ["status", "kind", "project__environment", ("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["title", "ref", "commit", "author__username"]
     date_hierarchy = "created_at"
     inlines = [TicketEventInline, RunInline]
@@ -67,8 +72,17 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def short_commit(self, obj) -> str:
         return obj.commit[:10]
 
+    # Shown only with VIEW_DETAILS, as on the HTML ticket page (Guests see status).
+    detail_fields = ("commit", "hosts")
+
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields] + ["hosts"]
+        fields = [f.name for f in self.model._meta.fields] + ["hosts"]
+        if obj is not None and not permissions.can(request.user, permissions.Action.VIEW_DETAILS, obj):
+            fields = [f for f in fields if f not in self.detail_fields]
+        return fields
+
+    def get_fields(self, request, obj=None):
+        return self.get_readonly_fields(request, obj)
 
     def has_add_permission(self, request) -> bool:
         return False  # tickets are opened from the ticket page or the API
@@ -79,29 +93,26 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # the audit trail is append-only
 
-    def _any(self, request, action) -> bool:
-        return permissions.visible_projects(request.user, action).exists()
-
     def has_approve_permission(self, request) -> bool:
-        return self._any(request, permissions.Action.APPROVE)
+        return permissions.can_anywhere(request.user, permissions.Action.APPROVE)
 
     def has_deploy_permission(self, request) -> bool:
-        return self._any(request, permissions.Action.DEPLOY_OWN)
+        return permissions.can_anywhere(request.user, permissions.Action.DEPLOY_OWN)
 
     def has_cancel_permission(self, request) -> bool:
-        return self._any(request, permissions.Action.SUBMIT)
+        return permissions.can_anywhere(request.user, permissions.Action.SUBMIT)
 
     @admin.action(description="Approve selected tickets", permissions=["approve"])
     def approve(self, request, queryset) -> None:
-        _run_action(self, request, queryset, workflow.approve, permissions.Action.APPROVE, "Approved")
+        _run_action(self, request, queryset, workflow.approve, "Approved")
 
     @admin.action(description="Deploy selected tickets", permissions=["deploy"])
     def deploy(self, request, queryset) -> None:
-        _run_action(self, request, queryset, workflow.deploy, permissions.Action.DEPLOY, "Queued")
+        _run_action(self, request, queryset, workflow.deploy, "Queued")
 
     @admin.action(description="Cancel selected tickets", permissions=["cancel"])
     def cancel(self, request, queryset) -> None:
-        _run_action(self, request, queryset, workflow.cancel, permissions.Action.CANCEL, "Cancelled")
+        _run_action(self, request, queryset, workflow.cancel, "Cancelled")
 
 
 class RecordAdmin(ScopedAdminMixin, admin.ModelAdmin):
@@ -142,7 +153,7 @@ class DeployRunAdmin(RecordAdmin):
 @admin.register(Release)
 class ReleaseAdmin(RecordAdmin):
     list_display = ["name", "project", "host", "commit", "ticket", "is_live", "switched_at", "removed_at"]
-    list_filter = ["is_live", "project"]
+    list_filter = ["is_live", ("project", admin.RelatedOnlyFieldListFilter)]
 
 
 @admin.register(ProjectLock)
@@ -151,7 +162,7 @@ class ProjectLockAdmin(RecordAdmin):
     actions = ["release"]
 
     def has_release_permission(self, request) -> bool:
-        return permissions.visible_projects(request.user, permissions.Action.CONFIGURE).exists()
+        return permissions.can_anywhere(request.user, permissions.Action.CONFIGURE)
 
     @admin.action(description="Release selected locks (their runs end as failed)", permissions=["release"])
     def release(self, request, queryset) -> None:
