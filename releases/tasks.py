@@ -27,6 +27,7 @@ from .deploy.masking import MASK, secret_fragments
 from .deploy.plan import (
     DeployPlan,
     Hooks,
+    HostResult,
     HostState,
     Outcome,
     RefKind,
@@ -76,7 +77,7 @@ def _run_locked(run: DeployRun, worker: str, log: RunLog) -> str:
     beat = Heartbeat(run)
     beat.start()
     try:
-        outcome = _execute(run, log, beat.still_ours)
+        outcome = _execute(run, log, pipeline.RunHooks(may_switch=beat.still_ours, on_host=log.host_result))
     except Exception as exc:  # a bug must still end the run, never leave it "deploying"
         logger.exception("run %s crashed", run.pk)
         log.note(Stage.FINISH, Stream.ERROR, f"Internal error: {type(exc).__name__}: {exc}")
@@ -84,6 +85,7 @@ def _run_locked(run: DeployRun, worker: str, log: RunLog) -> str:
     finally:
         beat.stop()
     try:
+        log.flush()  # live host updates land before the final record, never after it
         record(run, outcome)  # the engine has already logged its own summary
     finally:
         log.flush()
@@ -92,7 +94,7 @@ def _run_locked(run: DeployRun, worker: str, log: RunLog) -> str:
     return "succeeded" if outcome.ok else f"failed: {outcome.error}"
 
 
-def _execute(run: DeployRun, log: RunLog, may_switch) -> Outcome:
+def _execute(run: DeployRun, log: RunLog, run_hooks: pipeline.RunHooks) -> Outcome:
     ticket = run.ticket
     hosts = list(ticket.hosts.order_by("address", "port"))
     RunHost.objects.bulk_create([RunHost(run=run, host=h) for h in hosts])
@@ -100,10 +102,11 @@ def _execute(run: DeployRun, log: RunLog, may_switch) -> Outcome:
     log.add_secret(key)
     if ticket.is_rollback:
         plan = build_rollback_plan(run, hosts, key)
-        return pipeline.rollback(plan, log, may_switch=may_switch)
+        return pipeline.rollback(plan, log, run_hooks)
     plan = build_deploy_plan(run, hosts, key)
     DeployRun.objects.filter(pk=run.pk).update(release_name=plan.release_name)
-    return pipeline.deploy(plan, log, may_switch=may_switch)
+    log.release_name = plan.release_name
+    return pipeline.deploy(plan, log, run_hooks)
 
 
 def _target(host) -> Target:
@@ -169,26 +172,44 @@ _LIVE = (HostState.SWITCHED, HostState.DONE)
 
 
 def record(run: DeployRun, outcome: Outcome) -> None:
-    """Store per-host results and which release each host now serves."""
-    ticket = run.ticket
+    """Store the final per-host results, the commit, and what keep-N removed."""
     now = timezone.now()
     with transaction.atomic():
         for result in outcome.hosts:
-            RunHost.objects.filter(run=run, host_id=result.target_id).update(
-                status=result.state.value, release=result.release, previous_release=result.previous_release,
-                error=result.error, duration=result.duration,
-            )
-            if not ticket.is_rollback and result.state in _ON_DISK and outcome.release_name:
-                Release.objects.get_or_create(
-                    project=ticket.project, host_id=result.target_id, name=outcome.release_name,
-                    defaults={"commit": outcome.commit, "ticket": ticket, "run": run},
-                )
-            if result.state in _LIVE and result.release:
-                _mark_live(ticket.project, result.target_id, result.release, now)
+            record_host(run, result, outcome.release_name, outcome.commit)
         if outcome.commit:
             DeployRun.objects.filter(pk=run.pk).update(commit=outcome.commit)
-        if outcome.ok and not ticket.is_rollback:
-            _mark_pruned(ticket.project, outcome, now)
+            Release.objects.filter(run=run).update(commit=outcome.commit)
+        if outcome.ok and not run.ticket.is_rollback:
+            _mark_pruned(run.ticket.project, outcome, now)
+
+
+def record_host(run: DeployRun, result: HostResult, release_name: str, commit: str) -> None:
+    """Store one host's result and which release it serves (called live, as
+    each host changes state, and once more at the end)."""
+    ticket = run.ticket
+    RunHost.objects.filter(run=run, host_id=result.target_id).update(
+        status=RunHost.Status(result.state.value), release=result.release,
+        previous_release=result.previous_release, error=result.error, duration=result.duration,
+    )
+    if not ticket.is_rollback and release_name:
+        _record_release_dir(run, result, release_name, commit)
+    if result.state in _LIVE and result.release:
+        _mark_live(ticket.project, result.target_id, result.release, timezone.now())
+
+
+def _record_release_dir(run: DeployRun, result: HostResult, name: str, commit: str) -> None:
+    """A deploy's new release dir now exists on the host, or was removed again."""
+    ticket = run.ticket
+    if result.state in _ON_DISK:
+        Release.objects.get_or_create(
+            project=ticket.project, host_id=result.target_id, name=name,
+            defaults={"commit": commit, "ticket": ticket, "run": run},
+        )
+    elif result.state == HostState.CLEANED:
+        Release.objects.filter(project=ticket.project, host_id=result.target_id, name=name).update(
+            removed_at=timezone.now()
+        )
 
 
 def _mark_pruned(project, outcome: Outcome, now) -> None:
@@ -246,11 +267,12 @@ class Heartbeat(threading.Thread):
 
 
 class RunLog:
-    """The LogFn given to the engine: masks secrets, stores lines in order.
+    """What the engine reports through: masks secrets, stores console lines in
+    order, and records each host's state as it changes.
 
-    Engine threads only enqueue; one writer thread inserts in batches, so host
-    threads never open their own database connections and the console sees a
-    line within a fraction of a second.
+    Engine threads only enqueue; one writer thread stores everything in order
+    (batching lines), so host threads never open database connections and the
+    console sees a line within a fraction of a second.
     """
 
     FLUSH_EVERY = 0.2
@@ -258,6 +280,7 @@ class RunLog:
     def __init__(self, run: DeployRun) -> None:
         self.run = run
         self.seq = LogLine.objects.filter(run=run).count()
+        self.release_name = ""  # set once the plan is known
         self._secrets: list[str] = []
         self._queue: queue.Queue = queue.Queue()
         self._done = threading.Event()
@@ -279,15 +302,32 @@ class RunLog:
         """Walle's own message about the run, not tied to a host."""
         self("", stage, stream, text)
 
+    def host_result(self, result: HostResult) -> None:
+        """The engine's on_host hook."""
+        result.error = self._mask(result.error)
+        self._queue.put(result)
+
     def _drain(self) -> None:
-        rows = []
+        rows: list[LogLine] = []
         while True:
             try:
-                host, stage, stream, text = self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            self.seq += 1
-            rows.append(LogLine(run=self.run, seq=self.seq, host=host, stage=stage, stream=stream, text=text))
+            if isinstance(item, tuple):
+                host, stage, stream, text = item
+                self.seq += 1
+                rows.append(LogLine(run=self.run, seq=self.seq, host=host, stage=stage, stream=stream, text=text))
+                continue
+            self._store(rows)  # keep lines and host states in the order they happened
+            rows = []
+            if isinstance(item, HostResult):
+                record_host(self.run, item, self.release_name, self.run.ticket.commit)
+            else:  # a flush marker
+                item.set()
+        self._store(rows)
+
+    def _store(self, rows: list[LogLine]) -> None:
         if rows:
             LogLine.objects.bulk_create(rows)
             DeployRun.objects.filter(pk=self.run.pk).update(stage=rows[-1].stage)
@@ -300,11 +340,11 @@ class RunLog:
         finally:
             connection.close()
 
-    def flush(self) -> None:
-        """Wait until everything logged so far is stored."""
-        deadline = timezone.now().timestamp() + 10
-        while not self._queue.empty() and timezone.now().timestamp() < deadline:
-            threading.Event().wait(0.05)
+    def flush(self, timeout: float = 30) -> None:
+        """Wait until everything reported so far is stored."""
+        marker = threading.Event()
+        self._queue.put(marker)
+        marker.wait(timeout)
 
     def close(self) -> None:
         self._done.set()

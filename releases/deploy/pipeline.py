@@ -11,6 +11,7 @@ Operational failures never raise: the result is an :class:`Outcome`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import posixpath
@@ -79,11 +80,12 @@ class _Run:
     """What deploys and rollbacks share: hosts, connections, logging, the switch."""
 
     def __init__(
-        self, plan: Common, log: MaskingLog, hosts: Sequence[tuple[Target, str]], may_switch: SwitchGate
+        self, plan: Common, log: MaskingLog, hosts: Sequence[tuple[Target, str]], hooks_: RunHooks
     ) -> None:
         self.plan = plan
         self.log = log
-        self.may_switch = may_switch
+        self.may_switch = hooks_.may_switch
+        self.on_host = hooks_.on_host
         self.commit = ""
         self.hosts = [_Host(target, HostResult(target.id, target.name), release) for target, release in hosts]
         self.stop = threading.Event()
@@ -125,11 +127,19 @@ class _Run:
 
     def fail(self, host: _Host, message: str) -> None:
         """Record a host failure at its current stage and log it."""
-        # A switched host keeps SWITCHED: its webroot does point at the new release.
-        if host.result.state != HostState.SWITCHED:
-            host.result.state = HostState.FAILED
         host.result.error = self.log.mask(f"{host.stage.value}: {message}")
+        # A switched host keeps SWITCHED: its webroot does point at the new release.
+        self.set_state(host, host.result.state if host.result.state == HostState.SWITCHED else HostState.FAILED)
         self.error(host, host.stage, host.result.error)
+
+    def set_state(self, host: _Host, state: HostState) -> None:
+        """Move a host to ``state`` and tell the caller at once, so what each
+        host serves is known even if the worker dies before the run ends."""
+        host.result.state = state
+        try:
+            self.on_host(dataclasses.replace(host.result))
+        except Exception:  # noqa: BLE001 - reporting must never break a deploy
+            logger.exception("on_host callback failed for %s", host.name)
 
     def each(self, step: Callable[[_Host], None], hosts: Sequence[_Host], *, stop_others: bool = False) -> list[bool]:
         """Run ``step`` on ``hosts``, at most ``max_parallel`` at a time."""
@@ -180,7 +190,7 @@ class _Run:
             timeout=self.plan.command_timeout,
             on_line=self.lines(host),
         )
-        host.result.state = HostState.PREPARED
+        self.set_state(host, HostState.PREPARED)
 
     def switch_and_post_release(self, host: _Host) -> None:
         """Point the webroot at the host's release, then run post_release in it."""
@@ -193,8 +203,8 @@ class _Run:
             raise HostOpError(
                 f"{exc}; the switch may or may not have happened, check where {self.plan.webroot} points"
             ) from None
-        host.result.state = HostState.SWITCHED
         host.result.release = host.release
+        self.set_state(host, HostState.SWITCHED)
         self.info(host, host.stage, f"{self.plan.webroot} -> {self.release_path(host)}")
         host.stage = Stage.POST_RELEASE
         hooks.run_remote(
@@ -205,7 +215,7 @@ class _Run:
             timeout=self.plan.command_timeout,
             on_line=self.lines(host),
         )
-        host.result.state = HostState.DONE
+        self.set_state(host, HostState.DONE)
 
     def switch_all(self) -> None:
         """Switch every prepared host: in parallel, or one by one with a pause."""
@@ -266,8 +276,8 @@ class _Run:
 
 
 class _Deploy(_Run):
-    def __init__(self, plan: DeployPlan, log: MaskingLog, may_switch: SwitchGate) -> None:
-        super().__init__(plan, log, [(t, plan.release_name) for t in plan.targets], may_switch)
+    def __init__(self, plan: DeployPlan, log: MaskingLog, hooks_: RunHooks) -> None:
+        super().__init__(plan, log, [(t, plan.release_name) for t in plan.targets], hooks_)
         self.deploy_plan = plan
         self.build_dir = ""
         self.stage = Stage.PREPARE
@@ -388,7 +398,7 @@ class _Deploy(_Run):
         if removed:
             self.info(host, host.stage, f"removed {path}")
             if not failed:
-                host.result.state = HostState.CLEANED
+                self.set_state(host, HostState.CLEANED)
         else:
             note = f"could not remove {path}; remove it by hand (keep-N cleanup will also remove it later)"
             self.error(host, host.stage, note)
@@ -419,8 +429,8 @@ class _Deploy(_Run):
 
 
 class _Rollback(_Run):
-    def __init__(self, plan: RollbackPlan, log: MaskingLog, may_switch: SwitchGate) -> None:
-        super().__init__(plan, log, plan.releases, may_switch)
+    def __init__(self, plan: RollbackPlan, log: MaskingLog, hooks_: RunHooks) -> None:
+        super().__init__(plan, log, plan.releases, hooks_)
         self.commit = plan.commit
 
     def execute(self) -> Outcome:
@@ -478,12 +488,25 @@ def _always() -> bool:
     return True
 
 
-def deploy(plan: DeployPlan, log: LogFn, *, may_switch: SwitchGate = _always) -> Outcome:
-    """Build ``plan``'s commit once and release it to every target, all or nothing.
+def _ignore(result: HostResult) -> None:
+    return None
 
-    ``may_switch`` is asked once, when every host is ready and before any
-    webroot changes; False abandons the run (the caller lost its project lock).
+
+@dataclass(frozen=True)
+class RunHooks:
+    """How the caller takes part in a run.
+
+    ``may_switch`` is asked once, when every host is ready and before any webroot
+    changes; False abandons the run (the caller lost its project lock).
+    ``on_host`` gets a copy of a host's result each time its state changes.
     """
+
+    may_switch: SwitchGate = _always
+    on_host: Callable[[HostResult], None] = _ignore
+
+
+def deploy(plan: DeployPlan, log: LogFn, run_hooks: RunHooks = RunHooks()) -> Outcome:
+    """Build ``plan``'s commit once and release it to every target, all or nothing."""
     masked = MaskingLog(log, [plan.key])
     try:
         validate.check_deploy_plan(plan)
@@ -493,10 +516,10 @@ def deploy(plan: DeployPlan, log: LogFn, *, may_switch: SwitchGate = _always) ->
             git.validate_commit(plan.commit)
     except ValueError as exc:
         return _refused(plan, masked, plan.targets, exc, plan.release_name)
-    return _execute(_Deploy(plan, masked, may_switch), plan.release_name)
+    return _execute(_Deploy(plan, masked, run_hooks), plan.release_name)
 
 
-def rollback(plan: RollbackPlan, log: LogFn, *, may_switch: SwitchGate = _always) -> Outcome:
+def rollback(plan: RollbackPlan, log: LogFn, run_hooks: RunHooks = RunHooks()) -> Outcome:
     """Point each host's webroot at an existing release again (no checkout, no copy)."""
     masked = MaskingLog(log, [plan.key])
     targets = [t for t, _ in plan.releases]
@@ -504,4 +527,4 @@ def rollback(plan: RollbackPlan, log: LogFn, *, may_switch: SwitchGate = _always
         validate.check_rollback_plan(plan)
     except ValueError as exc:
         return _refused(plan, masked, targets, exc, "")
-    return _execute(_Rollback(plan, masked, may_switch), "")
+    return _execute(_Rollback(plan, masked, run_hooks), "")

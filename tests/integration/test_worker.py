@@ -11,7 +11,7 @@ import time
 import pytest
 
 from releases import tasks, workflow
-from releases.models import DeployRun, ProjectLock, RunHost, Ticket
+from releases.models import DeployRun, ProjectLock, Release, RunHost, Ticket
 from tests.deploy_fixtures import V1_TEXT, V2_TEXT, deploy_now, open_approved_ticket, wait_for
 
 pytestmark = [pytest.mark.sshd, pytest.mark.worker]
@@ -126,3 +126,30 @@ def test_a_run_that_lost_its_lock_switches_nothing(site):
     ticket.refresh_from_db()
     assert ticket.status == S.FAILED
     assert run.log_lines.filter(text__contains="lost its project lock").exists()
+
+
+def test_hosts_switched_before_the_worker_died_are_recorded_and_can_be_rolled_back(short_lease, site, qcluster):
+    first = open_approved_ticket(site, "v1")
+    workflow.deploy(site.users["developer"], first)
+    wait_for(lambda: _final(first), timeout=180)
+    site.project.post_release = "sleep 8"
+    site.project.save()
+    site.push("v2", V2_TEXT)
+    second = open_approved_ticket(site, "v2")
+    run = workflow.deploy(site.users["developer"], second)
+    wait_for(lambda: run.log_lines.filter(stage="post_release").count() >= 3, timeout=120, interval=0.1)
+    time.sleep(0.5)  # the writer stores host states every 0.2 s
+    os.killpg(qcluster.pid, signal.SIGKILL)  # after every webroot switched, before post_release ended
+    time.sleep(5)
+    assert tasks.reap_stale_runs() == 1
+    second.refresh_from_db()
+    assert second.status == S.FAILED
+    states = set(RunHost.objects.filter(run=run).values_list("status", flat=True))
+    assert states == {RunHost.Status.SWITCHED}
+    run.refresh_from_db()
+    live = set(Release.objects.filter(project=site.project, is_live=True).values_list("name", flat=True))
+    assert live == {run.release_name}
+    rollback = workflow.request_rollback(site.users["maintainer"], second)
+    assert set(rollback.hosts.all()) == set(site.host_records)
+    assert deploy_now(site.users["maintainer"], rollback).status == DeployRun.Status.SUCCEEDED
+    assert all(V1_TEXT in page for page in site.pages())
