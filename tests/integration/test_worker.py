@@ -52,19 +52,26 @@ def test_two_deploys_of_one_project_never_overlap(site, qcluster):
     assert all(V2_TEXT in page for page in site.pages())
 
 
-def test_a_host_killed_mid_run_fails_the_ticket_cleanly(site):
+def _v2_running_after_v1(site, pre_release: str):
+    """Deploy v1, then start v2 (with a slow pre_release) on a worker thread and
+    return once v2 is in pre_release: (webroot targets before, ticket, run, thread)."""
     first = deploy_now(site.users["developer"], open_approved_ticket(site, "v1"))
     assert first.status == DeployRun.Status.SUCCEEDED, first.error
     before = [t.readlink("/data/nginx/website") for t in site.targets]
-    site.project.pre_release = "sleep 3"
+    site.project.pre_release = pre_release
     site.project.save()
     site.push("v2", V2_TEXT)
     ticket = open_approved_ticket(site, "v2")
     run = workflow.deploy(site.users["developer"], ticket)
     worker = threading.Thread(target=tasks.run_deploy, args=(run.pk,))
     worker.start()
-    victim = site.targets[1]
     wait_for(lambda: run.log_lines.filter(stage="pre_release").exists(), timeout=120, interval=0.1)
+    return before, ticket, run, worker
+
+
+def test_a_host_killed_mid_run_fails_the_ticket_cleanly(site):
+    before, ticket, run, worker = _v2_running_after_v1(site, "sleep 3")
+    victim = site.targets[1]
     victim.kill()
     try:
         worker.join(timeout=180)
@@ -108,17 +115,7 @@ def test_a_killed_worker_leaves_a_failed_ticket_not_a_stuck_one(short_lease, sit
 
 
 def test_a_run_that_lost_its_lock_switches_nothing(site):
-    first = deploy_now(site.users["developer"], open_approved_ticket(site, "v1"))
-    assert first.status == DeployRun.Status.SUCCEEDED, first.error
-    before = [t.readlink("/data/nginx/website") for t in site.targets]
-    site.project.pre_release = "sleep 2"
-    site.project.save()
-    site.push("v2", V2_TEXT)
-    ticket = open_approved_ticket(site, "v2")
-    run = workflow.deploy(site.users["developer"], ticket)
-    worker = threading.Thread(target=tasks.run_deploy, args=(run.pk,))
-    worker.start()
-    wait_for(lambda: run.log_lines.filter(stage="pre_release").exists(), timeout=120, interval=0.1)
+    before, ticket, run, worker = _v2_running_after_v1(site, "sleep 2")
     workflow.release_lock(site.users["maintainer"], site.project)  # a Maintainer frees a "stuck" project
     worker.join(timeout=180)
     assert [t.readlink("/data/nginx/website") for t in site.targets] == before
