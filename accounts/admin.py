@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth.models import Group
 
 from . import permissions
 from .models import ApiToken, Membership, Team
@@ -138,3 +139,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset) -> None:
         for token in queryset.filter(revoked_at__isnull=True):
             token.revoke()
+
+
+# Walle's groups are Teams (above); Django's permission groups are not used, and
+# two "Groups" entries in the menu would only confuse.
+admin.site.unregister(Group)

@@ -146,7 +146,7 @@ class Project(models.Model):
     name = models.CharField(_("name"), max_length=100)
     slug = models.CharField(
         _("slug"), max_length=64, unique=True, validators=[slug_validator],
-        help_text=_("Used in default paths, e.g. /data/releases/<slug>."),
+        help_text=_("Used in default paths, e.g. /data/releases/SLUG."),
     )
     description = models.TextField(_("description"), blank=True)
     repo_url = models.CharField(
@@ -163,7 +163,7 @@ class Project(models.Model):
     # Deploy host
     workspace = models.CharField(
         _("checkout workspace"), max_length=500, blank=True, validators=[validators.validate_abs_path],
-        help_text=_("On the deploy host; empty = <data dir>/workspaces/<slug>."),
+        help_text=_("On the deploy host; empty = DATA_DIR/workspaces/SLUG."),
     )
     excludes = models.TextField(_("excludes"), blank=True, help_text=_("One rsync pattern per line; .git is always excluded."))
     # Targets
@@ -174,7 +174,7 @@ class Project(models.Model):
     )
     release_library = models.CharField(
         _("release library"), max_length=500, blank=True, validators=[validators.validate_abs_path],
-        help_text=_("Empty = /data/releases/<slug>. Each release is a YYYYmmdd-HHMMSS-<ticket> dir inside."),
+        help_text=_("Empty = /data/releases/SLUG. Each release is a YYYYmmdd-HHMMSS-TICKET dir inside."),
     )
     keep_releases = models.PositiveSmallIntegerField(
         _("releases to keep"), default=10, validators=[MinValueValidator(2), MaxValueValidator(100)]
