@@ -37,6 +37,7 @@ from .deploy.plan import (
     Stream,
     Target,
 )
+from .deploy.sandbox import SandboxMode, SandboxSpec
 from .deploy.ssh import remove_stale_key_files
 from .models import DeployRun, LogLine, Release, RunHost, Ticket
 
@@ -125,6 +126,17 @@ def _common(run: DeployRun, key: Secret) -> dict:
         post_release_delay=project.post_release_delay, max_parallel=project.max_parallel, key=key,
         command_timeout=settings.WALLE_COMMAND_TIMEOUT,
         deployed_by=run.triggered_by.get_username() if run.triggered_by else "",
+        sandbox=hook_sandbox(),
+    )
+
+
+def hook_sandbox() -> SandboxSpec:
+    """Hide Walle's secrets and other projects' workspaces from deploy-host
+    hooks; keep Walle's own code read-only."""
+    return SandboxSpec(
+        mode=SandboxMode(settings.WALLE_HOOK_SANDBOX),
+        hide=(str(settings.DATA_DIR), str(settings.WALLE_WORKSPACE_ROOT)),
+        read_only=(str(settings.BASE_DIR),),
     )
 
 

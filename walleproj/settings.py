@@ -202,6 +202,10 @@ SECURE_REFERRER_POLICY = "same-origin"
 # --- Walle itself -----------------------------------------------------------
 # Where checkout workspaces live on the deploy host (one dir per project).
 WALLE_WORKSPACE_ROOT = Path(env_str("WALLE_WORKSPACE_ROOT", str(DATA_DIR / "workspaces")))
+# Deploy-host hooks (pre_deploy, post_deploy) run in a bubblewrap sandbox that
+# hides the data dir and other workspaces: auto (when bwrap is installed),
+# required, or off.
+WALLE_HOOK_SANDBOX = env_str("WALLE_HOOK_SANDBOX", "auto")
 # Longest a deploy may run; the worker kills it after this.
 WALLE_DEPLOY_TIMEOUT = env_int("WALLE_DEPLOY_TIMEOUT", 3600)
 # Per hook line / remote command.

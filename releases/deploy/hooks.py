@@ -12,7 +12,10 @@ from collections.abc import Callable, Mapping, Sequence
 from . import local
 from .local import OnLine
 from .plan import Common, RefKind, Stream
+from .sandbox import SandboxMode, SandboxSpec, SandboxUnavailable, wrap
 from .ssh import Connection
+
+NO_SANDBOX = SandboxSpec(mode=SandboxMode.OFF)
 
 Runner = Callable[[list[str], OnLine], int]
 
@@ -58,12 +61,26 @@ def run_lines(lines: Sequence[str], runner: Runner, on_line: OnLine) -> None:
             raise HookError(f"hook failed with exit status {status}: {line}")
 
 
-def run_local(lines: Sequence[str], *, cwd: str, env: Mapping[str, str], timeout: int, on_line: OnLine) -> None:
-    """Run hook lines on the deploy host in ``cwd`` with a minimal environment."""
+def run_local(
+    lines: Sequence[str],
+    *,
+    cwd: str,
+    env: Mapping[str, str],
+    timeout: int,
+    on_line: OnLine,
+    sandbox: SandboxSpec = NO_SANDBOX,
+    writable: str = "",
+) -> None:
+    """Run hook lines on the deploy host in ``cwd`` with a minimal environment,
+    inside the sandbox when there is one (``writable``: the workspace)."""
     full_env = local.safe_env(env)
 
     def runner(argv: list[str], out: OnLine) -> int:
-        return local.run(argv, cwd=cwd, env=full_env, timeout=timeout, on_line=out)
+        try:
+            wrapped = wrap(argv, sandbox, writable or cwd, cwd)
+        except SandboxUnavailable as exc:
+            raise HookError(str(exc)) from None
+        return local.run(wrapped or argv, cwd=cwd, env=full_env, timeout=timeout, on_line=out)
 
     run_lines(lines, runner, on_line)
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import git, hooks, hostops, local, rsync, validate
+from . import git, hooks, hostops, local, rsync, sandbox, validate
 from .git import GitError
 from .hooks import HookError
 from .hostops import Current, HostOpError
@@ -42,6 +42,7 @@ from .plan import (
     Stream,
     Target,
 )
+from .sandbox import SandboxMode
 from .ssh import Connection, SSHError
 
 # Asked right before the first webroot switch; False means "do not switch".
@@ -324,14 +325,18 @@ class _Deploy(_Run):
         self.run_local_hooks(Stage.POST_DEPLOY, plan.hooks.post_deploy, self.build_dir)
 
     def run_local_hooks(self, stage: Stage, lines: Sequence[str], cwd: str) -> None:
-        """pre_deploy/post_deploy on the deploy host."""
+        """pre_deploy/post_deploy on the deploy host, sandboxed where possible."""
         self.stage = stage
+        if lines and self.plan.sandbox.mode != SandboxMode.OFF and sandbox.bwrap_path() is None:
+            self.log("", stage, Stream.INFO, "warning: bubblewrap is not installed; hooks run without a sandbox")
         hooks.run_local(
             lines,
             cwd=cwd,
             env=self.hook_env(self.deploy_plan.release_name),
             timeout=self.plan.command_timeout,
             on_line=self.log.lines("", stage),
+            sandbox=self.plan.sandbox,
+            writable=self.deploy_plan.workspace,
         )
 
     def prepare(self, host: _Host) -> None:
@@ -505,7 +510,10 @@ class RunHooks:
     on_host: Callable[[HostResult], None] = _ignore
 
 
-def deploy(plan: DeployPlan, log: LogFn, run_hooks: RunHooks = RunHooks()) -> Outcome:
+NO_HOOKS = RunHooks()
+
+
+def deploy(plan: DeployPlan, log: LogFn, run_hooks: RunHooks = NO_HOOKS) -> Outcome:
     """Build ``plan``'s commit once and release it to every target, all or nothing."""
     masked = MaskingLog(log, [plan.key])
     try:
@@ -519,7 +527,7 @@ def deploy(plan: DeployPlan, log: LogFn, run_hooks: RunHooks = RunHooks()) -> Ou
     return _execute(_Deploy(plan, masked, run_hooks), plan.release_name)
 
 
-def rollback(plan: RollbackPlan, log: LogFn, run_hooks: RunHooks = RunHooks()) -> Outcome:
+def rollback(plan: RollbackPlan, log: LogFn, run_hooks: RunHooks = NO_HOOKS) -> Outcome:
     """Point each host's webroot at an existing release again (no checkout, no copy)."""
     masked = MaskingLog(log, [plan.key])
     targets = [t for t, _ in plan.releases]

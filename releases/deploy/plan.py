@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .sandbox import SandboxSpec
+
 # A release directory Walle made: YYYYmmdd-HHMMSS-<ticket id>. Cleanup only ever
 # touches names that match, so foreign directories in a release library survive.
 # \Z, not $: "$" also matches before a trailing newline, and "name\n" is no release.
@@ -105,6 +107,8 @@ class Common:
     command_timeout: int = 600  # per hook line / per remote command, seconds
     connect_timeout: int = 10
     deployed_by: str = ""  # the Walle user who started the run (WALLE_DEPLOY_USER)
+    # How deploy-host hooks are confined (see releases.deploy.sandbox).
+    sandbox: SandboxSpec = SandboxSpec()
 
 
 @dataclass(frozen=True)

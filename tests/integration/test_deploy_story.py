@@ -3,7 +3,10 @@ against three real sshd hosts serving the webroot through nginx."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from django.db import connection
 
 from releases import workflow
 from releases.models import DeployRun, LogLine, Release, RunHost, Ticket
@@ -70,3 +73,20 @@ def test_keep_n_is_recorded_so_removed_releases_are_not_offered(site):
     kept = set(workflow.kept_releases(site.project).values_list("name", flat=True))
     assert kept == set(names[1:])
     assert Release.objects.get(project=site.project, host=site.host_records[0], name=names[0]).removed_at
+
+
+def test_build_hooks_run_sandboxed_away_from_walles_secrets(site, settings):
+    secret_file = settings.DATA_DIR / "secret_key"
+    assert secret_file.exists() and os.path.exists(connection.settings_dict["NAME"])  # there to be hidden
+    site.project.pre_deploy = f"cat {secret_file} 2>/dev/null || echo 'secret key hidden'"
+    site.project.post_deploy = "\n".join([
+        "echo built-on-the-deploy-host > built.txt",
+        f"ls {connection.settings_dict['NAME']} 2>/dev/null || echo 'database hidden'",
+    ])
+    site.project.save()
+    run = deploy_now(site.users["developer"], open_approved_ticket(site, "v1"))
+    assert run.status == DeployRun.Status.SUCCEEDED, run.error
+    texts = list(run.log_lines.values_list("text", flat=True))
+    assert "secret key hidden" in texts and "database hidden" in texts
+    assert secret_file.read_text().strip() not in "\n".join(texts)
+    assert all(t.http_get("/built.txt").strip() == "built-on-the-deploy-host" for t in site.targets)
