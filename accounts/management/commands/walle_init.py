@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from projects.keys import default_key
+from releases.deploy.sandbox import bwrap_path
 from releases.schedules import ensure_schedules
 
 
@@ -38,3 +40,8 @@ class Command(BaseCommand):
         self.stdout.write("Walle's deploy key; add this line to ~/.ssh/authorized_keys of the run user on every")
         self.stdout.write("target host, and as a deploy key on your git server:")
         self.stdout.write(f"  {key.authorized_keys_line()}")
+        if settings.WALLE_HOOK_SANDBOX != "off" and bwrap_path() is None:
+            self.stdout.write(self.style.WARNING(
+                "bubblewrap (bwrap) is not installed: pre_deploy/post_deploy hooks will run without a sandbox. "
+                "Install it with: apt-get install bubblewrap"
+            ))
