@@ -9,7 +9,8 @@ import pytest
 
 from releases.deploy import pipeline
 from releases.deploy.keys import generate_ed25519
-from releases.deploy.plan import DeployPlan, Hooks, HostState, RefKind, RollbackPlan, Secret, Target
+from releases.deploy.plan import DeployPlan, Hooks, HostState, RollbackPlan, Secret, Target
+from tests.unit.plans import sample_plan
 
 PRIVATE, PUBLIC, _ = generate_ed25519()
 # 192.0.2.0/24 is TEST-NET: nothing answers there, so touching it would hang or fail.
@@ -17,27 +18,18 @@ TARGET = Target(1, "192.0.2.1", 22, PUBLIC)
 
 
 def make_plan(tmp_path: Path, **changes: object) -> DeployPlan:
-    plan = DeployPlan(
-        project="website",
-        environment="prod",
-        ticket_id=7,
-        ticket_title="t",
-        ref_kind=RefKind.BRANCH,
-        ref="master",
-        run_user="www",
-        webroot="/data/nginx/website",
-        release_library="/data/releases",
+    # Unreachable git server and target, a real key, and a pre_deploy that
+    # leaves a mark if the engine ever got as far as running it.
+    values: dict[str, object] = dict(
         hooks=Hooks(pre_deploy=(f"touch {tmp_path}/hook-ran",)),
-        post_release_delay=0,
-        max_parallel=2,
         key=Secret(PRIVATE),
         repo_url="ssh://git@192.0.2.1/srv/git/app.git",
         repo_host_key=PUBLIC,
         workspace=str(tmp_path / "ws"),
-        release_name="20240102-030405-7",
         targets=(TARGET,),
     )
-    return dataclasses.replace(plan, **changes)
+    values.update(changes)
+    return sample_plan(**values)
 
 
 @pytest.mark.parametrize(

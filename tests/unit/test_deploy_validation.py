@@ -8,35 +8,14 @@ import shlex
 import pytest
 
 from releases.deploy import validate
-from releases.deploy.plan import DeployPlan, Hooks, RefKind, RollbackPlan, Secret, Target
+from releases.deploy.plan import DeployPlan, RollbackPlan, Secret, Target
 from releases.deploy.ssh import remote_command
 from releases.deploy.validate import PlanError
-
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+from tests.unit.plans import KEY, sample_plan
 
 
 def make_plan(**changes: object) -> DeployPlan:
-    plan = DeployPlan(
-        project="website",
-        environment="prod",
-        ticket_id=7,
-        ticket_title="t",
-        ref_kind=RefKind.BRANCH,
-        ref="master",
-        run_user="www",
-        webroot="/data/nginx/website",
-        release_library="/data/releases",
-        hooks=Hooks(),
-        post_release_delay=0,
-        max_parallel=2,
-        key=Secret("-----BEGIN x-----"),
-        repo_url="ssh://git@127.0.0.10/srv/git/app.git",
-        repo_host_key=KEY,
-        workspace="/var/walle/ws/1",
-        release_name="20240102-030405-7",
-        targets=(Target(1, "127.0.0.11", 22, KEY),),
-    )
-    return dataclasses.replace(plan, **changes)
+    return sample_plan(**changes)
 
 
 @pytest.mark.parametrize(
