@@ -12,10 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from . import local
 from .local import OnLine
 from .plan import Common, RefKind, Stream
-from .sandbox import SandboxMode, SandboxSpec, SandboxUnavailable, wrap
+from .sandbox import NO_SANDBOX, SandboxSpec, SandboxUnavailable, wrap
 from .ssh import Connection
-
-NO_SANDBOX = SandboxSpec(mode=SandboxMode.OFF)
 
 Runner = Callable[[list[str], OnLine], int]
 

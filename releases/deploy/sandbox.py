@@ -32,6 +32,11 @@ class SandboxSpec:
     read_only: tuple[str, ...] = ()  # visible but not writable
 
 
+# The engine's default: callers opt in (releases.tasks passes the configured spec),
+# so a plan built by hand never changes what a hook can see behind its back.
+NO_SANDBOX = SandboxSpec(mode=SandboxMode.OFF)
+
+
 class SandboxUnavailable(RuntimeError):
     pass
 
