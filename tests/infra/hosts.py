@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
@@ -247,6 +248,8 @@ class Machine:
         self.host_key = ""
         self._unshare: subprocess.Popen[bytes] | None = None
         self._init_pid: int | None = None
+        # Tests kill machines from timer and engine threads; start/kill must not interleave.
+        self._lifecycle = threading.RLock()
         self._key_path = state_dir / "ssh_host_ed25519_key"
         # Host keys and configs are root-only; www must not wander into other hosts' disks.
         _make_dir(state_dir.parent, 0o700)
@@ -374,9 +377,10 @@ class Machine:
 
     def start(self) -> None:
         """Boot the machine (no-op if running); returns once sshd serves self.host_key."""
-        if not self.is_running():
-            self._spawn()
-        self._wait_ready()
+        with self._lifecycle:
+            if not self.is_running():
+                self._spawn()
+            self._wait_ready()
 
     def kill(self) -> None:
         """SIGKILL everything in the machine (sshd, its sessions, nginx): a crash.
@@ -385,9 +389,10 @@ class Machine:
         processes; unshare exits only after they are all gone, so when this
         returns every port of the machine refuses connections.
         """
-        if self.is_running() and self._init_pid is not None:
-            os.kill(self._init_pid, signal.SIGKILL)
-        self._reap()
+        with self._lifecycle:
+            if self.is_running() and self._init_pid is not None:
+                os.kill(self._init_pid, signal.SIGKILL)
+            self._reap()
 
     def stop(self) -> None:
         """Graceful shutdown (SIGTERM to everything), falling back to kill()."""
@@ -408,10 +413,11 @@ class Machine:
 
     def ensure_running(self) -> None:
         """Make sure the machine runs and serves its current host key (restart if unhealthy)."""
-        if self.is_running() and self._healthy():
-            return
-        self.kill()
-        self.start()
+        with self._lifecycle:
+            if self.is_running() and self._healthy():
+                return
+            self.kill()
+            self.start()
 
     def rotate_host_key(self) -> None:
         """New ed25519 host key; a running sshd is restarted (SIGHUP re-exec) to serve it."""

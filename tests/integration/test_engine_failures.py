@@ -72,12 +72,13 @@ def test_host_killed_mid_transfer_fails_cleanly(engine: Engine) -> None:
     v1 = deploy_v1(engine)
     victim = engine.hosts[1]
     killed = threading.Event()
+    killer = threading.Timer(0.3, victim.kill)
 
     def kill_when_transfer_starts(line: tuple) -> None:
         host, stage, stream, _ = line
         if host == victim.name and stage == Stage.TRANSFER and not killed.is_set():
             killed.set()
-            threading.Timer(0.3, victim.kill).start()  # while rsync is running
+            killer.start()  # while rsync is running
 
     engine.on_log = kill_when_transfer_starts
     started = time.monotonic()
@@ -86,6 +87,7 @@ def test_host_killed_mid_transfer_fails_cleanly(engine: Engine) -> None:
     )
     assert time.monotonic() - started < 120
     assert killed.is_set() and not outcome.ok
+    killer.join()  # the kill must be over before the victim is started again
     assert "127.0.0.12" in outcome.error and "nothing was switched" in outcome.error
     by_name = {h.name: h for h in outcome.hosts}
     assert by_name["127.0.0.12"].state == HostState.FAILED

@@ -79,6 +79,10 @@ def test_a_background_process_does_not_hold_the_command_open(conn: Connection) -
 
 
 def test_losing_the_host_mid_command_raises(conn: Connection, hosts: list[TargetHost]) -> None:
-    threading.Timer(0.5, hosts[0].kill).start()
-    with pytest.raises(SSHError, match="lost"):
-        conn.run(["sleep", "20"], timeout=60, on_line=Lines())
+    killer = threading.Timer(0.5, hosts[0].kill)
+    killer.start()
+    try:
+        with pytest.raises(SSHError, match="lost"):
+            conn.run(["sleep", "20"], timeout=60, on_line=Lines())
+    finally:
+        killer.join()  # the kill must be over before the next test restarts the host
