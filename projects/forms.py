@@ -71,6 +71,25 @@ class ProjectAdminForm(forms.ModelForm):
             raise ValidationError(errors)
         return addresses
 
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        self._check_webroot_not_shared(cleaned)
+        return cleaned
+
+    def _check_webroot_not_shared(self, cleaned: dict) -> None:
+        """Two projects switching one webroot on one host would overwrite each
+        other's releases: refuse it while saving, naming the host."""
+        webroot = cleaned.get("webroot")
+        if not webroot:
+            return
+        hosts = list(cleaned.get("hosts") or [])
+        pasted = cleaned.get("host_lines") or []
+        hosts += [h for a in pasted for h in Host.objects.filter(address=a.address, port=a.port)]
+        others = Project.objects.filter(webroot=webroot).exclude(pk=self.instance.pk)
+        clash = Host.objects.filter(pk__in=[h.pk for h in hosts], projects__in=others).first()
+        if clash is not None:
+            self.add_error("webroot", f"Another project already manages {webroot} on {clash.endpoint}.")
+
 
 def link_pasted_hosts(user, project: Project, addresses) -> list[Host]:
     """Create a Host per pasted address, or reuse an existing one ``user`` may

@@ -195,3 +195,17 @@ def test_hosts_list_and_change_follow_project_access(client, w, persona):
     client.post(url, {"address": host.address, "port": 22, "label": "edited", "enabled": "on"})
     host.refresh_from_db()
     assert (host.label == "edited") is (persona in CONFIGURES)
+
+
+def test_two_projects_cannot_switch_one_webroot_on_one_host(client, w):
+    shared = w.project.hosts.get()
+    helpers.make_project(w.team, hosts=[shared], name="website-next", slug="website-next", webroot="/data/nginx/next")
+    url = reverse("admin:projects_project_change", args=[w.project.pk])
+    login(client, w.users["maintainer"])
+    ok = client.post(url, _project_form(w.project, description="fine"))
+    assert ok.status_code == 302  # same host, different webroots
+    clash = client.post(url, _project_form(w.project, webroot="/data/nginx/next"))
+    assert clash.status_code == 200
+    assert f"already manages /data/nginx/next on {shared.endpoint}" in clash.content.decode()
+    w.project.refresh_from_db()
+    assert w.project.webroot == "/data/nginx/website"

@@ -65,7 +65,8 @@ def test_pasting_an_unused_or_own_host_links_it(client, world):
 
 def test_platform_admins_may_link_a_shared_host(client, world):
     foreign = world.other_project.hosts.get()
-    data = _project_form(world.project, host_lines=foreign.address)
+    # A webroot of its own: the billing project already switches /data/nginx/website there.
+    data = _project_form(world.project, host_lines=foreign.address, webroot="/data/nginx/shop")
     response = login(client, world.users["admin"]).post(change_url(world.project), data)
     assert response.status_code == 302
     assert world.project.hosts.filter(pk=foreign.pk).exists()
