@@ -122,4 +122,4 @@ class GrantForm(forms.Form):
         return user
 
 
-__all__ = ["GrantForm", "ProjectAdminForm", "link_pasted_hosts", "permissions"]
+__all__ = ["GrantForm", "ProjectAdminForm", "link_pasted_hosts"]

@@ -32,9 +32,7 @@ def validate_abs_path(value: str) -> None:
 
 
 def validate_webroot(value: str) -> None:
-    _wrap(lambda: validate.check_abs_path("webroot", value))
-    if value.count("/") < 2:
-        raise ValidationError(_("The webroot's parent cannot be '/'; use e.g. /data/nginx/website."))
+    _wrap(lambda: validate.check_webroot(value))
 
 
 def validate_layout(webroot: str, release_library: str) -> None:

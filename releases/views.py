@@ -25,7 +25,7 @@ from . import repository, workflow
 from .deploy.git import GitError
 from .deploy.plan import Stage, Stream
 from .forms import EditTicketForm, NewTicketForm, RejectForm, RollbackForm, TicketFilterForm
-from .models import DeployRun, LogLine, Release, RunHost, Ticket
+from .models import DeployRun, LogLine, Release, Ticket
 
 S = Ticket.Status
 STAGES = [stage.value for stage in Stage]
@@ -40,10 +40,6 @@ def _moves(action: str, status: str) -> bool:
     return (action, status) in workflow.TRANSITIONS
 
 
-def _switched_hosts(ticket: Ticket) -> bool:
-    return ticket.runs.filter(host_results__status__in=RunHost.LIVE_STATUSES).exists()
-
-
 def ticket_actions(user, ticket: Ticket) -> dict[str, bool]:
     """Which buttons to show: the policy allows it AND the status allows it."""
     status = ticket.status
@@ -55,7 +51,8 @@ def ticket_actions(user, ticket: Ticket) -> dict[str, bool]:
         and can(user, Action.ROLLBACK if ticket.is_rollback else Action.DEPLOY, ticket),
         "cancel": _moves("cancel", status) and can(user, Action.CANCEL, ticket),
         "edit": status in workflow.EDITABLE and can(user, Action.EDIT, ticket),
-        "rollback": not ticket.is_rollback and can(user, Action.ROLLBACK, ticket) and _switched_hosts(ticket),
+        "rollback": not ticket.is_rollback and can(user, Action.ROLLBACK, ticket)
+        and workflow.switched_hosts(ticket).exists(),
     }
 
 

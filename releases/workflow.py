@@ -219,9 +219,7 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
     require(actor, Action.ROLLBACK, ticket)
     if ticket.is_rollback:
         raise WorkflowError("Roll back the deploy ticket, not the rollback ticket.")
-    switched = Host.objects.filter(
-        run_results__run__ticket=ticket, run_results__status__in=RunHost.LIVE_STATUSES
-    ).distinct()
+    switched = switched_hosts(ticket)
     if not switched.exists():
         raise WorkflowError("This ticket never switched any host; there is nothing to roll back.")
     if release and not kept_releases(ticket.project).filter(name=release).exists():
@@ -241,6 +239,13 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
         note=f"rollback of #{ticket.pk}" + (f" to {release}" if release else ""),
     )
     return rollback
+
+
+def switched_hosts(ticket: Ticket):
+    """Hosts whose webroot some run of ``ticket`` switched: what a rollback covers."""
+    return Host.objects.filter(
+        run_results__run__ticket=ticket, run_results__status__in=RunHost.LIVE_STATUSES
+    ).distinct()
 
 
 def kept_releases(project: Project):

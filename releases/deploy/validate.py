@@ -48,12 +48,18 @@ def check_abs_path(label: str, path: str) -> str:
     return path
 
 
-def check_layout(webroot: str, release_library: str) -> None:
-    """Check the webroot symlink and the release library make a sane pair."""
+def check_webroot(webroot: str) -> str:
+    """Return ``webroot`` if it is a usable symlink path (its parent is not '/')."""
     check_abs_path("webroot", webroot)
-    check_abs_path("release library", release_library)
     if posixpath.dirname(webroot) == "/":
         raise PlanError(f"webroot {webroot} sits directly under '/'; use a path like /data/www/site")
+    return webroot
+
+
+def check_layout(webroot: str, release_library: str) -> None:
+    """Check the webroot symlink and the release library make a sane pair."""
+    check_webroot(webroot)
+    check_abs_path("release library", release_library)
     if release_library == "/":
         raise PlanError("release library must not be '/'")
     if webroot == release_library or webroot.startswith(release_library + "/"):
@@ -78,8 +84,7 @@ def check_release_name(name: str) -> str:
 
 def check_target(target: Target) -> Target:
     """Check a target's address, port and that its host key is pinned."""
-    if not _ADDRESS_RE.fullmatch(target.address or ""):
-        raise PlanError(f"host address {target.address!r} is not a host name or IP address")
+    check_address(target.address)
     if not 0 < target.port < 65536:
         raise PlanError(f"host {target.name}: port {target.port} is out of range")
     if not target.host_key.strip():
