@@ -9,26 +9,21 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import threading
 from datetime import UTC
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from projects.keys import key_for
 
 from . import workflow
 from .deploy import pipeline
-from .deploy.hostops import releases_to_remove
-from .deploy.masking import MASK, secret_fragments
 from .deploy.plan import (
     DeployPlan,
     Hooks,
-    HostResult,
-    HostState,
     Outcome,
     RefKind,
     RollbackPlan,
@@ -39,7 +34,9 @@ from .deploy.plan import (
 )
 from .deploy.sandbox import SandboxMode, SandboxSpec
 from .deploy.ssh import remove_stale_key_files
-from .models import DeployRun, LogLine, Release, RunHost, Ticket
+from .models import DeployRun, RunHost, Ticket
+from .recorder import record
+from .runlog import RunLog
 
 logger = logging.getLogger(__name__)
 # A key file older than the longest possible run belongs to a dead worker.
@@ -178,67 +175,6 @@ def build_rollback_plan(run: DeployRun, hosts, key: Secret) -> RollbackPlan:
     )
 
 
-# Engine host states after which the new release dir exists / is served.
-_ON_DISK = (HostState.PREPARED, HostState.SWITCHED, HostState.DONE)
-_LIVE = (HostState.SWITCHED, HostState.DONE)
-
-
-def record(run: DeployRun, outcome: Outcome) -> None:
-    """Store the final per-host results, the commit, and what keep-N removed."""
-    now = timezone.now()
-    with transaction.atomic():
-        for result in outcome.hosts:
-            record_host(run, result, outcome.release_name, outcome.commit)
-        if outcome.commit:
-            DeployRun.objects.filter(pk=run.pk).update(commit=outcome.commit)
-            Release.objects.filter(run=run).update(commit=outcome.commit)
-        if outcome.ok and not run.ticket.is_rollback:
-            _mark_pruned(run.ticket.project, outcome, now)
-
-
-def record_host(run: DeployRun, result: HostResult, release_name: str, commit: str) -> None:
-    """Store one host's result and which release it serves (called live, as
-    each host changes state, and once more at the end)."""
-    ticket = run.ticket
-    RunHost.objects.filter(run=run, host_id=result.target_id).update(
-        status=RunHost.Status(result.state.value), release=result.release,
-        previous_release=result.previous_release, error=result.error, duration=result.duration,
-    )
-    if not ticket.is_rollback and release_name:
-        _record_release_dir(run, result, release_name, commit)
-    if result.state in _LIVE and result.release:
-        _mark_live(ticket.project, result.target_id, result.release, timezone.now())
-
-
-def _record_release_dir(run: DeployRun, result: HostResult, name: str, commit: str) -> None:
-    """A deploy's new release dir now exists on the host, or was removed again."""
-    ticket = run.ticket
-    if result.state in _ON_DISK:
-        Release.objects.get_or_create(
-            project=ticket.project, host_id=result.target_id, name=name,
-            defaults={"commit": commit, "ticket": ticket, "run": run},
-        )
-    elif result.state == HostState.CLEANED:
-        Release.objects.filter(project=ticket.project, host_id=result.target_id, name=name).update(
-            removed_at=timezone.now()
-        )
-
-
-def _mark_pruned(project, outcome: Outcome, now) -> None:
-    """Record what keep-N removed, by the engine's own selection rule."""
-    for result in outcome.hosts:
-        names = Release.objects.filter(project=project, host_id=result.target_id, removed_at__isnull=True)
-        gone = releases_to_remove(
-            names.values_list("name", flat=True), project.keep_releases, {result.release, result.previous_release}
-        )
-        names.filter(name__in=gone).update(removed_at=now, is_live=False)
-
-
-def _mark_live(project, host_id: int, name: str, now) -> None:
-    Release.objects.filter(project=project, host_id=host_id, is_live=True).exclude(name=name).update(is_live=False)
-    Release.objects.filter(project=project, host_id=host_id, name=name).update(is_live=True, switched_at=now)
-
-
 class Heartbeat(threading.Thread):
     """Keeps the project lock's lease fresh while the engine works, and knows
     when the lock is no longer ours (released by a Maintainer, taken over)."""
@@ -276,88 +212,3 @@ class Heartbeat(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join(timeout=30)
-
-
-class RunLog:
-    """What the engine reports through: masks secrets, stores console lines in
-    order, and records each host's state as it changes.
-
-    Engine threads only enqueue; one writer thread stores everything in order
-    (batching lines), so host threads never open database connections and the
-    console sees a line within a fraction of a second.
-    """
-
-    FLUSH_EVERY = 0.2
-
-    def __init__(self, run: DeployRun) -> None:
-        self.run = run
-        self.seq = LogLine.objects.filter(run=run).count()
-        self.release_name = ""  # set once the plan is known
-        self._secrets: list[str] = []
-        self._queue: queue.Queue = queue.Queue()
-        self._done = threading.Event()
-        self._writer = threading.Thread(target=self._write_loop, name=f"walle-log-{run.pk}", daemon=True)
-        self._writer.start()
-
-    def add_secret(self, secret: Secret) -> None:
-        self._secrets = sorted(set(self._secrets) | set(secret_fragments(secret)), key=len, reverse=True)
-
-    def _mask(self, text: str) -> str:
-        for fragment in self._secrets:
-            text = text.replace(fragment, MASK)
-        return text
-
-    def __call__(self, host: str, stage: Stage, stream: Stream, text: str) -> None:
-        self._queue.put((host, str(stage), str(stream), self._mask(str(text))))
-
-    def note(self, stage: Stage, stream: Stream, text: str) -> None:
-        """Walle's own message about the run, not tied to a host."""
-        self("", stage, stream, text)
-
-    def host_result(self, result: HostResult) -> None:
-        """The engine's on_host hook."""
-        result.error = self._mask(result.error)
-        self._queue.put(result)
-
-    def _drain(self) -> None:
-        rows: list[LogLine] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, tuple):
-                host, stage, stream, text = item
-                self.seq += 1
-                rows.append(LogLine(run=self.run, seq=self.seq, host=host, stage=stage, stream=stream, text=text))
-                continue
-            self._store(rows)  # keep lines and host states in the order they happened
-            rows = []
-            if isinstance(item, HostResult):
-                record_host(self.run, item, self.release_name, self.run.ticket.commit)
-            else:  # a flush marker
-                item.set()
-        self._store(rows)
-
-    def _store(self, rows: list[LogLine]) -> None:
-        if rows:
-            LogLine.objects.bulk_create(rows)
-            DeployRun.objects.filter(pk=self.run.pk).update(stage=rows[-1].stage)
-
-    def _write_loop(self) -> None:
-        try:
-            while not self._done.wait(self.FLUSH_EVERY):
-                self._drain()
-            self._drain()
-        finally:
-            connection.close()
-
-    def flush(self, timeout: float = 30) -> None:
-        """Wait until everything reported so far is stored."""
-        marker = threading.Event()
-        self._queue.put(marker)
-        marker.wait(timeout)
-
-    def close(self) -> None:
-        self._done.set()
-        self._writer.join(timeout=30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from projects.keys import create_key
 from releases.deploy.plan import Secret, Stage, Stream
 from releases.models import DeployRun, Ticket
-from releases.tasks import RunLog
+from releases.runlog import RunLog
 
 from . import helpers
 

@@ -213,6 +213,12 @@ WALLE_COMMAND_TIMEOUT = env_int("WALLE_COMMAND_TIMEOUT", 600)
 # A project lock whose heartbeat is older than this is taken over.
 WALLE_LOCK_LEASE = env_int("WALLE_LOCK_LEASE", 90)
 WALLE_LOCK_HEARTBEAT = env_int("WALLE_LOCK_HEARTBEAT", 10)
+# What one run may store of its console log; past either limit the rest is cut
+# with a visible marker (a runaway build must not fill the database).
+WALLE_LOG_MAX_LINES = env_int("WALLE_LOG_MAX_LINES", 20000)
+WALLE_LOG_MAX_BYTES = env_int("WALLE_LOG_MAX_BYTES", 8 * 1024 * 1024)
+# Upper bound of one API log page, in bytes of log text.
+WALLE_API_LOG_PAGE_BYTES = env_int("WALLE_API_LOG_PAGE_BYTES", 1024 * 1024)
 
 # --- Background work (django-q2) --------------------------------------------
 # A deploy must never run twice: timeout < retry (else the broker re-delivers a
