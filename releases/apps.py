@@ -2,5 +2,16 @@ from django.apps import AppConfig
 
 
 class ReleasesConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'releases'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "releases"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        from walleproj import checks  # noqa: F401 - registers the system checks
+
+        from .deploy import runtime
+
+        # Walle's own git/ssh/rsync get their HOME and key files in here:
+        # inside the data dir, which no build hook can see.
+        runtime.configure(str(settings.DATA_DIR / "private"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import socket
 import threading
 from datetime import UTC
@@ -32,7 +33,7 @@ from .deploy.plan import (
     Stream,
     Target,
 )
-from .deploy.sandbox import SandboxMode, SandboxSpec
+from .deploy.sandbox import BuildUser, SandboxMode, SandboxSpec
 from .deploy.ssh import remove_stale_key_files
 from .models import DeployRun, RunHost, Ticket
 from .recorder import record
@@ -128,13 +129,22 @@ def _common(run: DeployRun, key: Secret) -> dict:
 
 
 def hook_sandbox() -> SandboxSpec:
-    """Hide Walle's secrets and other projects' workspaces from deploy-host
-    hooks; keep Walle's own code read-only."""
+    """Hide Walle's data dir and every workspace (mirrors included) from
+    deploy-host hooks; as root, run them as the unprivileged build user."""
     return SandboxSpec(
         mode=SandboxMode(settings.WALLE_HOOK_SANDBOX),
         hide=(str(settings.DATA_DIR), str(settings.WALLE_WORKSPACE_ROOT)),
-        read_only=(str(settings.BASE_DIR),),
+        build_user=build_user(),
     )
+
+
+def build_user() -> BuildUser | None:
+    """The account named by WALLE_BUILD_USER, or None if there is none."""
+    try:
+        entry = pwd.getpwnam(settings.WALLE_BUILD_USER)
+    except KeyError:
+        return None
+    return BuildUser(uid=entry.pw_uid, gid=entry.pw_gid)
 
 
 def release_name_for(run: DeployRun) -> str:

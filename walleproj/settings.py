@@ -13,6 +13,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from walleproj import datadir
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -51,7 +53,7 @@ def file_secret(path: Path, make) -> str:
 
 
 DATA_DIR = Path(env_str("WALLE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+datadir.secure(DATA_DIR)  # 0700, files 0600: it holds the database and every key
 
 SECRET_KEY = env_str("WALLE_SECRET_KEY") or file_secret(
     DATA_DIR / "secret_key", lambda: secrets.token_urlsafe(50)
@@ -126,6 +128,8 @@ WSGI_APPLICATION = "walleproj.wsgi.application"
 _sqlite_url = f"sqlite:///{DATA_DIR / 'walle.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _sqlite_url))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    if DATABASES["default"]["NAME"] != ":memory:":
+        datadir.precreate_private_file(Path(DATABASES["default"]["NAME"]))
     # The web process and the worker write at once: WAL lets readers go on, and
     # IMMEDIATE transactions take the write lock up front instead of failing
     # half-way with "database is locked".
@@ -203,9 +207,11 @@ SECURE_REFERRER_POLICY = "same-origin"
 # Where checkout workspaces live on the deploy host (one dir per project).
 WALLE_WORKSPACE_ROOT = Path(env_str("WALLE_WORKSPACE_ROOT", str(DATA_DIR / "workspaces")))
 # Deploy-host hooks (pre_deploy, post_deploy) run in a bubblewrap sandbox that
-# hides the data dir and other workspaces: auto (when bwrap is installed),
-# required, or off.
-WALLE_HOOK_SANDBOX = env_str("WALLE_HOOK_SANDBOX", "auto")
+# sees / read-only and hides the data dir and every workspace: required (the
+# default), auto (sandbox when bwrap is installed) or off; never unsandboxed as root.
+WALLE_HOOK_SANDBOX = env_str("WALLE_HOOK_SANDBOX", "required")
+# When the worker runs as root, build hooks run as this unprivileged user.
+WALLE_BUILD_USER = env_str("WALLE_BUILD_USER", "nobody")
 # Longest a deploy may run; the worker kills it after this.
 WALLE_DEPLOY_TIMEOUT = env_int("WALLE_DEPLOY_TIMEOUT", 3600)
 # Per hook line / remote command.

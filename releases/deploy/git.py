@@ -9,16 +9,19 @@ an option: URLs are allowlisted, refs are looked up as exact ``refs/heads/<x>`` 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import posixpath
 import re
 import shlex
 import shutil
 import subprocess
-import tarfile
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
 
 from . import local
 from .plan import RefKind, Secret, Stream
@@ -133,15 +136,47 @@ def validate_commit(sha: str) -> str:
     return sha
 
 
+# Configuration every git Walle runs is given on its "command line" (through
+# GIT_CONFIG_COUNT), which wins over any repository config: no hooks (fetch
+# runs reference-transaction hooks), no attribute files, no fsmonitor, no
+# automatic gc or maintenance spawning more git, no local-file protocol.
+_FORCED_CONFIG = (
+    ("core.hooksPath", "/dev/null"),
+    ("core.attributesFile", "/dev/null"),
+    ("core.fsmonitor", "false"),
+    ("core.askPass", ""),
+    ("credential.helper", ""),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+    ("protocol.file.allow", "never"),
+    ("fetch.recurseSubmodules", "false"),
+    ("transfer.credentialsInUrl", "die"),
+)
+
+
 def git_env(files: KeyFiles | None, *, allow_protocols: str = "ssh:https") -> dict[str, str]:
-    """Environment for network git: only our key and pinned host key, no prompts."""
-    env = local.safe_env(
+    """Environment for every git Walle runs: only our key and pinned host key,
+    no prompts, and no configuration Walle did not write.
+
+    System and global config are off (``GIT_CONFIG_GLOBAL=/dev/null`` and a
+    private HOME), replace objects and grafts are ignored, so the tree of a SHA
+    is the tree of that SHA, whatever refs or files a repository carries.
+    """
+    env = local.tool_env(
         {
             "GIT_ALLOW_PROTOCOL": allow_protocols,
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": "/dev/null",
+            "GIT_ATTR_NOSYSTEM": "1",
+            "GIT_NO_REPLACE_OBJECTS": "1",
+            "GIT_GRAFT_FILE": "/dev/null",
+            "GIT_CONFIG_COUNT": str(len(_FORCED_CONFIG)),
         }
     )
+    for index, (key, value) in enumerate(_FORCED_CONFIG):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
     if files is not None:
         env["GIT_SSH_COMMAND"] = shlex.join(ssh_argv(files))
     return env
@@ -165,11 +200,22 @@ def mirror_path(workspace: str) -> str:
     return os.path.join(workspace, MIRROR_DIR)
 
 
+# Only branches and tags are fetched: never refs/replace/* (which would make
+# git show other content under an approved SHA), refs/notes/*, or a host's
+# refs/pull/*. Passed on every fetch, never stored in the mirror's config.
+FETCH_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+# The whole config of a mirror, rewritten before every fetch: whatever else a
+# mirror's config held (a filter, a hooks path, an old "origin") is dropped.
+_MIRROR_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tbare = true\n"
+# Files in a git dir that change what git does or shows, never written by Walle.
+_FOREIGN_GIT_FILES = ("hooks", "info/attributes", "info/grafts", "objects/info/alternates", "shallow")
+
+
 def mirror(repo_url: str, host_key: str, key: Secret, workspace: str, log: GitLog, *, timeout: int = 600) -> str:
-    """Clone (first time) or fetch-with-prune the project's mirror; return its path.
+    """Create (first time) or fetch-with-prune the project's mirror; return its path.
 
     A lock file serialises runs sharing a workspace so two fetches never race.
-    The first clone goes to a temporary name and is renamed when complete, so an
+    The first fetch goes to a temporary name and is renamed when complete, so an
     interrupted clone never leaves a half mirror behind.
     """
     validate_repo_url(repo_url)
@@ -178,21 +224,60 @@ def mirror(repo_url: str, host_key: str, key: Secret, workspace: str, log: GitLo
     with _workspace_lock(workspace), repo_credentials(repo_url, host_key, key) as files:
         env = git_env(files)
         if os.path.isdir(path):
-            _run_git(["git", "-C", path, "remote", "set-url", "origin", repo_url], env, timeout, log)
-            _run_git(["git", "-C", path, "fetch", "--prune", "--prune-tags", "origin"], env, timeout, log)
+            _sanitize_git_dir(path)
+            _fetch(path, repo_url, env, timeout, log)
+            _drop_foreign_refs(path, env)
             return path
         partial = path + ".partial"
         shutil.rmtree(partial, ignore_errors=True)
-        _run_git(["git", "clone", "--mirror", "--", repo_url, partial], env, timeout, log)
+        _run_git(["git", "init", "--quiet", "--bare", "--template=", partial], env, timeout, log)
+        _sanitize_git_dir(partial)
+        _fetch(partial, repo_url, env, timeout, log)
         os.rename(partial, path)
     return path
+
+
+def _fetch(path: str, repo_url: str, env: dict[str, str], timeout: int, log: GitLog) -> None:
+    argv = ["git", "--git-dir", path, "fetch", "--prune", "--no-tags", "--end-of-options", repo_url]
+    _run_git([*argv, *FETCH_REFSPECS], env, timeout, log)
+
+
+def _sanitize_git_dir(path: str) -> None:
+    """Give the mirror Walle's own config and remove hooks, attributes, grafts."""
+    for name in _FOREIGN_GIT_FILES:
+        target = os.path.join(path, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        elif os.path.lexists(target):
+            os.unlink(target)
+    config = os.path.join(path, "config")
+    if os.path.lexists(config):
+        os.unlink(config)  # a symlink is replaced, never written through
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(_MIRROR_CONFIG)
+
+
+def _drop_foreign_refs(path: str, env: dict[str, str]) -> None:
+    """Delete refs that are neither branches nor tags (left by an older mirror)."""
+    refs = subprocess.run(
+        ["git", "--git-dir", path, "for-each-ref", "--format=%(refname)"],
+        capture_output=True, text=True, env=env, timeout=_PARSE_TIMEOUT, stdin=subprocess.DEVNULL, check=True,
+    ).stdout.splitlines()
+    foreign = [ref for ref in refs if not ref.startswith(("refs/heads/", "refs/tags/"))]
+    if foreign:
+        subprocess.run(
+            ["git", "--git-dir", path, "update-ref", "--stdin"],
+            input="".join(f"delete {ref}\n" for ref in foreign), text=True, env=env,
+            timeout=_PARSE_TIMEOUT, check=True, capture_output=True,
+        )
 
 
 def _run_git(argv: list[str], env: dict[str, str], timeout: int, log: GitLog) -> None:
     log(Stream.INFO, "$ " + shlex.join(argv))
     status = local.run(argv, env=env, timeout=timeout, on_line=log)
     if status != 0:
-        verb = argv[3] if argv[1] == "-C" else argv[1]
+        verb = argv[3] if argv[1] in ("-C", "--git-dir") else argv[1]
         raise GitError(f"git {verb} failed (exit status {status})")
 
 
@@ -310,33 +395,205 @@ def compare(workspace: str, from_sha: str, to_sha: str) -> dict[str, list]:
     return {"commits": _parse_log(log_out), "files": files, "behind": _parse_log(behind_out)}
 
 
-def export(workspace: str, sha: str, dest: str, *, timeout: int = 600) -> None:
-    """Write exactly commit ``sha``'s tree into the new directory ``dest`` (no .git).
+def export(workspace: str, sha: str, dest: str, *, timeout: int = 600) -> str:
+    """Write exactly commit ``sha``'s tree into the new directory ``dest`` (no .git);
+    return the tree id that was written and verified.
 
-    ``git archive`` streams a tar that is unpacked with tarfile's "data" filter,
-    which refuses absolute paths, ``..`` and links pointing outside ``dest``.
+    Walle writes the files itself from ``git ls-tree`` and ``git cat-file``
+    rather than through ``git archive``: no attribute of the repository
+    (``export-ignore``, ``export-subst``, filters, eol) changes what is written,
+    a symlink is written as a link and never followed, and every file gets a
+    modification time derived from its blob id, so rsync's size-and-time check
+    sees a changed file as changed. Afterwards the directory is hashed the way
+    git hashes a tree and compared with the tree named in the commit object
+    itself, whose own hash must be ``sha``: what is deployed is that commit.
     """
     validate_commit(sha)
+    tree = commit_tree(workspace, sha)
+    entries = _tree_entries(workspace, tree)
     os.makedirs(dest, mode=0o755)  # fails if it exists: always a fresh directory
-    proc = subprocess.Popen(
-        ["git", "--git-dir", mirror_path(workspace), "archive", "--format=tar", sha],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    deadline = time.monotonic() + timeout
+    _write_entries(workspace, dest, entries, deadline)
+    written = tree_id(dest, {e.path: e.oid for e in entries if e.mode == _GITLINK})
+    if written != tree:
+        raise GitError(f"the exported files do not match commit {sha} (tree {written} instead of {tree})")
+    return tree
+
+
+@dataclass(frozen=True)
+class _Entry:
+    mode: str
+    oid: str
+    path: str
+
+
+_GITLINK = "160000"
+_SYMLINK = "120000"
+_MODES = {"100644": 0o644, "100755": 0o755, _SYMLINK: 0, _GITLINK: 0}
+# Release files get a time from their blob id: same content, same time; a
+# change of content (at any size) almost surely a different time. The range
+# stays within 2001-2033, which every filesystem and rsync can store.
+_MTIME_BASE = 1_000_000_000
+_MTIME_SPAN = 1 << 30
+
+
+def blob_mtime(oid: str) -> int:
+    """The modification time an exported file with blob ``oid`` gets."""
+    return _MTIME_BASE + int(oid[:8], 16) % _MTIME_SPAN
+
+
+def commit_tree(workspace: str, sha: str) -> str:
+    """The tree id in commit ``sha``'s own object, after checking that the
+    object's content hashes to ``sha`` (so no replace ref or graft is in play)."""
+    result = subprocess.run(
+        ["git", "--git-dir", mirror_path(workspace), "cat-file", "commit", sha],
+        capture_output=True, env=git_env(None, allow_protocols=""), timeout=_PARSE_TIMEOUT,
         stdin=subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        raise GitError(f"commit {sha} is not in the repository")
+    body = result.stdout
+    if hashlib.sha1(b"commit %d\0" % len(body) + body).hexdigest() != sha:  # noqa: S324 - git's object id
+        raise GitError(f"the repository's object for commit {sha} does not match its id")
+    first = body.split(b"\n", 1)[0].decode("ascii", "replace")
+    if not first.startswith("tree ") or not SHA_RE.fullmatch(first[5:]):
+        raise GitError(f"commit {sha} has no tree line")
+    return first[5:]
+
+
+def _tree_entries(workspace: str, tree: str) -> list[_Entry]:
+    out = subprocess.run(
+        ["git", "--git-dir", mirror_path(workspace), "ls-tree", "-r", "-z", "--full-tree", tree],
+        capture_output=True, env=git_env(None, allow_protocols=""), timeout=_PARSE_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    if out.returncode != 0:
+        raise GitError(f"cannot list tree {tree}: {out.stderr.decode(errors='replace').strip()[:300]}")
+    entries = []
+    for record in out.stdout.split(b"\0"):
+        if not record:
+            continue
+        meta, _, raw_path = record.partition(b"\t")
+        mode, _kind, oid = meta.decode("ascii").split(" ")
+        path = os.fsdecode(raw_path)
+        if mode not in _MODES:
+            raise GitError(f"unsupported file mode {mode} for {path!r}")
+        _check_tree_path(path)
+        entries.append(_Entry(mode, oid, path))
+    return entries
+
+
+def _check_tree_path(path: str) -> None:
+    """A repository could hold a crafted tree; only plain relative names pass."""
+    parts = path.split("/")
+    if path.startswith("/") or any(part in ("", ".", "..", ".git") for part in parts):
+        raise GitError(f"the repository contains an unsafe path {path!r}")
+
+
+def _write_entries(workspace: str, dest: str, entries: list[_Entry], deadline: float) -> None:
+    """Write every entry below ``dest``; directories are only ever ones made here."""
+    made_dirs = {""}
+    blobs = [e for e in entries if e.mode != _GITLINK]
+    with closing(_cat_blobs(workspace, [e.oid for e in blobs], deadline)) as contents:
+        for entry in entries:
+            _write_entry(dest, entry, made_dirs, contents)
+    for directory in made_dirs - {""}:
+        os.utime(os.path.join(dest, directory), (_MTIME_BASE, _MTIME_BASE), follow_symlinks=False)
+
+
+def _write_entry(dest: str, entry: _Entry, made_dirs: set[str], contents: Iterator[bytes]) -> None:
+    parent = posixpath.dirname(entry.path)
+    _make_parents(dest, parent, made_dirs)
+    target = os.path.join(dest, entry.path)
+    if entry.mode == _GITLINK:  # a submodule: an empty directory, like git archive
+        os.mkdir(target, 0o755)
+        made_dirs.add(entry.path)
+        return
+    data = next(contents)
+    if entry.mode == _SYMLINK:
+        os.symlink(os.fsdecode(data), target)
+    else:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _MODES[entry.mode])
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(target, _MODES[entry.mode])  # not narrowed by the umask
+    mtime = blob_mtime(entry.oid)
+    os.utime(target, (mtime, mtime), follow_symlinks=False)
+
+
+def _make_parents(dest: str, parent: str, made_dirs: set[str]) -> None:
+    """Create ``parent`` component by component; never pass through anything
+    this export did not create as a directory (a crafted tree could name a
+    symlink and then a path below it)."""
+    if parent in made_dirs:
+        return
+    _make_parents(dest, posixpath.dirname(parent), made_dirs)
+    os.mkdir(os.path.join(dest, parent), 0o755)  # fails on an existing link or file
+    made_dirs.add(parent)
+
+
+def _cat_blobs(workspace: str, oids: list[str], deadline: float) -> Iterator[bytes]:
+    """Contents of ``oids`` in order, streamed from one ``git cat-file --batch``."""
+    proc = subprocess.Popen(
+        ["git", "--git-dir", mirror_path(workspace), "cat-file", "--batch"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         env=git_env(None, allow_protocols=""),
     )
-    timer = threading.Timer(timeout, proc.kill)  # a stuck archive cannot hang the run
+    assert proc.stdin is not None and proc.stdout is not None
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), proc.kill)
     timer.start()
+
+    def feed() -> None:
+        try:
+            for oid in oids:
+                proc.stdin.write(oid.encode() + b"\n")  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+        except (BrokenPipeError, ValueError):
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
     try:
-        assert proc.stdout is not None and proc.stderr is not None
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
-            archive.extractall(dest, filter="data")
-        stderr = proc.stderr.read().decode(errors="replace")
-        status = proc.wait()
+        for oid in oids:
+            header = proc.stdout.readline().split()
+            if len(header) != 3 or header[0].decode() != oid or header[1] != b"blob":
+                raise GitError(f"cannot read blob {oid} from the repository")
+            data = proc.stdout.read(int(header[2]))
+            proc.stdout.read(1)  # the newline after each object
+            yield data
     finally:
         timer.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if status != 0:
-        raise GitError(f"git archive failed (exit {status}): {stderr.strip()[:500]}")
+        proc.kill()
+        proc.wait()
+        writer.join(timeout=5)
+
+
+def tree_id(directory: str, gitlinks: dict[str, str] | None = None, _prefix: str = "") -> str:
+    """The git tree id of ``directory`` as it is on disk (files, exec bits,
+    symlinks; ``gitlinks`` maps submodule paths to their commit ids)."""
+    gitlinks = gitlinks or {}
+    entries: list[tuple[bytes, bytes, bytes]] = []  # (sort key, mode, raw id)
+    with os.scandir(directory) as scan:
+        for item in scan:
+            rel = f"{_prefix}{item.name}"
+            name = os.fsencode(item.name)
+            if item.is_symlink():
+                oid = _object_id(b"blob", os.fsencode(os.readlink(item.path)))
+                entries.append((name, b"120000", oid))
+            elif item.is_dir() and rel in gitlinks:
+                entries.append((name, b"160000", bytes.fromhex(gitlinks[rel])))
+            elif item.is_dir():
+                sub = tree_id(item.path, gitlinks, rel + "/")
+                entries.append((name + b"/", b"40000", bytes.fromhex(sub)))
+            else:
+                mode = b"100755" if os.stat(item.path).st_mode & 0o100 else b"100644"
+                with open(item.path, "rb") as handle:
+                    entries.append((name, mode, _object_id(b"blob", handle.read())))
+    body = b"".join(
+        mode + b" " + key.rstrip(b"/") + b"\0" + oid for key, mode, oid in sorted(entries, key=lambda e: e[0])
+    )
+    return _object_id(b"tree", body).hex()
+
+
+def _object_id(kind: bytes, data: bytes) -> bytes:
+    return hashlib.sha1(kind + b" %d\0" % len(data) + data).digest()  # noqa: S324 - git's object id

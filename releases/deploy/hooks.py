@@ -7,15 +7,18 @@ into the hook's text, so ``"; id; "`` in a title is just text to the hook.
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 
 from . import local
 from .local import OnLine
 from .plan import Common, RefKind, Stream
-from .sandbox import NO_SANDBOX, SandboxSpec, SandboxUnavailable, wrap
+from .sandbox import DEFAULT_SANDBOX, Confinement, SandboxSpec, SandboxUnavailable, wrap
 from .ssh import Connection
 
 Runner = Callable[[list[str], OnLine], int]
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class HookError(RuntimeError):
@@ -46,6 +49,23 @@ def hook_env(plan: Common, *, commit: str, release: str, release_path: str) -> d
     return {name: value.replace("\0", "") for name, value in values.items()}
 
 
+def secret_env(plan: Common) -> dict[str, str]:
+    """The project's secrets as environment variables (names validated upstream)."""
+    return {name: secret.value.replace("\0", "") for name, secret in plan.secrets}
+
+
+# Reads NAME='value' lines from stdin into the environment, then runs the hook:
+# secrets never appear in the remote command line (visible in ps on the host).
+_LOAD_SECRETS = 'set -a; eval "$(cat)"; set +a; exec "$@"'
+
+
+def _secrets_script(secrets: Mapping[str, str]) -> bytes:
+    for name in secrets:
+        if not ENV_NAME_RE.fullmatch(name):
+            raise HookError(f"bad secret name {name!r}")
+    return "".join(f"{name}={shlex.quote(value)}\n" for name, value in secrets.items()).encode()
+
+
 def run_lines(lines: Sequence[str], runner: Runner, on_line: OnLine) -> None:
     """Run hook lines in order; raise HookError at the first failure."""
     for line in lines:
@@ -62,33 +82,43 @@ def run_lines(lines: Sequence[str], runner: Runner, on_line: OnLine) -> None:
 def run_local(
     lines: Sequence[str],
     *,
-    cwd: str,
+    box: Confinement,
     env: Mapping[str, str],
     timeout: int,
     on_line: OnLine,
-    sandbox: SandboxSpec = NO_SANDBOX,
-    writable: str = "",
+    sandbox: SandboxSpec = DEFAULT_SANDBOX,
 ) -> None:
-    """Run hook lines on the deploy host in ``cwd`` with a minimal environment,
-    inside the sandbox when there is one (``writable``: the workspace)."""
-    full_env = local.safe_env(env)
+    """Run hook lines on the deploy host in ``box.cwd`` with a minimal
+    environment, HOME = ``box.home``, inside the sandbox when there is one."""
+    full_env = local.safe_env({**env, "HOME": box.home})
 
     def runner(argv: list[str], out: OnLine) -> int:
         try:
-            wrapped = wrap(argv, sandbox, writable or cwd, cwd)
+            wrapped = wrap(argv, sandbox, box)
         except SandboxUnavailable as exc:
             raise HookError(str(exc)) from None
-        return local.run(wrapped or argv, cwd=cwd, env=full_env, timeout=timeout, on_line=out)
+        return local.run(wrapped or argv, cwd=box.cwd, env=full_env, timeout=timeout, on_line=out)
 
     run_lines(lines, runner, on_line)
 
 
 def run_remote(
-    conn: Connection, lines: Sequence[str], *, cwd: str, env: Mapping[str, str], timeout: int, on_line: OnLine
+    conn: Connection,
+    lines: Sequence[str],
+    *,
+    cwd: str,
+    env: Mapping[str, str],
+    timeout: int,
+    on_line: OnLine,
+    secrets: Mapping[str, str] | None = None,
 ) -> None:
-    """Run hook lines on a target in ``cwd``; env travels as quoted ``env K=V`` words."""
+    """Run hook lines on a target in ``cwd``; env travels as quoted ``env K=V``
+    words, secrets as a script on the channel's stdin."""
+    stdin = _secrets_script(secrets) if secrets else b""
 
     def runner(argv: list[str], out: OnLine) -> int:
-        return conn.run(argv, cwd=cwd, env=env, timeout=timeout, on_line=out)
+        if stdin:
+            argv = ["bash", "-c", _LOAD_SECRETS, "walle-hook", *argv]
+        return conn.run(argv, cwd=cwd, env=env, timeout=timeout, on_line=out, stdin=stdin)
 
     run_lines(lines, runner, on_line)

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from . import runtime
 from .plan import Stream
 
 OnLine = Callable[[Stream, str], None]
@@ -20,9 +21,11 @@ OnLine = Callable[[Stream, str], None]
 MAX_LINE = 64 * 1024
 TIMEOUT_STATUS = 124  # what GNU timeout(1) returns, so local and remote agree
 CANCELLED_STATUS = -1  # stopped on request (another host failed); no real exit status
-# Variables hooks and git inherit from the worker. Everything else (database
-# passwords, Django's SECRET_KEY, encryption keys) stays out of their reach.
-SAFE_ENV_NAMES = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+# Variables hooks and Walle's own git/ssh/rsync inherit from the worker.
+# Everything else (database passwords, Django's SECRET_KEY, encryption keys,
+# GIT_*/SSH_*/RSYNC_* settings) stays out of their reach. HOME is never
+# inherited: see tool_env and the hook sandbox.
+SAFE_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME")
 
 
 class LineSplitter:
@@ -53,9 +56,22 @@ class LineSplitter:
 
 
 def safe_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A minimal environment for child processes plus ``extra``."""
+    """A minimal environment for child processes plus ``extra`` (no HOME)."""
     env = {name: os.environ[name] for name in SAFE_ENV_NAMES if name in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(extra or {})
+    return env
+
+
+def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for git, ssh and rsync that Walle itself runs.
+
+    HOME (and XDG_CONFIG_HOME) point into Walle's private dir, which no hook
+    can reach, so a planted ``~/.gitconfig``, ``~/.ssh/config`` or ``~/.popt``
+    is never read.
+    """
+    home = runtime.home()
+    env = safe_env({"HOME": home, "XDG_CONFIG_HOME": os.path.join(home, ".config")})
     env.update(extra or {})
     return env
 

@@ -17,7 +17,6 @@ import os
 import posixpath
 import shutil
 import subprocess
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 # Failures of the deploy-host steps that are "operational" (bad ref, hook exit 1,
 # network down). Anything else is a bug and is logged with a traceback.
-_LOCAL_ERRORS = (GitError, HookError, ValueError, OSError, tarfile.TarError, subprocess.SubprocessError)
+_LOCAL_ERRORS = (GitError, HookError, ValueError, OSError, subprocess.SubprocessError)
 _HOST_ERRORS = (SSHError, HostOpError, HookError, OSError, ValueError)
 BUILDS_DIR = "builds"
 
@@ -174,10 +173,14 @@ class _Run:
         """Absolute path of the release this run points the host at."""
         return posixpath.join(self.plan.release_library, host.release)
 
-    def hook_env(self, release: str) -> dict[str, str]:
-        """WALLE_* variables for hooks about ``release``."""
+    def hook_env(self, release: str, *, with_secrets: bool = False) -> dict[str, str]:
+        """WALLE_* variables for hooks about ``release`` (and the project's
+        secrets, for hooks that take them through their environment)."""
         path = posixpath.join(self.plan.release_library, release)
-        return hooks.hook_env(self.plan, commit=self.commit, release=release, release_path=path)
+        env = hooks.hook_env(self.plan, commit=self.commit, release=release, release_path=path)
+        if with_secrets:
+            env.update(hooks.secret_env(self.plan))
+        return env
 
     def pre_release(self, host: _Host) -> None:
         """Run pre_release inside the release dir; the host is then PREPARED."""
@@ -188,6 +191,7 @@ class _Run:
             self.plan.hooks.pre_release,
             cwd=self.release_path(host),
             env=self.hook_env(host.release),
+            secrets=hooks.secret_env(self.plan),
             timeout=self.plan.command_timeout,
             on_line=self.lines(host),
         )
@@ -213,6 +217,7 @@ class _Run:
             self.plan.hooks.post_release,
             cwd=self.plan.webroot,
             env=self.hook_env(host.release),
+            secrets=hooks.secret_env(self.plan),
             timeout=self.plan.command_timeout,
             on_line=self.lines(host),
         )
@@ -281,6 +286,7 @@ class _Deploy(_Run):
         super().__init__(plan, log, [(t, plan.release_name) for t in plan.targets], hooks_)
         self.deploy_plan = plan
         self.build_dir = ""
+        self.hook_home = ""
         self.stage = Stage.PREPARE
 
     def execute(self) -> Outcome:
@@ -304,39 +310,60 @@ class _Deploy(_Run):
         return self.outcome(release_name=name)
 
     def build(self) -> None:
-        """Mirror, resolve, pre_deploy, export, post_deploy on the deploy host."""
+        """Mirror, resolve, export (verified), pre_deploy, post_deploy on the deploy host.
+
+        Hooks run confined to the build dir and a scratch HOME; the mirror and
+        every other part of the workspace are out of their reach, and nothing
+        they write is read by Walle's own git, ssh or rsync as configuration.
+        """
         plan = self.deploy_plan
         self.stage = Stage.CHECKOUT
         on_line = self.log.lines("", Stage.CHECKOUT)
+        builds = os.path.join(plan.workspace, BUILDS_DIR)
+        self.remove_stale_builds(builds)
         self.info(None, self.stage, f"updating the mirror of {plan.repo_url}")
         git.mirror(plan.repo_url, plan.repo_host_key, plan.key, plan.workspace, on_line, timeout=plan.command_timeout)
-        # Resolved before pre_deploy so a bad ref fails before any hook runs and
-        # the hooks see WALLE_COMMIT.
+        # Resolved before any hook runs, so a bad ref fails early and the hooks
+        # see WALLE_COMMIT.
         self.commit = git.resolve(plan.workspace, plan.ref_kind, plan.ref, plan.commit)
         self.info(None, self.stage, f"{RefKind(plan.ref_kind).value} {plan.ref} is commit {self.commit}")
-        self.run_local_hooks(Stage.PRE_DEPLOY, plan.hooks.pre_deploy, plan.workspace)
-        self.stage = Stage.CHECKOUT
-        builds = os.path.join(plan.workspace, BUILDS_DIR)
-        self.build_dir = os.path.join(builds, plan.release_name)
-        shutil.rmtree(self.build_dir, ignore_errors=True)  # leftover of a crashed run
         os.makedirs(builds, mode=0o700, exist_ok=True)
-        git.export(plan.workspace, self.commit, self.build_dir, timeout=plan.command_timeout)
-        self.info(None, self.stage, f"exported {self.commit} to {self.build_dir}")
-        self.run_local_hooks(Stage.POST_DEPLOY, plan.hooks.post_deploy, self.build_dir)
+        self.build_dir = os.path.join(builds, plan.release_name)
+        self.hook_home = self.build_dir + ".home"
+        tree = git.export(plan.workspace, self.commit, self.build_dir, timeout=plan.command_timeout)
+        self.info(None, self.stage, f"exported {self.commit} (tree {tree}, verified) to {self.build_dir}")
+        if plan.hooks.pre_deploy or plan.hooks.post_deploy:
+            os.mkdir(self.hook_home, 0o700)
+            sandbox.prepare_for(plan.sandbox, [self.build_dir, self.hook_home])
+        self.run_local_hooks(Stage.PRE_DEPLOY, plan.hooks.pre_deploy)
+        self.run_local_hooks(Stage.POST_DEPLOY, plan.hooks.post_deploy)
 
-    def run_local_hooks(self, stage: Stage, lines: Sequence[str], cwd: str) -> None:
-        """pre_deploy/post_deploy on the deploy host, sandboxed where possible."""
+    def remove_stale_builds(self, builds: str) -> None:
+        """Build dirs of earlier runs are leftovers of a crashed worker: the
+        project lock means no other run of this project is building now."""
+        if not os.path.isdir(builds):
+            return
+        for entry in os.scandir(builds):
+            self.info(None, self.stage, f"removing {entry.name}, left over by an interrupted run")
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+
+    def run_local_hooks(self, stage: Stage, lines: Sequence[str]) -> None:
+        """pre_deploy/post_deploy on the deploy host, sandboxed (see sandbox)."""
+        if not lines:
+            return
         self.stage = stage
-        if lines and self.plan.sandbox.mode != SandboxMode.OFF and sandbox.bwrap_path() is None:
+        if self.plan.sandbox.mode == SandboxMode.AUTO and sandbox.bwrap_path() is None:
             self.log("", stage, Stream.INFO, "warning: bubblewrap is not installed; hooks run without a sandbox")
         hooks.run_local(
             lines,
-            cwd=cwd,
-            env=self.hook_env(self.deploy_plan.release_name),
+            box=sandbox.Confinement(cwd=self.build_dir, home=self.hook_home),
+            env=self.hook_env(self.deploy_plan.release_name, with_secrets=True),
             timeout=self.plan.command_timeout,
             on_line=self.log.lines("", stage),
             sandbox=self.plan.sandbox,
-            writable=self.deploy_plan.workspace,
         )
 
     def prepare(self, host: _Host) -> None:
@@ -429,8 +456,9 @@ class _Deploy(_Run):
     def close(self) -> None:
         """Close connections and remove the local build dir (the mirror stays)."""
         super().close()
-        if self.build_dir:
-            shutil.rmtree(self.build_dir, ignore_errors=True)
+        for path in (self.build_dir, self.hook_home):
+            if path:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 class _Rollback(_Run):
@@ -515,7 +543,7 @@ NO_HOOKS = RunHooks()
 
 def deploy(plan: DeployPlan, log: LogFn, run_hooks: RunHooks = NO_HOOKS) -> Outcome:
     """Build ``plan``'s commit once and release it to every target, all or nothing."""
-    masked = MaskingLog(log, [plan.key])
+    masked = MaskingLog(log, [plan.key, *(secret for _, secret in plan.secrets)])
     try:
         validate.check_deploy_plan(plan)
         git.validate_repo_url(plan.repo_url)
@@ -529,7 +557,7 @@ def deploy(plan: DeployPlan, log: LogFn, run_hooks: RunHooks = NO_HOOKS) -> Outc
 
 def rollback(plan: RollbackPlan, log: LogFn, run_hooks: RunHooks = NO_HOOKS) -> Outcome:
     """Point each host's webroot at an existing release again (no checkout, no copy)."""
-    masked = MaskingLog(log, [plan.key])
+    masked = MaskingLog(log, [plan.key, *(secret for _, secret in plan.secrets)])
     targets = [t for t, _ in plan.releases]
     try:
         validate.check_rollback_plan(plan)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .sandbox import NO_SANDBOX, SandboxSpec
+from .sandbox import DEFAULT_SANDBOX, SandboxSpec
 
 # A release directory Walle made: YYYYmmdd-HHMMSS-<ticket id>. Cleanup only ever
 # touches names that match, so foreign directories in a release library survive.
@@ -108,7 +108,11 @@ class Common:
     connect_timeout: int = 10
     deployed_by: str = ""  # the Walle user who started the run (WALLE_DEPLOY_USER)
     # How deploy-host hooks are confined (see releases.deploy.sandbox).
-    sandbox: SandboxSpec = NO_SANDBOX
+    sandbox: SandboxSpec = DEFAULT_SANDBOX
+    # The project's secrets: environment variables for its hooks, masked in
+    # every log line. On targets they travel over the SSH channel's stdin,
+    # never on a command line.
+    secrets: tuple[tuple[str, Secret], ...] = ()
 
 
 @dataclass(frozen=True)

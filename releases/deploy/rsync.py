@@ -12,6 +12,8 @@ from .local import OnLine
 from .plan import Secret, Stream, Target
 from .ssh import KeyFiles, key_files, known_hosts_line, ssh_argv
 
+# What rsync prints when the receiving disk is full (ENOSPC).
+NO_SPACE_MARKERS = ("No space left on device", "ENOSPC")
 # An rsync that has moved no data for this long is treated as dead (a host that
 # vanished without closing the TCP connection), well before the overall timeout.
 IO_TIMEOUT = 60
@@ -81,8 +83,16 @@ def transfer(
     """Run rsync to ``target``; stream its output; return its exit status.
 
     ``cancel`` stops a running transfer (another host failed, so it is wasted).
+    A full disk on the target is said in plain words as the last line.
     """
     kh_line = known_hosts_line(target.address, target.port, target.host_key)
+    full = threading.Event()
+
+    def watch(stream: Stream, text: str) -> None:
+        if any(marker in text for marker in NO_SPACE_MARKERS):
+            full.set()
+        on_line(stream, text)
+
     with key_files(key, [kh_line]) as files:
         argv = build_argv(
             source_dir=source_dir,
@@ -95,4 +105,11 @@ def transfer(
             connect_timeout=connect_timeout,
         )
         on_line(Stream.INFO, "$ " + shlex.join(argv))
-        return local.run(argv, env=local.safe_env(), timeout=timeout, on_line=on_line, cancel=cancel)
+        status = local.run(argv, env=local.tool_env(), timeout=timeout, on_line=watch, cancel=cancel)
+    if status != 0 and full.is_set():
+        raise NoSpaceLeft(f"no space left on {target.name} (rsync exit status {status}); free disk space there")
+    return status
+
+
+class NoSpaceLeft(OSError):
+    """The target's disk filled up during the copy."""

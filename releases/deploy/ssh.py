@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import paramiko
 
+from . import runtime
 from .local import TIMEOUT_STATUS, LineSplitter, OnLine
 from .plan import Secret, Stream, Target
 
@@ -213,8 +214,11 @@ class Connection:
         env: Mapping[str, str] | None = None,
         timeout: int,
         on_line: OnLine,
+        stdin: bytes = b"",
     ) -> int:
         """Run ``argv`` on the host, streaming output lines; return the exit status.
+
+        ``stdin`` is sent, then the input is closed (commands reading it see EOF).
 
         The remote side enforces ``timeout`` with timeout(1); a local deadline a
         little later covers a host that stops answering. A lost connection raises
@@ -228,6 +232,8 @@ class Connection:
         try:
             channel = transport.open_session(timeout=self.connect_timeout)
             channel.exec_command(command)
+            if stdin:
+                channel.sendall(stdin)
             channel.shutdown_write()  # commands reading stdin see EOF, not a hang
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(f"connection to {self.target.name} lost: {exc}") from None
@@ -322,14 +328,22 @@ class KeyFiles:
     known_hosts_path: str
 
 
+def _key_dir_prefix() -> str:
+    # Host and pid in the name let the reaper tell a dead worker's files from
+    # a running one's at once, without waiting for them to age.
+    return f"{KEY_DIR_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+
+
 @contextmanager
 def key_files(key: Secret, known_hosts_lines: Sequence[str] = ()) -> Iterator[KeyFiles]:
-    """Write the private key (0600) and known_hosts into a private 0700 temp dir.
+    """Write the private key (0600) and known_hosts into a fresh 0700 dir under
+    Walle's private key root (never a shared temp dir).
 
     The directory is removed in ``finally`` whatever happens, so no key file
-    outlives the step that needed it.
+    outlives the step that needed it; if the process is killed, the reaper
+    removes it (``remove_stale_key_files``).
     """
-    directory = tempfile.mkdtemp(prefix=KEY_DIR_PREFIX)  # mkdtemp creates it 0700
+    directory = tempfile.mkdtemp(prefix=_key_dir_prefix(), dir=runtime.key_root())  # 0700
     try:
         key_path = os.path.join(directory, "id")
         known_hosts_path = os.path.join(directory, "known_hosts")
@@ -340,19 +354,40 @@ def key_files(key: Secret, known_hosts_lines: Sequence[str] = ()) -> Iterator[Ke
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(name: str, age: float, older_than: float) -> bool:
+    """A key dir is stale when its process (on this host) is gone, or it is old."""
+    if age > older_than:
+        return True
+    # walle-ssh-<host>-<pid>-<random>; mkdtemp's random part has no "-".
+    parts = name.removeprefix(KEY_DIR_PREFIX).rsplit("-", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    return not _pid_alive(int(parts[1]))
+
+
 def remove_stale_key_files(older_than: float = 24 * 3600) -> list[str]:
     """Remove key dirs a killed worker left behind (``finally`` never ran); return them.
 
-    Meant for worker start-up. Only our own ``walle-ssh-*`` dirs older than
-    ``older_than`` seconds are touched, so a running deploy keeps its files.
+    A dir whose process on this host is gone goes at once; any other only when
+    older than ``older_than`` seconds, so a running deploy keeps its files.
     """
     removed = []
     now = time.time()
-    for entry in os.scandir(tempfile.gettempdir()):
+    for entry in os.scandir(runtime.key_root()):
         if not entry.name.startswith(KEY_DIR_PREFIX) or not entry.is_dir(follow_symlinks=False):
             continue
         info = entry.stat(follow_symlinks=False)
-        if info.st_uid == os.getuid() and now - info.st_mtime > older_than:
+        if info.st_uid == os.getuid() and _stale(entry.name, now - info.st_mtime, older_than):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.path)
     return removed
@@ -367,8 +402,12 @@ def _write_private(path: str, text: str) -> None:
 
 
 def ssh_argv(files: KeyFiles, *, port: int | None = None, connect_timeout: int = 10) -> list[str]:
-    """ssh(1) argv that trusts only ``files.known_hosts_path`` and uses only our key."""
-    argv = ["ssh"]
+    """ssh(1) argv that trusts only ``files.known_hosts_path`` and uses only our key.
+
+    ``-F /dev/null`` ignores every ssh_config (the user's and the system's), so
+    a planted ``ProxyCommand`` or ``LocalCommand`` is never run.
+    """
+    argv = ["ssh", "-F", "/dev/null"]
     if port is not None:
         argv += ["-p", str(port)]
     return argv + [

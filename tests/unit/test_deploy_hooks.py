@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from releases.deploy import hooks, local
+from releases.deploy import hooks, local, sandbox
 from releases.deploy.hooks import HookError
 from releases.deploy.plan import Common, Hooks, RefKind, Secret, Stream
+from releases.deploy.sandbox import Confinement
 
 MARKER = Path("/tmp/walle-unit-hook-marker")
 
@@ -33,6 +34,17 @@ def common(title: str = "t", ref: str = "master", ref_kind: RefKind = RefKind.BR
         key=Secret("k"),
         deployed_by="alice",
     )
+
+
+def run_local(lines: list[str], tmp_path: Path, **kwargs) -> Path:
+    """Run hook lines the way the engine does (sandboxed; as root, as the build
+    user) in a fresh build dir under ``tmp_path``; return that dir."""
+    build, home = tmp_path / "build", tmp_path / "home"
+    build.mkdir(exist_ok=True)
+    home.mkdir(exist_ok=True)
+    sandbox.prepare_for(sandbox.DEFAULT_SANDBOX, [str(build), str(home)])
+    hooks.run_local(lines, box=Confinement(str(build), str(home)), **kwargs)
+    return build
 
 
 class Collect:
@@ -82,8 +94,7 @@ def test_hostile_values_are_printed_literally_by_local_hooks(title: str, tmp_pat
         common(title=title, ref="x$(touch${IFS}/tmp/walle-unit-hook-marker)"), commit="", release="r", release_path="/p"
     )
     out = Collect()
-    hooks.run_local(
-        ['printf "%s|%s" "$WALLE_TICKET_TITLE" "$WALLE_BRANCH"'], cwd=str(tmp_path), env=env, timeout=10, on_line=out
+    run_local(['printf "%s|%s" "$WALLE_TICKET_TITLE" "$WALLE_BRANCH"'], tmp_path, env=env, timeout=10, on_line=out
     )
     assert "\n".join(out.out()) == f"{title}|x$(touch${{IFS}}/tmp/walle-unit-hook-marker)"
     assert not MARKER.exists()
@@ -92,24 +103,23 @@ def test_hostile_values_are_printed_literally_by_local_hooks(title: str, tmp_pat
 def test_hooks_run_in_order_in_cwd_and_stop_at_the_first_failure(tmp_path: Path) -> None:
     out = Collect()
     with pytest.raises(HookError, match="exit status 3: exit 3"):
-        hooks.run_local(
-            ["pwd", "echo one", "", "exit 3", "echo never"], cwd=str(tmp_path), env={}, timeout=10, on_line=out
+        run_local(["pwd", "echo one", "", "exit 3", "echo never"], tmp_path, env={}, timeout=10, on_line=out
         )
-    assert out.out() == [str(tmp_path), "one"]
+    assert out.out() == [str(tmp_path / "build"), "one"]
     assert (Stream.INFO, "$ exit 3") in out.lines
 
 
 def test_pipefail_and_errexit_are_on(tmp_path: Path) -> None:
     with pytest.raises(HookError):
-        hooks.run_local(["false | true"], cwd=str(tmp_path), env={}, timeout=10, on_line=Collect())
+        run_local(["false | true"], tmp_path, env={}, timeout=10, on_line=Collect())
     with pytest.raises(HookError):
-        hooks.run_local(["false; echo still"], cwd=str(tmp_path), env={}, timeout=10, on_line=Collect())
+        run_local(["false; echo still"], tmp_path, env={}, timeout=10, on_line=Collect())
 
 
 def test_a_hanging_hook_is_killed_with_its_children(tmp_path: Path) -> None:
     started = time.monotonic()
     with pytest.raises(HookError, match="timed out"):
-        hooks.run_local(["sleep 300 | cat; echo done"], cwd=str(tmp_path), env={}, timeout=1, on_line=Collect())
+        run_local(["sleep 300 | cat; echo done"], tmp_path, env={}, timeout=1, on_line=Collect())
     assert time.monotonic() - started < 10
 
 
@@ -119,7 +129,7 @@ def test_worker_secrets_do_not_reach_local_hooks(tmp_path: Path, monkeypatch: py
         monkeypatch.setenv(name, value)
     out = Collect()
     line = "echo " + " ".join(f'"[${{{name}:-}}]"' for name in secrets)
-    hooks.run_local([line], cwd=str(tmp_path), env={"WALLE_X": "1"}, timeout=10, on_line=out)
+    run_local([line], tmp_path, env={"WALLE_X": "1"}, timeout=10, on_line=out)
     assert out.out() == ["[] [] []"]
 
 

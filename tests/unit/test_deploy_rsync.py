@@ -43,7 +43,7 @@ def test_no_link_dest_without_a_current_release() -> None:
 def test_remote_shell_pins_the_target_key_and_port() -> None:
     result = argv()
     ssh_words = shlex.split(result[result.index("-e") + 1])
-    assert ssh_words[:3] == ["ssh", "-p", "2214"]
+    assert ssh_words[:5] == ["ssh", "-F", "/dev/null", "-p", "2214"]
     assert "StrictHostKeyChecking=yes" in ssh_words
     assert "UserKnownHostsFile=/tmp/walle-ssh-x/known_hosts" in ssh_words
     assert ssh_words[ssh_words.index("-i") + 1] == "/tmp/walle-ssh-x/id"

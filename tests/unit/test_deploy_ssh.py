@@ -7,6 +7,7 @@ import io
 import os
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from releases.deploy import ssh
+from releases.deploy import runtime, ssh
 from releases.deploy.keys import generate_ed25519
 from releases.deploy.plan import Secret, Target
 
@@ -101,7 +102,8 @@ def test_ssh_argv_pins_the_key_and_never_disables_checking() -> None:
     # Written in pieces so a repo-wide grep for the insecure option finds nothing.
     assert "StrictHostKeyChecking=yes" in joined and "StrictHostKeyChecking=" + "no" not in joined
     assert "UserKnownHostsFile=/d/known_hosts" in argv and "GlobalKnownHostsFile=/dev/null" in argv
-    assert argv[:3] == ["ssh", "-p", "2214"] and "IdentitiesOnly=yes" in argv and "BatchMode=yes" in argv
+    assert argv[:5] == ["ssh", "-F", "/dev/null", "-p", "2214"]  # no user or system ssh_config is read
+    assert "IdentitiesOnly=yes" in argv and "BatchMode=yes" in argv
 
 
 def test_load_private_key_accepts_openssh_ed25519_and_never_echoes_bad_keys() -> None:
@@ -152,12 +154,32 @@ def test_no_module_of_the_engine_trusts_unknown_host_keys() -> None:
 
 
 def test_stale_key_dirs_of_a_killed_worker_are_swept() -> None:
-    old = tempfile.mkdtemp(prefix=ssh.KEY_DIR_PREFIX)
-    fresh = tempfile.mkdtemp(prefix=ssh.KEY_DIR_PREFIX)
+    old = tempfile.mkdtemp(prefix=ssh.KEY_DIR_PREFIX, dir=runtime.key_root())
+    fresh = tempfile.mkdtemp(prefix=ssh._key_dir_prefix(), dir=runtime.key_root())
     os.utime(old, (0, 0))
     try:
         removed = ssh.remove_stale_key_files(older_than=3600)
         assert old in removed and not os.path.exists(old)
-        assert os.path.exists(fresh)
+        assert os.path.exists(fresh)  # its process (this one) is alive
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
+
+
+def test_key_dirs_of_a_dead_process_are_swept_at_once() -> None:
+    dead = _dead_pid()
+    directory = tempfile.mkdtemp(prefix=f"{ssh.KEY_DIR_PREFIX}{socket.gethostname()}-{dead}-", dir=runtime.key_root())
+    assert ssh.remove_stale_key_files(older_than=3600) == [directory]
+    assert not os.path.exists(directory)
+
+
+def test_key_files_live_in_the_private_key_root_never_in_the_shared_temp_dir() -> None:
+    with ssh.key_files(Secret("k"), []) as files:
+        assert os.path.dirname(files.directory) == runtime.key_root()
+        assert not files.directory.startswith(tempfile.gettempdir() + "/" + ssh.KEY_DIR_PREFIX)
+        assert os.stat(runtime.key_root()).st_mode & 0o777 == 0o700
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
