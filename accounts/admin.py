@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.utils import lookup_spawns_duplicates
 from django.contrib.auth.models import Group
+from django.db.models import Q
+from django.utils.html import format_html
+from django.utils.text import smart_split, unescape_string_literal
 
 from . import permissions
 from .models import ApiToken, Membership, Team
@@ -18,9 +22,25 @@ class ScopedAdminMixin:
     detail_action = permissions.Action.VIEW_DETAILS
     change_action = permissions.Action.CONFIGURE
     delete_action = permissions.Action.MANAGE
+    # Searched only in rows the user may see details of: a search answers
+    # yes/no about a field, so it must not reach fields the list would hide.
+    detail_search_fields: list[str] = []
 
     def get_queryset(self, request):
         return permissions.visible(request.user, super().get_queryset(request), self.view_action)
+
+    def get_search_results(self, request, queryset, search_term):
+        if not self.detail_search_fields:
+            return super().get_search_results(request, queryset, search_term)
+        details = permissions.visible(request.user, self.model._default_manager.all(), permissions.Action.VIEW_DETAILS)
+        for bit in smart_split(search_term):
+            if bit.startswith(('"', "'")) and bit[0] == bit[-1]:
+                bit = unescape_string_literal(bit)
+            public = Q.create([(f"{field}__icontains", bit) for field in self.search_fields], connector=Q.OR)
+            detail = Q.create([(f"{field}__icontains", bit) for field in self.detail_search_fields], connector=Q.OR)
+            queryset = queryset.filter(public | (detail & Q(pk__in=details.values("pk"))))
+        fields = [*self.search_fields, *self.detail_search_fields]
+        return queryset, any(lookup_spawns_duplicates(self.opts, field) for field in fields)
 
     def has_module_permission(self, request) -> bool:
         return request.user.is_active
@@ -71,9 +91,33 @@ class TeamAdmin(admin.ModelAdmin):
     list_display = ["name", "member_count", "project_count"]
     search_fields = ["name"]
     inlines = [MembershipInline]
+    readonly_fields = ["deploy_key"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(pk__in=permissions.visible_teams(request.user).values("pk"))
+
+    def get_fields(self, request, obj=None):
+        return ["name", "description"] if obj is None else ["name", "description", "deploy_key"]
+
+    @admin.display(description="deploy key")
+    def deploy_key(self, obj) -> str:
+        from projects.keys import team_key
+
+        key = team_key(obj)  # groups made before keys were per group get theirs here
+        return format_html(
+            '<pre id="group-authorized-keys-line" style="white-space: pre-wrap; word-break: break-all;">{}</pre>'
+            "Fingerprint: <code>{}</code><br>Add this line to <code>~/.ssh/authorized_keys</code> of the run "
+            "user on this group's target hosts, and as a read-only deploy key on its repositories. Projects of "
+            "this group log in with it unless a platform admin gives one another key.",
+            key.authorized_keys_line(), key.fingerprint,
+        )
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            from projects.keys import team_key
+
+            team_key(obj)  # the group's key is made with the group
 
     @admin.display(description="members")
     def member_count(self, obj) -> int:

@@ -8,24 +8,28 @@ from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
 from .permissions import PROJECT_ACTIONS, Action, can, perm_codename, require
 
 
-def grant(actor, user, action: Action | str, project) -> None:
-    """Give ``user`` one action on one project without team membership.
-
-    Maintainers may grant only what they hold themselves, so nobody hands out
-    more power than they have (Owner-only MANAGE stays with Owners).
-    """
+def _require_authority(actor, action: Action, project, verb: str) -> Action:
+    """Granting or revoking an action takes CONFIGURE and the action itself:
+    nobody hands out, or takes away, more power than they hold (so only those
+    with MANAGE touch MANAGE grants, an Owner's included)."""
     action = Action(action)
     if action not in PROJECT_ACTIONS:
         raise ValueError(f"{action} is not a project action")
     require(actor, Action.CONFIGURE, project)
     if not can(actor, action, project):
-        raise PermissionDenied(f"You cannot grant '{action.value}', which you do not hold.")
+        raise PermissionDenied(f"You cannot {verb} '{action.value}', which you do not hold.")
+    return action
+
+
+def grant(actor, user, action: Action | str, project) -> None:
+    """Give ``user`` one action on one project without team membership."""
+    action = _require_authority(actor, Action(action), project, "grant")
     assign_perm(perm_codename(action), user, project)
 
 
 def revoke(actor, user, action: Action | str, project) -> None:
-    action = Action(action)
-    require(actor, Action.CONFIGURE, project)
+    """Take one granted action on one project from ``user``."""
+    action = _require_authority(actor, Action(action), project, "revoke")
     remove_perm(perm_codename(action), user, project)
 
 

@@ -325,17 +325,30 @@ def _stored_project(project):
     return Project.objects.filter(pk=project.pk).first()
 
 
+def _may_move_out(user, project) -> bool:
+    """Moving a project hands it (hosts, hooks, secrets, tickets) to another
+    group's people and keys, so it takes a role that holds MANAGE in its current
+    group: membership, never a per-project grant."""
+    role = role_in(user, project) if user.is_active else None
+    return role is not None and role >= MIN_ROLE[Action.MANAGE]
+
+
 def project_team_choices(user, project=None) -> QuerySet:
-    """Teams a project may be put in by ``user``: the teams they maintain, plus
-    the project's current team when they may CONFIGURE it (a per-project grant
-    lets them save the project without moving it)."""
+    """Groups ``user`` may put a project in. Platform admins: any. A new
+    project: the groups they maintain. An existing one: its current group (if
+    they may CONFIGURE it, so a per-project grant can save it unmoved), plus
+    the groups they maintain if its current group lets them move it away."""
     from .models import Team
 
-    teams = teams_user_maintains(user)
+    if is_platform_admin(user):
+        return Team.objects.all()
     stored = _stored_project(project)
-    if stored is not None and can(user, Action.CONFIGURE, stored):
-        teams = Team.objects.filter(Q(pk__in=teams.values("pk")) | Q(pk=stored.team_id))
-    return teams
+    if stored is None:
+        return teams_user_maintains(user)
+    keep = Q(pk=stored.team_id) if can(user, Action.CONFIGURE, stored) else Q(pk__in=[])
+    if _may_move_out(user, stored):
+        keep |= Q(pk__in=teams_user_maintains(user).values("pk"))
+    return Team.objects.filter(keep)
 
 
 def can_put_project_in_team(user, team, project=None) -> bool:
@@ -355,20 +368,41 @@ def can_change_project_environment(user, project) -> bool:
 
 def usable_deploy_keys(user, project=None) -> QuerySet:
     """Deploy keys ``user`` may pick for a project: all for platform admins;
-    otherwise keys not used by any project they cannot CONFIGURE (a key trusted
-    by another group's hosts must not be borrowed). The project's current key
-    stays selectable so saving an unchanged project always works."""
-    from projects.models import DeployKey, Project
+    otherwise only keys of the groups the project may be in for them. A group's
+    hosts and repositories trust its keys, so another group's key (or the
+    platform key) would reach machines that are not the group's. The project's
+    current key stays selectable so saving an unchanged project always works."""
+    from projects.models import DeployKey
 
     if is_platform_admin(user):
         return DeployKey.objects.all()
-    foreign = (
-        Project.objects.exclude(pk__in=visible_projects(user, Action.CONFIGURE).values("pk"))
-        .filter(deploy_key__isnull=False)
-        .values("deploy_key")
-    )
-    keep = Q()
+    keys = Q(team__in=project_team_choices(user, project).values("pk"))
     stored = _stored_project(project)
     if stored is not None and stored.deploy_key_id is not None and can(user, Action.CONFIGURE, stored):
-        keep = Q(pk=stored.deploy_key_id)
-    return DeployKey.objects.filter(~Q(pk__in=foreign) | keep)
+        keys |= Q(pk=stored.deploy_key_id)
+    return DeployKey.objects.filter(keys)
+
+
+def can_use_deploy_key(user, key, team, project=None) -> bool:
+    """May ``user`` save ``project`` in ``team`` with ``key`` (None: the
+    group's own key)? Only platform admins give a project a key that is not
+    its group's; an unchanged project keeps its key while it stays put."""
+    if key is None or is_platform_admin(user):
+        return True
+    if team is None:
+        return False
+    stored = _stored_project(project)
+    if stored is not None and stored.deploy_key_id == key.pk and stored.team_id == team.pk:
+        return can(user, Action.CONFIGURE, stored)
+    return key.team_id == team.pk and can_put_project_in_team(user, team, project)
+
+
+def visible_deploy_keys(user) -> QuerySet:
+    """Keys listed to ``user``: all for platform admins; else their groups'
+    keys and those of projects they configure (public halves only, anyway)."""
+    from projects.models import DeployKey
+
+    if is_platform_admin(user):
+        return DeployKey.objects.all()
+    used = visible_projects(user, Action.CONFIGURE).filter(deploy_key__isnull=False).values("deploy_key")
+    return DeployKey.objects.filter(Q(team__in=teams_user_maintains(user).values("pk")) | Q(pk__in=used))

@@ -11,8 +11,9 @@ from guardian.shortcuts import get_users_with_perms
 from accounts import grants, permissions
 from accounts.admin import ScopedAdminMixin
 
+from . import secrets
 from .checks import run_check
-from .forms import GrantForm, ProjectAdminForm, link_pasted_hosts
+from .forms import GrantForm, ProjectAdminForm, SecretDeleteForm, SecretForm, link_pasted_hosts
 from .keys import fill_new_key, key_for
 from .models import DeployKey, Environment, Host, Project
 
@@ -63,6 +64,14 @@ class HostAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def get_queryset(self, request):
         return permissions.visible(request.user, Host.objects.all(), permissions.Action.VIEW_DETAILS)
 
+    def save_model(self, request, obj, form, change) -> None:
+        # The pinned key identifies the machine at the old address; a host
+        # re-pointed elsewhere is a new machine, whose key the next successful
+        # config check pins afresh (and records who did).
+        if change and Host.objects.filter(pk=obj.pk).exclude(address=obj.address, port=obj.port).exists():
+            obj.unpin()
+        super().save_model(request, obj, form, change)
+
     @admin.action(description="Forget pinned host keys (the next config check pins again)")
     def unpin_host_keys(self, request, queryset) -> None:
         allowed = [h for h in queryset if permissions.can_change_host(request.user, h)]
@@ -78,7 +87,8 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "slug", "team", "environment", "repo_mode", "host_count", "is_active"]
     # Filter choices come from the rows the user may see, never from all teams.
     list_filter = ["environment", ("team", admin.RelatedOnlyFieldListFilter), "is_active", "repo_mode"]
-    search_fields = ["name", "slug", "repo_url", "description"]
+    search_fields = ["name", "slug"]
+    detail_search_fields = ["repo_url", "description"]
     readonly_fields = ["repo_host_key", "created_at", "updated_at"]
     filter_horizontal = ["hosts"]
     fieldsets = [
@@ -97,9 +107,13 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def get_urls(self):
         check = self.admin_site.admin_view(require_POST(self.check_view))
         grants_view = self.admin_site.admin_view(self.grants_view)
+        secrets_view = self.admin_site.admin_view(self.secrets_view)
+        secret_delete = self.admin_site.admin_view(require_POST(self.secret_delete_view))
         return [
             path("<int:pk>/check/", check, name="projects_project_check"),
             path("<int:pk>/grants/", grants_view, name="projects_project_grants"),
+            path("<int:pk>/secrets/", secrets_view, name="projects_project_secrets"),
+            path("<int:pk>/secrets/delete/", secret_delete, name="projects_project_secret_delete"),
         ] + super().get_urls()
 
     def _configurable(self, request, pk: int) -> Project:
@@ -130,6 +144,37 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/projects/project/grants.html", context)
 
+    def secrets_view(self, request, pk: int):
+        """Names of the project's secrets (with VIEW_DETAILS); set one (CONFIGURE).
+        A value is never rendered, not even back into the form after an error."""
+        project = get_object_or_404(self.get_queryset(request), pk=pk)
+        permissions.require(
+            request.user, permissions.Action.CONFIGURE if request.method == "POST" else permissions.Action.VIEW_DETAILS,
+            project,
+        )
+        form = SecretForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            created = secrets.set_secret(request.user, project, form.cleaned_data["name"], form.cleaned_data["value"])
+            self.message_user(request, f"Secret {form.cleaned_data['name']} {'set' if created else 'changed'}.")
+            return redirect("admin:projects_project_secrets", pk=project.pk)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": project,
+            "title": f"Secrets: {project}", "form": form, "secrets": project.secrets.all(),
+            "can_edit": permissions.can(request.user, permissions.Action.CONFIGURE, project),
+        }
+        return TemplateResponse(request, "admin/projects/project/secrets.html", context)
+
+    def secret_delete_view(self, request, pk: int):
+        project = get_object_or_404(self.get_queryset(request), pk=pk)
+        form = SecretDeleteForm(request.POST)
+        if form.is_valid():
+            name = form.cleaned_data["name"]
+            if secrets.delete_secret(request.user, project, name):
+                self.message_user(request, f"Secret {name} deleted.")
+            else:
+                self.message_user(request, f"There is no secret {name}.", messages.WARNING)
+        return redirect("admin:projects_project_secrets", pk=project.pk)
+
     def check_view(self, request, pk: int):
         """Run the config check (检测) and show each result with how to fix it."""
         project = self._configurable(request, pk)
@@ -145,6 +190,7 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         extra = {"can_check": bool(project) and permissions.can(request.user, permissions.Action.CONFIGURE, project)}
         if extra["can_check"]:
             extra["deploy_key"] = key_for(project)
+            extra["deploy_key_is_the_groups"] = project.deploy_key_id is None
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -167,6 +213,8 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         stored = Project.objects.filter(pk=obj.pk).first() if change else None
         if not permissions.can_put_project_in_team(request.user, obj.team, stored):
             raise PermissionDenied("You can only put projects in groups you maintain.")
+        if not permissions.can_use_deploy_key(request.user, obj.deploy_key, obj.team, stored):
+            raise PermissionDenied("Only platform admins give a project a key that is not its group's.")
         if (
             stored is not None and stored.environment_id != obj.environment_id
             and not permissions.can_change_project_environment(request.user, stored)
@@ -185,9 +233,18 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
 class DeployKeyAdmin(admin.ModelAdmin):
     """Only the public half and the fingerprint are ever shown."""
 
-    list_display = ["name", "fingerprint", "is_default", "created_at"]
-    readonly_fields = ["is_default", "public_key", "fingerprint", "authorized_keys", "created_at"]
-    fields = ["name", "is_default", "public_key", "fingerprint", "authorized_keys", "created_at"]
+    list_display = ["name", "team", "fingerprint", "is_default", "created_at"]
+    list_filter = [("team", admin.RelatedOnlyFieldListFilter)]
+    fields = ["name", "team", "is_default", "public_key", "fingerprint", "authorized_keys", "created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = ["is_default", "public_key", "fingerprint", "authorized_keys", "created_at"]
+        # Moving a key to another group would hand that group the trust of the
+        # first group's hosts; make a new key instead.
+        return fields if obj is None else ["team", *fields]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(pk__in=permissions.visible_deploy_keys(request.user).values("pk"))
 
     def save_model(self, request, obj, form, change) -> None:
         # A new key is generated here; nobody ever types or sees a private key.
@@ -212,4 +269,8 @@ class DeployKeyAdmin(admin.ModelAdmin):
         return permissions.can_manage_deploy_keys(request.user)
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return permissions.can_manage_deploy_keys(request.user) and not (obj and obj.projects.exists())
+        # A default key is in use by every project of its group that names no
+        # key, which PROTECT cannot see; deleting it would silently swap keys.
+        return permissions.can_manage_deploy_keys(request.user) and not (
+            obj and (obj.is_default or obj.projects.exists())
+        )

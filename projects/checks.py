@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 from django.utils import timezone
 
 from accounts.permissions import Action, require
-from releases.deploy.checks import CheckReport, check_project
+from releases.deploy.checks import CheckReport, CheckResult, check_project
 from releases.deploy.plan import Secret, Target
 from releases.deploy.ssh import fingerprint
 
@@ -27,6 +30,7 @@ def run_check(actor, project: Project) -> CheckReport:
         targets=[Target(id=h.pk, address=h.address, port=h.port, host_key=h.host_key) for h in hosts],
         max_parallel=project.max_parallel,
     )
+    report = only_pins_after_login(report, {h.pk: h.endpoint for h in hosts})
     now = timezone.now()
     for host_id, key_line in report.pinned.items():
         Host.objects.filter(pk=host_id, host_key="").update(
@@ -36,3 +40,33 @@ def run_check(actor, project: Project) -> CheckReport:
     if report.repo_host_key and not project.repo_host_key:
         Project.objects.filter(pk=project.pk, repo_host_key="").update(repo_host_key=report.repo_host_key)
     return report
+
+
+def only_pins_after_login(report: CheckReport, endpoints: dict[int, str]) -> CheckReport:
+    """Keep only the pins a successful login (or git read) stands behind.
+
+    A key fetched from a machine Walle could not log in to might not be the
+    machine the project means (a wrong or re-pointed address, someone in
+    between); "the first successful check pins" is the documented rule. The
+    engine reports every fetched key, so the rule is applied here.
+    """
+    logged_in = {r.host for r in report.results if r.name == "login" and r.ok}
+    keep = {hid: key for hid, key in report.pinned.items() if endpoints.get(hid) in logged_in}
+    dropped = {endpoints.get(hid) for hid in report.pinned if hid not in keep}
+    repo_ok = any(r.name == "repository" and r.ok for r in report.results)
+    results = [_not_pinned(r) if _is_dropped_pin(r, dropped, repo_ok) else r for r in report.results]
+    return replace(report, results=results, pinned=keep, repo_host_key=report.repo_host_key if repo_ok else "")
+
+
+def _is_dropped_pin(result: CheckResult, dropped: set, repo_ok: bool) -> bool:
+    if result.name == "host key" and result.warning:
+        return result.host in dropped
+    return result.name == "repository host key" and result.warning and not repo_ok
+
+
+def _not_pinned(result: CheckResult) -> CheckResult:
+    seen = re.search(r"SHA256:\S+", result.message)
+    return replace(
+        result, message=f"key {seen.group(0) if seen else ''} was not pinned: login did not succeed",
+        fix="fix the login, then run the check again; it pins the key then",
+    )

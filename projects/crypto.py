@@ -1,4 +1,4 @@
-"""Encryption at rest for stored SSH private keys (MultiFernet, rotatable)."""
+"""Encryption at rest for stored SSH private keys and project secrets (MultiFernet, rotatable)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from accounts import permissions
 
+from . import validators
 from .models import Host, Project
 from .validators import parse_host_line, parse_host_lines
 
@@ -21,7 +22,7 @@ class ProjectAdminForm(forms.ModelForm):
         label="Add hosts",
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "10.0.0.13\n10.0.0.14:2222"}),
-        help_text="One per line, ip or ip:port (port 22 by default). Creates the host if new and links it.",
+        help_text="One per line: ip, ip:port or [ipv6]:port (port 22 by default). Creates the host if new and links it.",
     )
 
     class Meta:
@@ -60,7 +61,7 @@ class ProjectAdminForm(forms.ModelForm):
         linked = set(self.instance.hosts.values_list("pk", flat=True)) if self.instance.pk else set()
         errors = []
         for item in addresses:
-            host = Host.objects.filter(address=item.address, port=item.port).first()
+            host = Host.objects.at(item.address, item.port).first()
             if host is not None and host.pk not in linked and not permissions.can_change_host(self.editor, host):
                 errors.append(ValidationError(
                     "line %(n)d: host %(host)s is used by projects you do not configure; ask their "
@@ -74,7 +75,19 @@ class ProjectAdminForm(forms.ModelForm):
     def clean(self) -> dict:
         cleaned = super().clean()
         self._check_webroot_not_shared(cleaned)
+        self._check_deploy_key(cleaned)
         return cleaned
+
+    def _check_deploy_key(self, cleaned: dict) -> None:
+        """The key must be one of the project's (destination) group's keys,
+        unless a platform admin chose it: the choices already say so, and a
+        move to another group must not carry the old group's key along."""
+        if "team" not in cleaned:
+            return  # the group field's own error is shown
+        stored = self.instance if self.instance.pk else None
+        if not permissions.can_use_deploy_key(self.editor, cleaned.get("deploy_key"), cleaned["team"], stored):
+            self.add_error("deploy_key", "Pick one of this group's keys, or leave it empty for the group's own key; "
+                                         "only platform admins choose another key.")
 
     def _check_webroot_not_shared(self, cleaned: dict) -> None:
         """Two projects switching one webroot on one host would overwrite each
@@ -84,7 +97,7 @@ class ProjectAdminForm(forms.ModelForm):
             return
         hosts = list(cleaned.get("hosts") or [])
         pasted = cleaned.get("host_lines") or []
-        hosts += [h for a in pasted for h in Host.objects.filter(address=a.address, port=a.port)]
+        hosts += [h for a in pasted for h in Host.objects.at(a.address, a.port)]
         others = Project.objects.filter(webroot=webroot).exclude(pk=self.instance.pk)
         clash = Host.objects.filter(pk__in=[h.pk for h in hosts], projects__in=others).first()
         if clash is not None:
@@ -98,7 +111,12 @@ def link_pasted_hosts(user, project: Project, addresses) -> list[Host]:
     linked = set(project.hosts.values_list("pk", flat=True))
     hosts = []
     for item in addresses:
-        host, created = Host.objects.get_or_create(address=item.address, port=item.port)
+        host = Host.objects.at(item.address, item.port).first()
+        created = host is None
+        if created:
+            host = Host(address=item.address, port=item.port)
+            host.full_clean()  # the canonical address, and one record per machine
+            host.save()
         if not created and host.pk not in linked and not permissions.can_change_host(user, host):
             raise PermissionDenied(f"host {host.endpoint} is used by projects you do not configure.")
         hosts.append(host)
@@ -122,4 +140,19 @@ class GrantForm(forms.Form):
         return user
 
 
-__all__ = ["GrantForm", "ProjectAdminForm", "link_pasted_hosts"]
+class SecretForm(forms.Form):
+    """Set one secret: a new name adds it, an existing name replaces its value.
+    The value is write-only: the widget never renders it back."""
+
+    name = forms.CharField(max_length=64, validators=[validators.validate_secret_name], help_text="e.g. NPM_TOKEN")
+    value = forms.CharField(
+        strip=False, widget=forms.PasswordInput(render_value=False),
+        validators=[validators.validate_secret_value], help_text="Write-only: it is never shown again.",
+    )
+
+
+class SecretDeleteForm(forms.Form):
+    name = forms.CharField(max_length=64)
+
+
+__all__ = ["GrantForm", "ProjectAdminForm", "SecretDeleteForm", "SecretForm", "link_pasted_hosts"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -44,21 +45,39 @@ class Environment(models.Model):
 
 
 class DeployKey(models.Model):
-    """An SSH key pair Walle logs in with; the private half is encrypted at rest."""
+    """An SSH key pair Walle logs in with; the private half is encrypted at rest.
+
+    A key belongs to a group (``team``) or, without one, to the platform. Each
+    group has one default key (``is_default``), which its projects use unless
+    one names a key of its own; so a group's hosts and repositories trust only
+    that group's keys, and one group's Maintainers cannot reach another's.
+    """
 
     name = models.CharField(_("name"), max_length=100, unique=True)
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="deploy_keys", verbose_name=_("group"),
+        help_text=_("Empty = a platform key, which only platform admins can give a project."),
+    )
     public_key = models.TextField(_("public key"), editable=False)
     fingerprint = models.CharField(_("fingerprint"), max_length=100, editable=False)
     private_key_encrypted = models.TextField(editable=False)
-    is_default = models.BooleanField(_("default key"), default=False)
+    is_default = models.BooleanField(
+        _("default key"), default=False,
+        help_text=_("Its group's default key (for a key without a group: the platform key)."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
         verbose_name = _("deploy key")
         constraints = [
+            # NULLs are distinct in a unique index, so the platform key needs its own rule.
             models.UniqueConstraint(
-                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_deploy_key"
+                fields=["is_default"], condition=models.Q(is_default=True, team__isnull=True),
+                name="one_default_deploy_key",
+            ),
+            models.UniqueConstraint(
+                fields=["team"], condition=models.Q(is_default=True), name="one_default_deploy_key_per_group",
             ),
         ]
 
@@ -73,8 +92,19 @@ class DeployKey(models.Model):
         return self.public_key.strip()
 
 
+class HostQuerySet(models.QuerySet):
+    def at(self, address: str, port: int) -> HostQuerySet:
+        """Hosts at ``address:port``, compared in canonical form, so another
+        spelling of the same machine finds the same record."""
+        return self.filter(address__iexact=validators.canonical_address(address), port=port)
+
+
 class Host(models.Model):
-    """One real machine. Projects share Host records; the SSH host key is pinned here."""
+    """One real machine. Projects share Host records; the SSH host key is pinned here.
+
+    ``address`` is stored canonical (see ``validators.canonical_address``), so
+    comparing records compares machines.
+    """
 
     address = models.CharField(_("address"), max_length=253)
     port = models.PositiveIntegerField(
@@ -91,6 +121,8 @@ class Host(models.Model):
     host_key_pinned_at = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(_("enabled"), default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = HostQuerySet.as_manager()
 
     class Meta:
         ordering = ["address", "port"]
@@ -113,7 +145,22 @@ class Host(models.Model):
         return f"{self.endpoint} ({self.label})" if self.label else self.endpoint
 
     def clean(self) -> None:
-        validators.validate_host_address(self.address)
+        try:
+            self.address = validators.clean_host_address(self.address)
+        except ValidationError as exc:
+            raise ValidationError({"address": exc.messages}) from None
+        # A second record for a machine another group uses would pass every
+        # "used by another group" check; there is one record per machine.
+        if self.port and Host.objects.at(self.address, self.port).exclude(pk=self.pk).exists():
+            raise ValidationError({"address": _(
+                "Another host record already has this address and port; link that host to the project instead."
+            )})
+
+    def unpin(self) -> None:
+        """Forget the pinned key (not saved here): the next successful config
+        check pins the key of whatever machine now answers."""
+        self.host_key, self.host_key_fingerprint = "", ""
+        self.host_key_pinned_by, self.host_key_pinned_at = None, None
 
 
 class RepoMode(models.TextChoices):
@@ -158,12 +205,12 @@ class Project(models.Model):
     )
     deploy_key = models.ForeignKey(
         DeployKey, null=True, blank=True, on_delete=models.PROTECT, related_name="projects",
-        help_text=_("Leave empty to use Walle's default key."),
+        help_text=_("Leave empty to use the group's deploy key."),
     )
     # Deploy host
     workspace = models.CharField(
-        _("checkout workspace"), max_length=500, blank=True, validators=[validators.validate_abs_path],
-        help_text=_("On the deploy host; empty = DATA_DIR/workspaces/SLUG."),
+        _("checkout workspace"), max_length=500, blank=True, validators=[validators.validate_workspace],
+        help_text=_("On the deploy host, inside WALLE_WORKSPACE_ROOT; empty = WALLE_WORKSPACE_ROOT/SLUG."),
     )
     excludes = models.TextField(_("excludes"), blank=True, help_text=_("One rsync pattern per line; .git is always excluded."))
     # Targets
@@ -223,12 +270,25 @@ class Project(models.Model):
     def clean(self) -> None:
         for line in _lines(self.excludes):
             validators.validate_exclude_line(line)
-        if self.webroot:
+        # Each path's own error is reported on its field by the field validators;
+        # the rules below compare paths, and repeating a field's error under
+        # another field would only show it twice.
+        if self._valid(validators.validate_webroot, self.webroot) and self._valid(
+            validators.validate_abs_path, self.effective_release_library
+        ):
             try:
                 validators.validate_layout(self.webroot, self.effective_release_library)
             except ValidationError as exc:
                 raise ValidationError({"release_library": exc.messages}) from None
         self._check_paths_are_not_shared()
+
+    @staticmethod
+    def _valid(check: Callable[[str], None], value: str) -> bool:
+        try:
+            check(value)
+        except ValidationError:
+            return False
+        return True
 
     def _check_paths_are_not_shared(self) -> None:
         """No two projects may share, or nest, a release library or a workspace:
@@ -240,10 +300,14 @@ class Project(models.Model):
         others = Project.objects.exclude(pk=self.pk) if self.pk else Project.objects.all()
         others = others.only("slug", "workspace", "release_library")
         checks = [
-            ("release_library", self.effective_release_library, "effective_release_library", _("release library")),
-            ("workspace", self.effective_workspace, "effective_workspace", _("checkout workspace")),
+            ("release_library", self.effective_release_library, "effective_release_library", _("release library"),
+             validators.validate_abs_path),
+            ("workspace", self.effective_workspace, "effective_workspace", _("checkout workspace"),
+             validators.validate_workspace),
         ]
-        for field, mine, attr, label in checks:
+        for field, mine, attr, label, check in checks:
+            if not self._valid(check, mine):
+                continue  # the field's own error says what is wrong
             if any(_paths_overlap(mine, getattr(other, attr)) for other in others):
                 errors[field] = _(
                     "%(path)s is, contains or lies inside another project's %(label)s; "
@@ -267,3 +331,39 @@ class Project(models.Model):
 
     def hook_lines(self, name: str) -> tuple[str, ...]:
         return _lines(getattr(self, name))
+
+
+class ProjectSecret(models.Model):
+    """A value a project's hooks receive as an environment variable.
+
+    Encrypted at rest like deploy keys; written, never read back: pages and the
+    API show at most its name. ``projects.secrets.secret_env`` decrypts them
+    for the worker.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(
+        _("name"), max_length=64, validators=[validators.validate_secret_name],
+        help_text=_("The environment variable, e.g. NPM_TOKEN."),
+    )
+    value_encrypted = models.TextField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("secret")
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="project_secret_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_value(self, value: str) -> None:
+        """Encrypt ``value`` into this (unsaved) secret."""
+        validators.validate_secret_value(value)
+        self.value_encrypted = crypto.encrypt(value)
+
+    def decrypted(self) -> str:
+        return crypto.decrypt(self.value_encrypted)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.permissions import Action, can
 
+from .keys import key_for
 from .models import DeployKey, Environment, Host, Project
 
 
@@ -46,7 +48,7 @@ class ProjectSummarySerializer(serializers.ModelSerializer):
 
 class ProjectDetailSerializer(ProjectSummarySerializer):
     hosts = HostSerializer(many=True, read_only=True)
-    deploy_key = DeployKeySerializer(read_only=True)
+    deploy_key = serializers.SerializerMethodField()
     workspace = serializers.CharField(source="effective_workspace", read_only=True)
     release_library = serializers.CharField(source="effective_release_library", read_only=True)
 
@@ -56,6 +58,12 @@ class ProjectDetailSerializer(ProjectSummarySerializer):
             "webroot", "release_library", "keep_releases", "hosts", "pre_deploy", "post_deploy",
             "pre_release", "post_release", "post_release_delay", "max_parallel", "created_at", "updated_at",
         )
+
+    @extend_schema_field(DeployKeySerializer)
+    def get_deploy_key(self, project: Project) -> dict[str, Any]:
+        # The key the project actually logs in with (its group's, unless one
+        # was chosen), so scripts know which public key to install.
+        return DeployKeySerializer(key_for(project)).data
 
 
 class ProjectSerializer(ProjectSummarySerializer):

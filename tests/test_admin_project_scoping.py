@@ -82,22 +82,24 @@ def test_linking_pasted_hosts_rechecks_the_policy(world):
 
 
 # 2. The deploy key dropdown offers no other group's key.
+# (Keys are per group now: "spare" is a second key of the website's group,
+# "foreign" one of the payments group; "platform" belongs to no group.)
 
 
 @pytest.fixture
 def keys(world):
-    foreign = create_key("payments-key")
+    foreign = create_key("payments-key", team=world.other_team)
     world.other_project.deploy_key = foreign
     world.other_project.save()
-    return {"foreign": foreign, "spare": create_key("spare-key")}
+    return {"foreign": foreign, "spare": create_key("spare-key", team=world.team), "platform": create_key("platform-key")}
 
 
 def test_deploy_key_choices_hide_keys_of_projects_one_does_not_configure(client, world, keys):
     body = login(client, world.users["maintainer"]).get(change_url(world.project)).content.decode()
     assert "spare-key" in body
-    assert "payments-key" not in body
+    assert "payments-key" not in body and "platform-key" not in body
     body = login(client, world.users["admin"]).get(change_url(world.project)).content.decode()
-    assert "payments-key" in body
+    assert "payments-key" in body and "platform-key" in body
 
 
 def test_choosing_a_foreign_deploy_key_is_refused(client, world, keys):
@@ -125,8 +127,8 @@ def test_a_project_keeps_its_current_key_even_if_shared(client, world, keys):
 def test_usable_deploy_keys_policy(world, keys):
     maintainer, outsider = world.users["maintainer"], world.users["outsider"]
     assert set(permissions.usable_deploy_keys(maintainer)) == {keys["spare"]}
-    assert set(permissions.usable_deploy_keys(outsider)) == {keys["spare"], keys["foreign"]}
-    assert set(permissions.usable_deploy_keys(world.users["admin"])) == {keys["spare"], keys["foreign"]}
+    assert set(permissions.usable_deploy_keys(outsider)) == {keys["foreign"]}
+    assert set(permissions.usable_deploy_keys(world.users["admin"])) == set(keys.values())
     assert not permissions.usable_deploy_keys(world.users["guest"]).filter(pk=keys["foreign"].pk).exists()
 
 
@@ -140,7 +142,8 @@ def test_usable_deploy_keys_policy(world, keys):
         ("release_library", "/data/releases"),  # contains every default library
         ("release_library", "/data/releases/billing/website"),  # inside billing's
         ("workspace", posixpath.join(str(settings.WALLE_WORKSPACE_ROOT), "billing")),
-        ("workspace", str(settings.WALLE_WORKSPACE_ROOT)),
+        # The workspace root itself is now refused earlier, as not inside the
+        # root: tests/test_groups_apart_workspaces.py covers it.
     ],
 )
 def test_release_libraries_and_workspaces_are_not_shared(client, world, field, value):
@@ -153,7 +156,9 @@ def test_release_libraries_and_workspaces_are_not_shared(client, world, field, v
 
 
 def test_a_sibling_directory_with_a_common_prefix_is_fine(client, world):
-    data = _project_form(world.project, release_library="/data/releases/billing-2", workspace="/srv/ws/website")
+    # Workspaces now must lie inside WALLE_WORKSPACE_ROOT; billing-2 sits beside billing's default.
+    workspace = posixpath.join(str(settings.WALLE_WORKSPACE_ROOT), "billing-2")
+    data = _project_form(world.project, release_library="/data/releases/billing-2", workspace=workspace)
     assert login(client, world.users["maintainer"]).post(change_url(world.project), data).status_code == 302
 
 

@@ -1,4 +1,4 @@
-"""First run: create the first platform admin and Walle's deploy key.
+"""First run: create the first platform admin and the platform deploy key.
 
 No default credentials: the password comes from WALLE_ADMIN_PASSWORD or is
 generated and printed once. Running it again changes nothing.
@@ -19,7 +19,7 @@ from releases.schedules import ensure_schedules
 
 
 class Command(BaseCommand):
-    help = "Create the first admin (once) and the default deploy key; print how to log in."
+    help = "Create the first admin (once) and the platform deploy key; print how to log in."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--username", default=os.environ.get("WALLE_ADMIN_USER", "admin"))
@@ -37,8 +37,9 @@ class Command(BaseCommand):
                 self.stdout.write(f"  password: {password}   (shown once; change it after logging in)")
         ensure_schedules()
         key = default_key()
-        self.stdout.write("Walle's deploy key; add this line to ~/.ssh/authorized_keys of the run user on every")
-        self.stdout.write("target host, and as a deploy key on your git server:")
+        self.stdout.write("Deploy keys are per group: each group's key is shown on its page in the admin (Groups).")
+        self.stdout.write("Install a group's key only on that group's target hosts and repositories.")
+        self.stdout.write("The platform key, used only by projects a platform admin explicitly gives it to:")
         self.stdout.write(f"  {key.authorized_keys_line()}")
         if settings.WALLE_HOOK_SANDBOX != "off" and bwrap_path() is None:
             self.stdout.write(self.style.WARNING(
