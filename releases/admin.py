@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from accounts import permissions
 from accounts.admin import ScopedAdminMixin
@@ -54,6 +55,12 @@ def _run_action(modeladmin, request, queryset, func, label: str) -> None:
         modeladmin.message_user(request, f"{label} {done} ticket(s).")
 
 
+def _approve_as_it_is(actor, ticket: Ticket) -> Ticket:
+    # The list offers nothing to review, so a bulk approval approves each
+    # ticket as it is at the click; the ticket page approves the version shown.
+    return workflow.approve(actor, ticket, version=ticket.version)
+
+
 @admin.register(Ticket)
 class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
     """Tickets are read here; every change goes through the workflow actions."""
@@ -62,15 +69,22 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
     list_display = ["id", "title", "project", "kind", "status", "ref", "short_commit", "author", "created_at"]
     # Filter choices come from the rows the user may see, never from all projects.
     list_filter = ["status", "kind", "project__environment", ("project", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["title", "ref", "commit", "author__username"]
+    search_fields = ["title", "ref", "author__username"]
+    detail_search_fields = ["commit"]  # commits are details: Guests may not even ask about them
     date_hierarchy = "created_at"
     inlines = [TicketEventInline, RunInline]
     actions = ["approve", "deploy", "cancel"]
     list_select_related = ["project", "author"]
 
+    def get_queryset(self, request):
+        # One query tells each row whether its commit may be shown.
+        details = permissions.visible(request.user, Ticket.objects.all(), permissions.Action.VIEW_DETAILS)
+        shows = ExpressionWrapper(Q(pk__in=details.values("pk")), output_field=BooleanField())
+        return super().get_queryset(request).annotate(walle_shows_details=shows)
+
     @admin.display(description="commit")
     def short_commit(self, obj) -> str:
-        return obj.commit[:10]
+        return obj.commit[:10] if getattr(obj, "walle_shows_details", False) else ""
 
     # Shown only with VIEW_DETAILS, as on the HTML ticket page (Guests see status).
     detail_fields = ("commit", "hosts")
@@ -104,7 +118,7 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Approve selected tickets", permissions=["approve"])
     def approve(self, request, queryset) -> None:
-        _run_action(self, request, queryset, workflow.approve, "Approved")
+        _run_action(self, request, queryset, _approve_as_it_is, "Approved")
 
     @admin.action(description="Deploy selected tickets", permissions=["deploy"])
     def deploy(self, request, queryset) -> None:
@@ -152,6 +166,9 @@ class DeployRunAdmin(RecordAdmin):
 
 @admin.register(Release)
 class ReleaseAdmin(RecordAdmin):
+    # A release row is a host address and a commit: deploy details, so the
+    # list shows only releases of projects whose details the user may see.
+    view_action = permissions.Action.VIEW_DETAILS
     list_display = ["name", "project", "host", "commit", "ticket", "is_live", "switched_at", "removed_at"]
     list_filter = ["is_live", ("project", admin.RelatedOnlyFieldListFilter)]
 

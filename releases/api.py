@@ -4,6 +4,7 @@ and moves the status."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,9 +16,11 @@ from rest_framework.response import Response
 from accounts.drf import PolicyErrorsMixin, WallePermission, check_object
 from accounts.permissions import Action, visible
 
-from . import repository, workflow
+from . import repository, runlog, workflow
+from .forms import BadParameter, parse_count
 from .models import DeployRun, Ticket
 from .serializers import (
+    ApproveSerializer,
     LogSerializer,
     NoteSerializer,
     ReasonSerializer,
@@ -28,7 +31,7 @@ from .serializers import (
     TicketSerializer,
 )
 
-LOG_PAGE = 2000  # lines per /log/ response; clients follow next_after
+LOG_PAGE = 2000  # most lines per /log/ response (also bounded by WALLE_API_LOG_PAGE_BYTES); clients follow next_after
 
 
 class Refused(exceptions.APIException):
@@ -45,6 +48,14 @@ class RepositoryUnavailable(exceptions.APIException):
     default_detail = "The repository could not be fetched."
 
 
+class RepositoryMisconfigured(exceptions.APIException):
+    """The project's repository settings are invalid: a Maintainer must fix
+    them. A conflict with the project's state, not an outage."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The project's repository settings are not valid."
+
+
 class StateConflict(exceptions.APIException):
     """The ticket (or project) is not in a state that allows the action."""
 
@@ -52,13 +63,12 @@ class StateConflict(exceptions.APIException):
     default_detail = "The ticket is not in a state that allows this."
 
 
-def _int_param(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name, "")
-    if raw == "":
-        return None
-    if not raw.isdigit():
-        raise exceptions.ValidationError({name: ["Must be a non-negative integer."]})
-    return int(raw)
+def _int_param(request: Request, name: str, *, minimum: int = 0, maximum: int | None = None) -> int | None:
+    bounds = {"minimum": minimum} | ({} if maximum is None else {"maximum": maximum})
+    try:
+        return parse_count(request.query_params.get(name), name, **bounds)
+    except BadParameter as exc:
+        raise exceptions.ValidationError({name: [str(exc)]}) from None
 
 
 TICKET_FILTERS = [
@@ -129,19 +139,22 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
         )
         return self._render(ticket, status.HTTP_201_CREATED)
 
-    @extend_schema(request=NoteSerializer, responses=TicketDetailSerializer)
+    @extend_schema(request=ApproveSerializer, responses=TicketDetailSerializer)
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
+        """Approve the ticket as it was at ``version`` (read it from the ticket
+        when you review it). 409 if it was edited since: review it again."""
         ticket = self.get_object()
-        note = _valid(NoteSerializer, request)["note"]
-        return self._render(workflow.approve(request.user, ticket, note))
+        check_object(request, Action.APPROVE, ticket)  # the refusal does not depend on the body
+        data = _valid(ApproveSerializer, request)
+        return self._render(workflow.approve(request.user, ticket, data["note"], version=data["version"]))
 
     @extend_schema(request=ReasonSerializer, responses=TicketDetailSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         ticket = self.get_object()
-        reason = _valid(ReasonSerializer, request)["reason"]
-        return self._render(workflow.reject(request.user, ticket, reason))
+        data = _valid(ReasonSerializer, request)
+        return self._render(workflow.reject(request.user, ticket, data["reason"], version=data.get("version")))
 
     @extend_schema(request=NoteSerializer, responses=TicketDetailSerializer)
     @action(detail=True, methods=["post"])
@@ -195,25 +208,40 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
     @extend_schema(
         parameters=[
             OpenApiParameter("after", OpenApiTypes.INT, description="return lines with seq greater than this"),
+            OpenApiParameter("before", OpenApiTypes.INT,
+                             description="instead, return the last lines with seq less than this (paging back)"),
             OpenApiParameter("run", OpenApiTypes.INT, description="run number; default the latest"),
+            OpenApiParameter("limit", OpenApiTypes.INT, description=f"most lines to return (1-{LOG_PAGE})"),
         ],
         responses=LogSerializer,
     )
     @action(detail=True, methods=["get"])
     def log(self, request: Request, pk: str | None = None) -> Response:
+        """A page of the run's console: at most ``limit`` lines and about
+        WALLE_API_LOG_PAGE_BYTES of text (one longer line still comes alone).
+        Follow ``next_after`` while ``more``; page back with ``next_before``."""
         ticket = self.get_object()
         after = _int_param(request, "after") or 0
+        before = _int_param(request, "before")
+        limit = _int_param(request, "limit", minimum=1, maximum=LOG_PAGE) or LOG_PAGE
         run = _pick_run(ticket, _int_param(request, "run"))
         # Status first, lines second: the worker writes every line before it
         # ends the ticket, so a client that sees a final status in this
         # response has also been given (or can page to) the last line.
         ticket.refresh_from_db(fields=["status"])
-        lines = list(run.log_lines.filter(seq__gt=after).order_by("seq")[: LOG_PAGE + 1]) if run else []
-        more = len(lines) > LOG_PAGE
-        lines = lines[:LOG_PAGE]
+        bounds = {"max_lines": limit, "max_bytes": settings.WALLE_API_LOG_PAGE_BYTES}
+        if run is None:
+            page = runlog.LogPage([], more_before=False, more_after=False)
+        elif before is not None:
+            page = runlog.page_before(run, before, **bounds)
+        else:
+            page = runlog.page_after(run, after, **bounds)
+        lines = page.lines
         data = {
             "ticket": ticket.pk, "status": ticket.status, "run": run, "lines": lines,
-            "next_after": lines[-1].seq if lines else after, "more": more,
+            "next_after": lines[-1].seq if lines else (before - 1 if before else after), "more": page.more_after,
+            "next_before": lines[0].seq if lines else (before if before is not None else after + 1),
+            "more_before": page.more_before,
         }
         return Response(LogSerializer(data).data)
 
@@ -226,11 +254,14 @@ def _valid(serializer_class: type, request: Request) -> dict:
 
 def _resolve(project, ref: str, commit: str) -> repository.ResolvedRef:
     """:func:`repository.resolve_fresh` as API errors: a 400 naming the field
-    at fault, or a 503 when the git server cannot be reached."""
+    at fault, a 409 for invalid repository settings, or a 503 when the git
+    server (or the worker that fetches from it) does not answer."""
     try:
         return repository.resolve_fresh(project, ref, commit)
     except repository.ResolveError as exc:
         raise exceptions.ValidationError({exc.field: [str(exc)]}) from None
+    except repository.ConfigurationError as exc:
+        raise RepositoryMisconfigured(str(exc)) from None
     except repository.RepositoryError as exc:
         raise RepositoryUnavailable(str(exc)) from None
 

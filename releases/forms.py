@@ -53,6 +53,31 @@ def _resolve_or_error(project: Project, ref: str, commit: str) -> repository.Res
         raise forms.ValidationError(str(exc)) from None
 
 
+# The largest value a count parameter may take: a PostgreSQL integer column
+# must be able to compare with it.
+MAX_PARAM = 2**31 - 1
+
+
+class BadParameter(ValueError):
+    """A numeric request parameter that is not a plain number; the message says which."""
+
+
+def parse_count(raw: str | None, name: str, *, minimum: int = 0, maximum: int = MAX_PARAM) -> int | None:
+    """A whole-number request parameter, or None when it is absent or empty.
+
+    Only the ASCII digits 0-9 pass: ``str.isdigit`` also accepts "²" (which
+    ``int()`` then refuses) and "١" (which ``int()`` reads as 1).
+    """
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(maximum)):
+        raise BadParameter(f"{name} must be a whole number written with the digits 0-9.")
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise BadParameter(f"{name} must be between {minimum} and {maximum}.")
+    return value
+
+
 class TicketFilterForm(forms.Form):
     project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False, label=_("Project"))
     environment = forms.ModelChoiceField(queryset=Environment.objects.all(), required=False, label=_("Environment"))

@@ -49,6 +49,9 @@ class Ticket(models.Model):
     )
     rollback_release = models.CharField(_("release to restore"), max_length=64, blank=True)
     reject_reason = models.TextField(_("reject reason"), blank=True)
+    # Bumped by every edit (workflow.edit). An approval names the version its
+    # approver reviewed, so content changed meanwhile is never approved unseen.
+    version = models.PositiveIntegerField(_("version"), default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -235,3 +238,29 @@ class ProjectLock(models.Model):
 
     def __str__(self) -> str:
         return f"lock on {self.project} by run {self.run_id}"
+
+
+class RepositoryFetch(models.Model):
+    """The worker's fetches of one project's mirror: when one was last asked
+    for, started and ended, how the last one went, and when one last worked.
+
+    Written by :mod:`releases.fetching` (the only place that fetches); pages read
+    it to say how old the branch and commit lists are.
+    """
+
+    class Outcome(models.TextChoices):
+        OK = "ok", _("Fetched")
+        UNREACHABLE = "unreachable", _("Git server unreachable")
+        CONFIG = "config", _("Repository settings invalid")
+        ERROR = "error", _("Internal error")
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="repository_fetch")
+    requested_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, blank=True)
+    error = models.TextField(blank=True)
+    fetched_at = models.DateTimeField(null=True, blank=True)  # the last fetch that worked
+
+    def __str__(self) -> str:
+        return f"fetches of {self.project}"

@@ -1,20 +1,54 @@
-"""RunLog: how the engine's reports reach the database while a run works.
+"""A run's console: how the engine's reports reach the database while a run
+works (RunLog), and the bounded reads of it that pages and the API share.
 
 Engine threads only enqueue; one writer thread stores console lines (masked)
-and host states in the order they happened.
+and host states in the order they happened. What one run stores is capped by
+``WALLE_LOG_MAX_LINES`` and ``WALLE_LOG_MAX_BYTES``; what one read returns by a
+line count and ``WALLE_API_LOG_PAGE_BYTES``.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from dataclasses import dataclass
 
-from django.db import connection
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max, QuerySet
+from django.db.models.functions import Length
 
 from .deploy.masking import MASK, secret_fragments
 from .deploy.plan import HostResult, Secret, Stage, Stream
 from .models import DeployRun, LogLine
 from .recorder import record_host
+
+# Room kept inside the caps for how a run ends (error lines and the engine's
+# "finish" summary): a flood of build output must not push out the lines that
+# say what happened. At most a tenth of each cap.
+RESERVE_LINES = 200
+RESERVE_BYTES = 256 * 1024
+# One stored line at most (the engine already splits output at 64 KiB).
+MAX_LINE_CHARS = 64 * 1024
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """Queue item: the place in the console where lines started to be cut."""
+
+    stage: str
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "replace"))
+
+
+def _human(size: int) -> str:
+    for unit in ("bytes", "KiB", "MiB"):
+        if size < 1024 or unit == "MiB":
+            return f"{size:,} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return ""  # unreachable
 
 
 class RunLog:
@@ -23,17 +57,28 @@ class RunLog:
 
     Engine threads only enqueue; one writer thread stores everything in order
     (batching lines), so host threads never open database connections and the
-    console sees a line within a fraction of a second.
+    console sees a line within a fraction of a second. Lines past the run's
+    caps are counted and dropped before they are queued, so a flood costs a
+    counter, not memory; host states are never dropped.
     """
 
     FLUSH_EVERY = 0.2
 
     def __init__(self, run: DeployRun) -> None:
         self.run = run
-        self.seq = LogLine.objects.filter(run=run).count()
+        self.seq = LogLine.objects.filter(run=run).aggregate(last=Max("seq"))["last"] or 0
         self.release_name = ""  # set once the plan is known
         self._secrets: list[str] = []
         self._queue: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self.max_lines = settings.WALLE_LOG_MAX_LINES
+        self.max_bytes = settings.WALLE_LOG_MAX_BYTES
+        self._reserve_lines = min(RESERVE_LINES, self.max_lines // 10)
+        self._reserve_bytes = min(RESERVE_BYTES, self.max_bytes // 10)
+        self.stored_lines = self.stored_bytes = 0  # accepted for storage
+        self.cut_lines = self.cut_bytes = 0  # dropped at the caps
+        self._marker: LogLine | None = None
+        self._marker_shows = (0, 0)
         self._done = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name=f"walle-log-{run.pk}", daemon=True)
         self._writer.start()
@@ -47,7 +92,30 @@ class RunLog:
         return text
 
     def __call__(self, host: str, stage: Stage, stream: Stream, text: str) -> None:
-        self._queue.put((host, str(stage), str(stream), self._mask(str(text))))
+        text = str(text)
+        if len(text) > MAX_LINE_CHARS:
+            text = f"{text[:MAX_LINE_CHARS]} … [{len(text) - MAX_LINE_CHARS:,} more characters not stored]"
+        ending = stream == Stream.ERROR or stage == Stage.FINISH
+        size = _size(text)
+        with self._lock:
+            if not self._fits(size, ending):
+                if not self.cut_lines:
+                    self._queue.put(_Cut(str(stage)))  # the marker goes where the gap starts
+                self.cut_lines += 1
+                self.cut_bytes += size
+                return
+            self.stored_lines += 1
+            self.stored_bytes += size
+        self._queue.put((host, str(stage), str(stream), self._mask(text)))
+
+    def _fits(self, size: int, ending: bool) -> bool:
+        """Ordinary output stops (for good) at the caps minus the reserve;
+        lines that say how the run ends may use the reserve too."""
+        if self.cut_lines and not ending:
+            return False
+        lines = self.max_lines - (0 if ending else self._reserve_lines)
+        size_cap = self.max_bytes - (0 if ending else self._reserve_bytes)
+        return self.stored_lines < lines and self.stored_bytes + size <= size_cap
 
     def note(self, stage: Stage, stream: Stream, text: str) -> None:
         """Walle's own message about the run, not tied to a host."""
@@ -57,6 +125,15 @@ class RunLog:
         """The engine's on_host hook."""
         result.error = self._mask(result.error)
         self._queue.put(result)
+
+    def _cut_text(self) -> str:
+        with self._lock:
+            lines, size = self.cut_lines, self.cut_bytes
+        return (
+            f"[log limit] {lines:,} lines ({_human(size)}) of output were not stored: a run keeps at most "
+            f"{self.max_lines:,} lines and {_human(self.max_bytes)}. Errors and how the run ended are still "
+            "shown below."
+        )
 
     def _drain(self) -> None:
         rows: list[LogLine] = []
@@ -70,6 +147,13 @@ class RunLog:
                 self.seq += 1
                 rows.append(LogLine(run=self.run, seq=self.seq, host=host, stage=stage, stream=stream, text=text))
                 continue
+            if isinstance(item, _Cut):
+                self.seq += 1
+                self._marker = LogLine(run=self.run, seq=self.seq, host="", stage=item.stage,
+                                       stream=Stream.INFO, text=self._cut_text())
+                self._marker_shows = (-1, -1)  # stored below; its counts are brought up to date after
+                rows.append(self._marker)
+                continue
             self._store(rows)  # keep lines and host states in the order they happened
             rows = []
             if isinstance(item, HostResult):
@@ -77,11 +161,30 @@ class RunLog:
             else:  # a flush marker
                 item.set()
         self._store(rows)
+        self._update_marker()
+
+    def _update_marker(self) -> None:
+        """The marker says how much was cut so far; it grows while the run does."""
+        if self._marker is None or self._marker_shows == (self.cut_lines, self.cut_bytes):
+            return
+        self._marker_shows = (self.cut_lines, self.cut_bytes)
+        LogLine.objects.filter(run=self.run, seq=self._marker.seq).update(text=self._cut_text())
 
     def _store(self, rows: list[LogLine]) -> None:
-        if rows:
+        if not rows:
+            return
+        try:
+            with transaction.atomic():
+                LogLine.objects.bulk_create(rows)
+        except IntegrityError:
+            # Someone else wrote to this console meanwhile (the reaper ended a
+            # run it thought dead): go on after their lines, never over them.
+            last = LogLine.objects.filter(run=self.run).aggregate(last=Max("seq"))["last"] or 0
+            for offset, row in enumerate(rows, start=1):
+                row.seq = last + offset
+            self.seq = rows[-1].seq
             LogLine.objects.bulk_create(rows)
-            DeployRun.objects.filter(pk=self.run.pk).update(stage=rows[-1].stage)
+        DeployRun.objects.filter(pk=self.run.pk).update(stage=rows[-1].stage)
 
     def _write_loop(self) -> None:
         try:
@@ -100,3 +203,72 @@ class RunLog:
     def close(self) -> None:
         self._done.set()
         self._writer.join(timeout=30)
+
+
+def append_line(run: DeployRun, stage: Stage, stream: Stream, text: str) -> LogLine:
+    """Add one line after the last of ``run``'s console: Walle's own note once
+    the run's writer is gone (the reaper's "interrupted")."""
+    for _attempt in range(3):
+        last = LogLine.objects.filter(run=run).aggregate(last=Max("seq"))["last"] or 0
+        try:
+            with transaction.atomic():
+                return LogLine.objects.create(
+                    run=run, seq=last + 1, host="", stage=str(stage), stream=str(stream), text=text
+                )
+        except IntegrityError:  # a late writer took that number; take the next
+            continue
+    raise RuntimeError(f"could not append to the console of run {run.pk}")
+
+
+# --- Reading -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LogPage:
+    """Consecutive lines of one run's console, and whether more lie on either side."""
+
+    lines: list[LogLine]
+    more_before: bool
+    more_after: bool
+
+
+def page_after(run: DeployRun, after: int, *, max_lines: int, max_bytes: int) -> LogPage:
+    """The first lines with seq > ``after``: at most ``max_lines`` and, beyond
+    the first line, at most ``max_bytes`` of text."""
+    lines, cut = _bounded(run.log_lines.filter(seq__gt=after).order_by("seq"), max_lines, max_bytes)
+    first = lines[0].seq if lines else after + 1
+    return LogPage(lines, more_before=run.log_lines.filter(seq__lt=first).exists(), more_after=cut)
+
+
+def page_before(run: DeployRun, before: int | None, *, max_lines: int, max_bytes: int) -> LogPage:
+    """The last lines with seq < ``before`` (None: the console's tail), in order,
+    bounded like :func:`page_after`."""
+    queryset = run.log_lines.all() if before is None else run.log_lines.filter(seq__lt=before)
+    lines, cut = _bounded(queryset.order_by("-seq"), max_lines, max_bytes)
+    lines.reverse()
+    last = lines[-1].seq if lines else (before - 1 if before is not None else 0)
+    return LogPage(lines, more_before=cut, more_after=run.log_lines.filter(seq__gt=last).exists())
+
+
+def _bounded(ordered: QuerySet[LogLine], max_lines: int, max_bytes: int) -> tuple[list[LogLine], bool]:
+    """The leading lines of ``ordered`` within the bounds, and whether any were
+    left out. Sizes are read first, so no more text than fits is loaded."""
+    sizes = list(ordered.annotate(chars=Length("text")).values_list("seq", "chars")[: max_lines + 1])
+    cut = len(sizes) > max_lines
+    total, seqs = 0, []
+    for seq, chars in sizes[:max_lines]:
+        # A character is at least one byte: this never leaves out a line that fits.
+        if seqs and total + chars > max_bytes:
+            cut = True
+            break
+        total += chars
+        seqs.append(seq)
+    lines = list(ordered.filter(seq__in=seqs)) if seqs else []
+    total, kept = 0, []
+    for line in lines:  # now by real (UTF-8) size
+        size = _size(line.text)
+        if kept and total + size > max_bytes:
+            cut = True
+            break
+        total += size
+        kept.append(line)
+    return kept, cut

@@ -68,7 +68,7 @@ class TicketSerializer(serializers.ModelSerializer):
         model = Ticket
         fields = (
             "id", "project", "project_name", "environment", "kind", "status", "title", "ref_kind", "ref",
-            "commit", "author", "rollback_of", "rollback_release", "created_at", "updated_at",
+            "commit", "author", "rollback_of", "rollback_release", "version", "created_at", "updated_at",
         )
         read_only_fields = fields
 
@@ -157,12 +157,25 @@ class TicketEditSerializer(serializers.Serializer):
         return attrs
 
 
+SEEN_VERSION_HELP = (
+    "the ticket's `version` as you reviewed it; if the ticket was edited since, the request is refused "
+    "with 409 and nothing changes"
+)
+
+
 class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=5000)
+    version = serializers.IntegerField(min_value=1, required=False, help_text=SEEN_VERSION_HELP)
 
 
 class NoteSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+
+
+class ApproveSerializer(NoteSerializer):
+    """An approval names the version of the ticket it approves."""
+
+    version = serializers.IntegerField(min_value=1, help_text=SEEN_VERSION_HELP)
 
 
 class RollbackSerializer(serializers.Serializer):
@@ -181,9 +194,13 @@ class LogLineSerializer(serializers.ModelSerializer):
 
 
 class LogSerializer(serializers.Serializer):
+    """One page of a run's console, bounded by lines and by bytes of text."""
+
     ticket = serializers.IntegerField()
     status = serializers.CharField()
     run = RunSummarySerializer(allow_null=True)
     lines = LogLineSerializer(many=True)
-    next_after = serializers.IntegerField()
-    more = serializers.BooleanField()
+    next_after = serializers.IntegerField(help_text="pass as ?after= for the lines that follow")
+    more = serializers.BooleanField(help_text="more lines follow next_after now; ask again at once")
+    next_before = serializers.IntegerField(help_text="pass as ?before= for the lines before this page")
+    more_before = serializers.BooleanField(help_text="earlier lines exist before next_before")

@@ -9,27 +9,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.html import escape
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts.permissions import Action, can, get_visible_or_404, require, visible, visible_projects
 from projects.models import Project, RepoMode
 
-from . import repository, workflow
+from . import repository, runlog, workflow
 from .deploy.git import GitError
 from .deploy.plan import Stage, Stream
-from .forms import EditTicketForm, NewTicketForm, RejectForm, RollbackForm, TicketFilterForm
+from .forms import BadParameter, EditTicketForm, NewTicketForm, RejectForm, RollbackForm, TicketFilterForm, parse_count
 from .models import DeployRun, LogLine, Release, Ticket
 
 S = Ticket.Status
 STAGES = [stage.value for stage in Stage]
 LOG_BATCH = 2000  # lines per JSON answer; the poller asks again at once when there are more
+LOG_TAIL = 500  # lines the ticket page renders; earlier ones load on request
 RUNNING_RUN = (DeployRun.Status.QUEUED, DeployRun.Status.RUNNING)
 
 
@@ -97,10 +103,13 @@ def _line(line: LogLine) -> dict:
             "stage": line.stage, "stream": line.stream, "text": line.text}
 
 
-def _act(request: HttpRequest, pk: int, perform: Callable[[Ticket], object], done: str) -> HttpResponse:
+def _visible_ticket(request: HttpRequest, pk: int) -> Ticket:
+    return get_visible_or_404(request.user, Ticket.objects.select_related("project__environment"), pk)
+
+
+def _act(request: HttpRequest, ticket: Ticket, perform: Callable[[Ticket], object], done: str) -> HttpResponse:
     """Run one workflow action on a visible ticket. A refused transition is a
     message; a PermissionDenied propagates to the 403 page with its reason."""
-    ticket = get_visible_or_404(request.user, Ticket.objects.select_related("project__environment"), pk)
     try:
         perform(ticket)
     except workflow.WorkflowError as exc:
@@ -134,21 +143,26 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def ticket_list(request: HttpRequest) -> HttpResponse:
+    try:
+        number = parse_count(request.GET.get("page"), "page", minimum=1)
+    except BadParameter as exc:
+        return HttpResponseBadRequest(escape(str(exc)))
     form = TicketFilterForm(request.user, request.GET or None)
     tickets = visible(request.user, Ticket.objects.all()).select_related("project__environment", "author")
     tickets = form.filter(tickets).order_by("-created_at", "-id")
-    page = Paginator(tickets, 25).get_page(request.GET.get("page"))
+    page = Paginator(tickets, 25).get_page(number)
     return render(request, "releases/ticket_list.html", {"form": form, "page": page})
 
 
-def _browse(project: Project | None, ref: str, commit: str, fetch: bool) -> dict:
+def _browse(project: Project | None, ref: str, commit: str) -> dict:
     """What the chooser shows: the project's refs, the ref's recent commits and
-    the preview of the chosen commit (default: the ref's tip) against live."""
-    ctx: dict = {"refs": [], "commits": [], "preview": None, "commit": "", "repo_error": ""}
+    the preview of the chosen commit (default: the ref's tip) against live, as
+    of the worker's last fetch, and how old that is."""
+    ctx: dict = {"refs": [], "commits": [], "preview": None, "commit": "", "repo_error": "", "fetch": None}
     if project is None:
         return ctx
     try:
-        refs = repository.refs(project, fetch=fetch)
+        refs = repository.refs(project)
         ctx["refs"] = refs["tags" if project.repo_mode == RepoMode.TAG else "branches"]
         if ref in ctx["refs"]:
             ctx["commits"] = repository.commits(project, ref, limit=20)
@@ -156,14 +170,31 @@ def _browse(project: Project | None, ref: str, commit: str, fetch: bool) -> dict
             ctx["preview"] = repository.preview(project, ctx["commit"])
     except (repository.RepositoryError, GitError) as exc:
         ctx["repo_error"] = str(exc)
+    ctx["fetch"] = repository.fetch_status(project)  # after refs(), which may have queued the first fetch
+    if ctx["fetch"].in_progress and ctx["repo_error"] and not ctx["refs"]:
+        ctx["repo_error"] = ""  # "never fetched": the fetch status says so, and the page follows it
     return ctx
+
+
+def _submit_projects(user) -> QuerySet[Project]:
+    return visible_projects(user, Action.SUBMIT).filter(is_active=True).select_related("environment")
+
+
+def _chosen_project(user, raw: str | None) -> Project | None:
+    """The project a request names, if the user may open tickets for it.
+    Raises BadParameter for anything but a plain number."""
+    pk = parse_count(raw, "project")
+    return None if pk is None else _submit_projects(user).filter(pk=pk).first()
 
 
 @login_required
 def ticket_new(request: HttpRequest) -> HttpResponse:
-    projects = visible_projects(request.user, Action.SUBMIT).filter(is_active=True).select_related("environment")
+    projects = _submit_projects(request.user)
     source = request.POST if request.method == "POST" else request.GET
-    project = projects.filter(pk=source.get("project")).first() if source.get("project", "").isdigit() else None
+    try:
+        project = _chosen_project(request.user, source.get("project"))
+    except BadParameter as exc:
+        return HttpResponseBadRequest(escape(str(exc)))
     ref, commit = source.get("ref", ""), source.get("commit", "")
     form = NewTicketForm(request.user, request.POST or None, project=project)
     if request.method == "POST" and form.is_valid():
@@ -178,13 +209,54 @@ def ticket_new(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, _("Ticket #%(id)s submitted.") % {"id": ticket.pk})
             return redirect("ticket_detail", pk=ticket.pk)
-    ctx = _browse(project, ref, commit, fetch=bool(request.GET.get("refresh")))
+    ctx = _browse(project, ref, commit)
     if request.method == "GET" and ctx["commit"]:
         form = NewTicketForm(request.user, project=project, initial={
             "project": project, "ref": ref, "commit": ctx["commit"], "hosts": list(project.hosts.filter(enabled=True)),
         })
     return render(request, "releases/ticket_new.html", {
         **ctx, "projects": projects, "project": project, "ref": ref, "form": form,
+        "watch_fetch": request.method == "GET" and bool(ctx["fetch"] and ctx["fetch"].in_progress),
+    })
+
+
+@login_required
+@require_POST
+def ticket_new_refresh(request: HttpRequest) -> HttpResponse:
+    """Ask the worker to fetch the project's repository (rate-limited), then
+    show the chooser again; the page follows the fetch."""
+    try:
+        project = _chosen_project(request.user, request.POST.get("project"))
+    except BadParameter as exc:
+        return HttpResponseBadRequest(escape(str(exc)))
+    if project is None:
+        return redirect("ticket_new")
+    try:
+        queued = repository.request_refresh(project)
+    except repository.RepositoryError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, _("The worker is fetching the repository; the lists update when it is done.")
+                      if queued else _("A fetch was asked for moments ago or is still running; "
+                                       "the lists update when it is done."))
+    query = {"project": project.pk} | ({"ref": request.POST["ref"]} if request.POST.get("ref") else {})
+    return redirect(f"{reverse('ticket_new')}?{urlencode(query)}")
+
+
+@login_required
+@require_GET
+def ticket_new_fetch_status(request: HttpRequest) -> JsonResponse:
+    """Whether the worker is still fetching the project's repository: the
+    new-ticket page polls this and reloads when a fetch has finished."""
+    try:
+        project = _chosen_project(request.user, request.GET.get("project"))
+    except BadParameter as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    if project is None:
+        return JsonResponse({"error": _("No such project.")}, status=404)
+    status = repository.fetch_status(project)
+    return JsonResponse({
+        "in_progress": status.in_progress, "fetched_at": status.fetched_at.isoformat() if status.fetched_at else None,
     })
 
 
@@ -195,11 +267,13 @@ def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
     details = can(request.user, Action.VIEW_DETAILS, ticket)
     run = ticket.latest_run()
     actions = ticket_actions(request.user, ticket)
+    # Only the console's tail: a run may hold tens of thousands of lines.
+    tail = _log_page(run, before=None, max_lines=LOG_TAIL) if run and details else None
     return render(request, "releases/ticket_detail.html", {
         "ticket": ticket, "actions": actions, "details": details, "run": run,
         "events": ticket.events.select_related("actor"), "hosts": ticket.hosts.all(),
         "results": run.host_results.select_related("host") if run and details else [],
-        "lines": run.log_lines.order_by("seq") if run and details else [],
+        "lines": tail.lines if tail else [], "more_before": bool(tail and tail.more_before),
         "console": console_state(ticket, run, details), "stages": STAGES,
         "reject_form": RejectForm() if actions["reject"] else None,
         "rollback_form": RollbackForm(ticket) if actions["rollback"] else None,
@@ -207,21 +281,41 @@ def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
     })
 
 
+def _log_page(run: DeployRun, *, before: int | None = None, after: int | None = None,
+              max_lines: int = LOG_BATCH) -> runlog.LogPage:
+    bounds = {"max_lines": max_lines, "max_bytes": settings.WALLE_API_LOG_PAGE_BYTES}
+    if after is not None:
+        return runlog.page_after(run, after, **bounds)
+    return runlog.page_before(run, before, **bounds)
+
+
 @login_required
 def ticket_log(request: HttpRequest, pk: int) -> JsonResponse:
-    """New console lines of the latest run after ``after``, plus live status.
-    Read-only: polling (or reloading) never touches the deploy."""
+    """Console lines of the latest run, plus live status: the new ones after
+    ``after`` (the poller), or the earlier ones before ``before`` ("load
+    earlier"). Read-only: polling (or reloading) never touches the deploy."""
     ticket = get_visible_or_404(request.user, Ticket.objects.select_related("project__environment"), pk)
     try:
         require(request.user, Action.VIEW_DETAILS, ticket)
     except PermissionDenied as exc:
         return JsonResponse({"error": str(exc)}, status=403)
-    after = int(request.GET["after"]) if request.GET.get("after", "").isdigit() else 0
+    try:
+        after = parse_count(request.GET.get("after"), "after")
+        before = parse_count(request.GET.get("before"), "before")
+    except BadParameter as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
     run = ticket.latest_run()
-    lines = list(run.log_lines.filter(seq__gt=after).order_by("seq")[:LOG_BATCH]) if run else []
+    if before is not None:
+        earlier = _log_page(run, before=before) if run else runlog.LogPage([], False, False)
+        return JsonResponse({
+            "run": run.number if run else None, "lines": [_line(line) for line in earlier.lines],
+            "first_seq": earlier.lines[0].seq if earlier.lines else before, "more_before": earlier.more_before,
+        })
+    after = after or 0
+    page = _log_page(run, after=after) if run else runlog.LogPage([], False, False)
     return JsonResponse({
-        **console_state(ticket, run, details=True), "lines": [_line(line) for line in lines],
-        "last_seq": lines[-1].seq if lines else after, "more": len(lines) == LOG_BATCH,
+        **console_state(ticket, run, details=True), "lines": [_line(line) for line in page.lines],
+        "last_seq": page.lines[-1].seq if page.lines else after, "more": page.more_after,
     })
 
 
@@ -244,35 +338,58 @@ def ticket_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 # --- one small POST view per workflow action -------------------------------------
 
+def _seen_version(request: HttpRequest) -> int | None:
+    """The ticket version the page showed (the form's hidden ``version``)."""
+    return parse_count(request.POST.get("version"), "version", minimum=1)
+
+
 @login_required
 @require_POST
 def ticket_approve(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, lambda t: workflow.approve(request.user, t), _("Ticket approved."))
+    ticket = _visible_ticket(request, pk)
+    require(request.user, Action.APPROVE, ticket)  # the refusal does not depend on what was posted
+    try:
+        version = _seen_version(request)
+    except BadParameter as exc:
+        return HttpResponseBadRequest(escape(str(exc)))
+    if version is None:
+        return HttpResponseBadRequest(_("The approval does not name the version of the ticket you reviewed; "
+                                        "reload the ticket and approve it again."))
+    return _act(request, ticket, lambda t: workflow.approve(request.user, t, version=version), _("Ticket approved."))
 
 
 @login_required
 @require_POST
 def ticket_reject(request: HttpRequest, pk: int) -> HttpResponse:
+    ticket = _visible_ticket(request, pk)
+    require(request.user, Action.APPROVE, ticket)
     reason = request.POST.get("reason", "")
-    return _act(request, pk, lambda t: workflow.reject(request.user, t, reason), _("Ticket rejected."))
+    try:
+        version = _seen_version(request)
+    except BadParameter as exc:
+        return HttpResponseBadRequest(escape(str(exc)))
+    return _act(request, ticket, lambda t: workflow.reject(request.user, t, reason, version=version),
+                _("Ticket rejected."))
 
 
 @login_required
 @require_POST
 def ticket_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, lambda t: workflow.cancel(request.user, t), _("Ticket cancelled."))
+    return _act(request, _visible_ticket(request, pk), lambda t: workflow.cancel(request.user, t),
+                _("Ticket cancelled."))
 
 
 @login_required
 @require_POST
 def ticket_deploy(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, lambda t: workflow.deploy(request.user, t), _("Deploy queued."))
+    return _act(request, _visible_ticket(request, pk), lambda t: workflow.deploy(request.user, t),
+                _("Deploy queued."))
 
 
 @login_required
 @require_POST
 def ticket_rollback(request: HttpRequest, pk: int) -> HttpResponse:
-    ticket = get_visible_or_404(request.user, Ticket.objects.select_related("project__environment"), pk)
+    ticket = _visible_ticket(request, pk)
     form = RollbackForm(ticket, request.POST)
     if not form.is_valid():
         messages.error(request, _("Pick a release that is still kept."))

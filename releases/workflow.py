@@ -13,13 +13,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from accounts.permissions import Action, require
 from projects.models import Host, Project
 
+from .deploy.plan import Stage, Stream
 from .models import DeployRun, ProjectLock, Release, RunHost, Ticket, TicketEvent
+from .runlog import append_line
 
 S = Ticket.Status
 
@@ -58,6 +60,14 @@ class Conflict(WorkflowError):
     """Another run holds the project; try again when it finishes."""
 
 
+class StaleTicket(InvalidTransition):
+    """The ticket was edited after the approver loaded it: what they reviewed
+    is not what they would approve."""
+
+
+STALE_MESSAGE = "The ticket changed since you loaded it; review it again."
+
+
 def _target(action: str, current: str) -> str:
     try:
         return TRANSITIONS[(action, current)]
@@ -67,15 +77,17 @@ def _target(action: str, current: str) -> str:
         ) from None
 
 
-def _move(ticket: Ticket, action: str, actor, note: str = "", **fields) -> Ticket:
-    """Compare-and-set the status, write the event, refresh ``ticket``."""
+def _move(ticket: Ticket, action: str, actor, note: str = "", *, seen: int | None = None, **fields) -> Ticket:
+    """Compare-and-set the status (and, given ``seen``, the version the actor
+    reviewed), write the event, refresh ``ticket``."""
     frm = ticket.status
     to = _target(action, frm)
-    updated = Ticket.objects.filter(pk=ticket.pk, status=frm).update(
-        status=to, updated_at=timezone.now(), **fields
-    )
+    match = {"pk": ticket.pk, "status": frm} | ({} if seen is None else {"version": seen})
+    updated = Ticket.objects.filter(**match).update(status=to, updated_at=timezone.now(), **fields)
     if updated != 1:
         ticket.refresh_from_db()
+        if ticket.status == frm and seen is not None:
+            raise StaleTicket(STALE_MESSAGE)
         raise InvalidTransition(
             f"The ticket changed meanwhile; it is now {ticket.get_status_display().lower()}."
         )
@@ -142,8 +154,12 @@ def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields
         raise InvalidTransition("Only a ticket that has not run yet can be edited, and this one changed meanwhile.")
     if hosts is not None:
         ticket.hosts.set(_check_hosts(ticket.project, hosts))
+    if fields or hosts is not None:
+        # A new version: an approval of what an approver saw before is refused.
+        fields["version"] = F("version") + 1
     needs_approval = _initial_status(ticket.project, ticket.kind) == S.PENDING
-    note = "changed " + ", ".join(sorted(fields) + (["hosts"] if hosts is not None else []))
+    changed = sorted(set(fields) - {"version"}) + (["hosts"] if hosts is not None else [])
+    note = "changed " + ", ".join(changed)
     if current == S.REJECTED:
         action = "resubmit" if needs_approval else "resubmit_approved"
         return _move(ticket, action, actor, note, reject_reason="", **fields)
@@ -156,17 +172,20 @@ def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields
 
 
 @transaction.atomic
-def approve(actor, ticket: Ticket, note: str = "") -> Ticket:
+def approve(actor, ticket: Ticket, note: str = "", *, version: int) -> Ticket:
+    """Approve ``ticket`` as it was at ``version``, the version the approver
+    reviewed; raises StaleTicket (approving nothing) if it was edited since."""
     require(actor, Action.APPROVE, ticket)
-    return _move(ticket, "approve", actor, note)
+    return _move(ticket, "approve", actor, note, seen=version)
 
 
 @transaction.atomic
-def reject(actor, ticket: Ticket, reason: str) -> Ticket:
+def reject(actor, ticket: Ticket, reason: str, *, version: int | None = None) -> Ticket:
+    """Reject ``ticket``; given ``version``, only as the rejecter saw it."""
     require(actor, Action.APPROVE, ticket)
     if not reason.strip():
         raise WorkflowError("Say why the ticket is rejected.")
-    return _move(ticket, "reject", actor, reason, reject_reason=reason)
+    return _move(ticket, "reject", actor, reason, seen=version, reject_reason=reason)
 
 
 @transaction.atomic
@@ -276,22 +295,46 @@ def start_run(run_id: int, worker: str) -> DeployRun | None:
         return run
 
 
-def finish_run(run: DeployRun, *, ok: bool, error: str = "", commit: str = "") -> None:
-    """End a run and its ticket in a final status; every run ends here."""
+def finish_run(run: DeployRun, *, ok: bool, error: str = "", commit: str = "") -> bool:
+    """End a run and its ticket in a final status; every run ends here.
+    Returns False when the run had already ended (and nothing changed)."""
     with transaction.atomic():
         status = DeployRun.Status.SUCCEEDED if ok else DeployRun.Status.FAILED
         ended = DeployRun.objects.filter(pk=run.pk, status=DeployRun.Status.RUNNING).update(
             status=status, finished_at=timezone.now(), error=error, commit=commit or run.commit
         )
         if not ended:
-            return  # already ended (reaped, lock released): a late worker must not touch the ticket
+            return False  # already ended (reaped, lock released): a late worker must not touch the ticket
         ticket = Ticket.objects.get(pk=run.ticket_id)
         if ticket.status == S.DEPLOYING:
             _move(ticket, "succeed" if ok else "fail", None, error[:2000])
+        return True
+
+
+INTERRUPTED = "Interrupted: the worker stopped responding (lock lease expired)."
+
+
+def _interrupt(run: DeployRun) -> bool:
+    """End a run whose worker died, and say so at the end of its console: the
+    worker that would have written the last lines never will."""
+    with transaction.atomic():
+        if not finish_run(run, ok=False, error=INTERRUPTED):
+            return False
+        live = RunHost.objects.filter(run=run, status__in=RunHost.LIVE_STATUSES).select_related("host")
+        switched = [result.host.endpoint for result in live]
+        meaning = (
+            f'Hosts that show "switched" ({", ".join(switched)}) serve this run\'s release; '
+            "the others still serve what they served before."
+            if switched else "No host had switched: every host still serves what it served before."
+        )
+        append_line(run, Stage.FINISH, Stream.ERROR, "Interrupted: the worker stopped responding (its lock "
+                    f"lease expired), so the run was ended. {meaning}")
+        return True
 
 
 def reap_stale_runs(project: Project) -> list[DeployRun]:
     """Fail runs whose worker died: lock lease expired, or running with no lock.
+    Returns the runs this call ended.
 
     Why here and not only in a sweeper: a dead run must never block the next
     deploy of the project (Walle tickets stuck in "deploying", #1007).
@@ -305,8 +348,8 @@ def reap_stale_runs(project: Project) -> list[DeployRun]:
         stale = (lock.heartbeat_at < now - lease) if lock else (run.started_at or now) < now - lease
         if stale:
             ProjectLock.objects.filter(project=project, run=run).delete()
-            finish_run(run, ok=False, error="Interrupted: the worker stopped responding (lock lease expired).")
-            reaped.append(run)
+            if _interrupt(run):
+                reaped.append(run)
     return reaped
 
 
@@ -314,10 +357,11 @@ def _reap_lost_queued(project: Project, now) -> list[DeployRun]:
     """A run still queued long after the broker would have delivered it was
     lost (enqueue failed, broker wiped); fail it so the project is free again."""
     lost_after = timedelta(seconds=settings.Q_CLUSTER["retry"] + settings.WALLE_LOCK_LEASE)
-    lost = list(DeployRun.objects.filter(
+    candidates = DeployRun.objects.filter(
         ticket__project=project, status=DeployRun.Status.QUEUED, created_at__lt=now - lost_after
-    ))
-    for run in lost:
+    )
+    lost = []
+    for run in candidates:
         with transaction.atomic():
             if DeployRun.objects.filter(pk=run.pk, status=DeployRun.Status.QUEUED).update(
                 status=DeployRun.Status.FAILED, finished_at=now, error="Lost: the worker never picked it up."
@@ -325,13 +369,18 @@ def _reap_lost_queued(project: Project, now) -> list[DeployRun]:
                 ticket = Ticket.objects.get(pk=run.ticket_id)
                 if ticket.status == S.QUEUED:
                     _move(ticket, "fail", None, "the queued run was lost; deploy again")
+                append_line(run, Stage.FINISH, Stream.ERROR,
+                            "Lost: no worker ever picked this run up, so nothing ran and no host changed. "
+                            "Deploy again.")
+                lost.append(run)
     return lost
 
 
-def reap_all_stale_runs() -> int:
-    """Sweep every project with a running run (scheduled every minute)."""
+def reap_all_stale_runs() -> list[DeployRun]:
+    """Sweep every project with a live run (scheduled every minute); returns
+    the runs it ended, so the caller can clean up after their dead workers."""
     projects = Project.objects.filter(tickets__runs__status__in=DeployRun.ACTIVE_STATUSES).distinct()
-    return sum(len(reap_stale_runs(p)) for p in projects)
+    return [run for project in projects for run in reap_stale_runs(project)]
 
 
 @transaction.atomic
@@ -388,7 +437,7 @@ def _take_over(lock: ProjectLock, run: DeployRun, owner: str, now) -> tuple[bool
         TicketEvent.objects.create(ticket=dead.ticket, action="lock_taken_over", note=note)
         TicketEvent.objects.create(ticket=run.ticket, action="lock_taken_over", note=note)
     if dead.status == DeployRun.Status.RUNNING:
-        finish_run(dead, ok=False, error="Interrupted: the worker stopped responding (lock lease expired).")
+        _interrupt(dead)
     return True, note
 
 

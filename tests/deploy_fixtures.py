@@ -21,7 +21,7 @@ from django.db import connection
 
 from accounts.models import Role
 from projects.checks import run_check
-from projects.keys import default_key
+from projects.keys import team_key
 from projects.models import Host, Project
 from releases import tasks, workflow
 from releases.models import DeployRun, Ticket
@@ -54,8 +54,9 @@ class Site:
 
 
 @pytest.fixture
-def deploy_key(transactional_db):
-    key = default_key()
+def deploy_key(transactional_db, world):
+    # Deploy keys are per group: the site's project (world.team) logs in with its group's key.
+    key = team_key(world.team)
     authorize_key("www", key.public_key)
     authorize_key("git", key.public_key)
     return key
@@ -91,8 +92,18 @@ def open_approved_ticket(site: Site, label: str, author_role: str = "developer")
     author = site.users[author_role]
     ticket = workflow.submit(author, site.project, title=f"ship {label}", ref="master", commit=site.commits[label])
     if ticket.status == Ticket.Status.PENDING:
-        workflow.approve(site.users["owner" if author_role != "owner" else "maintainer"], ticket)
+        approver = site.users["owner" if author_role != "owner" else "maintainer"]
+        workflow.approve(approver, ticket, version=ticket.version)
     return ticket
+
+
+@pytest.fixture
+def inline_worker(monkeypatch):
+    """django-q2's sync mode (Q_CLUSTER["sync"], WALLE_SYNC_TASKS): every queued
+    task, repository fetches included, runs at once in this process."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
 
 
 def _worker_env() -> dict[str, str]:

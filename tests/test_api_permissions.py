@@ -138,7 +138,8 @@ def _refused_without_side_effects(w, persona, ticket, url, data, allowed, captur
 def test_approve(w, persona, django_capture_on_commit_callbacks):
     ticket = helpers.make_ticket(w.project, w.users["developer"])
     response, _ = _refused_without_side_effects(
-        w, persona, ticket, f"/api/tickets/{ticket.pk}/approve/", {}, APPROVES, django_capture_on_commit_callbacks
+        w, persona, ticket, f"/api/tickets/{ticket.pk}/approve/", {"version": ticket.version}, APPROVES,
+        django_capture_on_commit_callbacks,
     )
     if persona in APPROVES:
         assert ticket.status == S.APPROVED and response.json()["status"] == S.APPROVED
@@ -213,7 +214,7 @@ def test_self_approval_is_refused_in_production_with_the_reason(w):
 def test_wrong_state_is_409_and_missing_reason_is_400(w):
     client = api_as(w.users["maintainer"])
     approved = helpers.make_ticket(w.project, w.users["developer"], status=S.APPROVED)
-    response = client.post(f"/api/tickets/{approved.pk}/approve/")
+    response = client.post(f"/api/tickets/{approved.pk}/approve/", {"version": approved.version}, format="json")
     assert response.status_code == 409 and "approved" in response.json()["detail"]
     pending = helpers.make_ticket(w.project, w.users["developer"])
     assert client.post(f"/api/tickets/{pending.pk}/reject/", {}, format="json").json() == {

@@ -10,7 +10,8 @@ from rest_framework.test import APIClient
 
 from releases.models import Ticket
 
-pytestmark = pytest.mark.sshd
+# Repository fetches run on the worker; here it runs them inline (django-q2 sync mode).
+pytestmark = [pytest.mark.sshd, pytest.mark.usefixtures("inline_worker")]
 
 HOSTILE = [
     ("ref", {"ref": "main;touch${IFS}/tmp/pwned"}),
@@ -111,7 +112,7 @@ def test_edit_a_rejected_ticket_to_another_commit(site):
     assert body["status"] == Ticket.Status.PENDING and body["commit"] == v2 and body["title"] == "ship v2"
     assert [h["id"] for h in body["hosts"]] == [first]
     # A new ref without a commit takes the server's tip.
-    approved = api_as(site.users["owner"]).post(f"{url}approve/", {}, format="json")
+    approved = api_as(site.users["owner"]).post(f"{url}approve/", {"version": body["version"]}, format="json")
     assert approved.status_code == 200
     v3 = site.push("v3", "three")
     tip = developer.post(f"{url}edit/", {"ref": "master"}, format="json")

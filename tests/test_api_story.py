@@ -52,7 +52,9 @@ def ship(developer: APIClient, maintainer: APIClient, project_id: int, commit: s
     assert created.status_code == 201, created.content
     ticket = created.json()
     assert ticket["status"] == S.PENDING and ticket["commit"] == commit
-    approved = maintainer.post(f"/api/tickets/{ticket['id']}/approve/", {"note": "lgtm"}, format="json")
+    approved = maintainer.post(
+        f"/api/tickets/{ticket['id']}/approve/", {"note": "lgtm", "version": ticket["version"]}, format="json"
+    )
     assert approved.status_code == 200 and approved.json()["status"] == S.APPROVED
     deployed = developer.post(f"/api/tickets/{ticket['id']}/deploy/")
     assert deployed.status_code == 202, deployed.content
@@ -81,7 +83,8 @@ def test_deploy_deploy_rollback_with_tokens_only(site, qcluster):
     rollback = rolled.json()
     assert rollback["kind"] == Ticket.Kind.ROLLBACK and rollback["rollback_of"] == second
     if rollback["status"] == S.PENDING:
-        assert maintainer.post(f"/api/tickets/{rollback['id']}/approve/").status_code == 200
+        approval = {"version": rollback["version"]}
+        assert maintainer.post(f"/api/tickets/{rollback['id']}/approve/", approval, format="json").status_code == 200
     assert maintainer.post(f"/api/tickets/{rollback['id']}/deploy/").status_code == 202
     follow_log(maintainer, rollback["id"])
     assert all(V1_TEXT in page for page in site.pages())

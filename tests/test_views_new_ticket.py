@@ -3,14 +3,18 @@ and commits come from git, and user input is resolved before anything is made.""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from releases import workflow
-from releases.models import Ticket
+from releases.models import RepositoryFetch, Ticket
 from tests.deploy_fixtures import deploy_now, open_approved_ticket
 
-pytestmark = pytest.mark.sshd
+# Repository fetches run on the worker; here it runs them inline (django-q2 sync mode).
+pytestmark = [pytest.mark.sshd, pytest.mark.usefixtures("inline_worker")]
 
 HOSTILE = ["main;touch${IFS}/tmp/pwned", "--upload-pack=x", "does-not-exist", "master~1", "../master", "-", ""]
 
@@ -30,12 +34,20 @@ def test_chooser_lists_branches_commits_and_preview(client, site):
     assert f'value="{sha}"' in body  # the tip is preselected in the submit form
 
 
-def test_refresh_fetches_new_commits(client, site):
+def test_refresh_asks_the_worker_to_fetch_at_most_every_so_often(client, site):
     client.force_login(site.users["developer"])
-    client.get(new_url(site, ref="master"))
+    assert "as fetched" in client.get(new_url(site, ref="master")).content.decode()  # the first look fetched
     sha = site.push("v2", "second")
     assert sha[:7] not in client.get(new_url(site, ref="master")).content.decode()  # the mirror is stale
-    assert sha[:7] in client.get(new_url(site, ref="master", refresh="1")).content.decode()
+
+    def refresh() -> str:
+        data = {"project": site.project.pk, "ref": "master"}
+        return client.post(reverse("ticket_new_refresh"), data, follow=True).content.decode()
+
+    body = refresh()  # moments after the first fetch: not again
+    assert sha[:7] not in body and "moments ago" in body
+    RepositoryFetch.objects.filter(project=site.project).update(requested_at=timezone.now() - timedelta(minutes=1))
+    assert sha[:7] in refresh()
 
 
 def post(client, site, ref: str, commit: str = ""):
@@ -57,7 +69,7 @@ def test_bad_or_hostile_ref_is_a_form_error_and_creates_nothing(client, site, re
 def test_commit_not_on_the_branch_is_refused(client, site):
     elsewhere = site.git_server.commit(site.repo, {"x.txt": "x"}, "on another branch", branch="other")
     client.force_login(site.users["developer"])
-    client.get(new_url(site, refresh="1"))  # fetch, so the commit exists in the mirror but not on master
+    client.get(new_url(site))  # the first look fetches: the commit is in the mirror, but not on master
     for commit in [elsewhere, "0" * 40, "zz", site.commits["v1"][:7] + ";id"]:
         response = post(client, site, "master", commit)
         assert "The ticket was not created" in response.content.decode()
@@ -84,7 +96,7 @@ def test_choosing_a_commit_older_than_what_is_live_warns(client, site):
     run = deploy_now(site.users["developer"], open_approved_ticket(site, "v2"))
     assert run.status == run.Status.SUCCEEDED, run.error
     client.force_login(site.users["developer"])
-    older = client.get(new_url(site, ref="master", commit=site.commits["v1"], refresh="1")).content.decode()
+    older = client.get(new_url(site, ref="master", commit=site.commits["v1"])).content.decode()
     assert 'id="behind-warning"' in older and "1 commit that this one lacks" in older
     newest = client.get(new_url(site, ref="master", commit=site.commits["v2"])).content.decode()
     assert 'id="behind-warning"' not in newest

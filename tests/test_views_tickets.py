@@ -117,7 +117,8 @@ def test_approve_refused_with_404_for_outsider(client, world, pending):
 
 
 def test_maintainer_approves(client, world, pending):
-    response = login(client, world, "maintainer").post(reverse("ticket_approve", args=[pending.pk]), follow=True)
+    response = login(client, world, "maintainer").post(
+        reverse("ticket_approve", args=[pending.pk]), {"version": pending.version}, follow=True)
     assert response.status_code == 200
     assert snapshot(pending)[0] == S.APPROVED
     assert pending.events.last().actor == world.users["maintainer"]

@@ -16,7 +16,7 @@ from . import helpers
 S = Ticket.Status
 ALL_STATUSES = list(S)
 USER_ACTIONS = {
-    "approve": lambda w, t: workflow.approve(w.users["owner"], t),
+    "approve": lambda w, t: workflow.approve(w.users["owner"], t, version=t.version),
     "reject": lambda w, t: workflow.reject(w.users["owner"], t, "not today"),
     "cancel": lambda w, t: workflow.cancel(w.users["owner"], t),
     "deploy": lambda w, t: workflow.deploy(w.users["owner"], t),
@@ -62,9 +62,9 @@ def test_each_action_is_legal_exactly_where_the_table_says(world, status, action
 def test_a_double_approval_approves_once(world):
     ticket = helpers.make_ticket(world.project, world.users["developer"])
     stale_copy = Ticket.objects.get(pk=ticket.pk)
-    workflow.approve(world.users["owner"], ticket)
+    workflow.approve(world.users["owner"], ticket, version=ticket.version)
     with pytest.raises(workflow.InvalidTransition):
-        workflow.approve(world.users["maintainer"], stale_copy)
+        workflow.approve(world.users["maintainer"], stale_copy, version=stale_copy.version)
     assert ticket.events.filter(action="approve").count() == 1
 
 
@@ -92,7 +92,7 @@ def test_hosts_outside_the_project_are_refused(world):
 def test_self_approval_is_refused_in_production(world):
     ticket = helpers.make_ticket(world.project, world.users["maintainer"])
     with pytest.raises(PermissionDenied, match="someone else"):
-        workflow.approve(world.users["maintainer"], ticket)
+        workflow.approve(world.users["maintainer"], ticket, version=ticket.version)
     ticket.refresh_from_db()
     assert ticket.status == S.PENDING
 
@@ -253,7 +253,7 @@ def test_a_late_finish_from_a_reaped_run_does_not_touch_the_ticket(world, django
 def test_editing_a_ticket_that_changed_meanwhile_is_refused(world):
     ticket = helpers.make_ticket(world.project, world.users["developer"])
     stale = Ticket.objects.get(pk=ticket.pk)
-    workflow.approve(world.users["owner"], ticket)
+    workflow.approve(world.users["owner"], ticket, version=ticket.version)
     workflow.cancel(world.users["owner"], ticket)
     with pytest.raises(workflow.InvalidTransition):
         workflow.edit(world.users["developer"], stale, title="too late")
@@ -281,9 +281,9 @@ def test_a_run_lost_in_the_queue_is_failed_and_frees_the_project(world, django_c
     ticket = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
     with django_capture_on_commit_callbacks(execute=False):  # the task never reaches a broker
         run = workflow.deploy(world.users["developer"], ticket)
-    assert workflow.reap_all_stale_runs() == 0
+    assert workflow.reap_all_stale_runs() == []
     DeployRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(days=1))
-    assert workflow.reap_all_stale_runs() == 1
+    assert workflow.reap_all_stale_runs() == [run]
     ticket.refresh_from_db()
     assert ticket.status == S.FAILED
     assert "lost" in ticket.events.last().note

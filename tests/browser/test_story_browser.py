@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from releases import fetching
 from releases.models import Ticket
 from tests.deploy_fixtures import V1_TEXT, V2_TEXT, wait_for
 from tests.helpers import PASSWORD
@@ -88,7 +90,9 @@ def deploy_and_watch(page: Page, base: str, ticket_id: int) -> None:
     expect(page.locator("#hostchips .chip[data-state=done]")).to_have_count(3)
 
 
-def test_ticket_approve_deploy_and_rollback_in_the_browser(site, qcluster, live_server, browser):
+def test_ticket_approve_deploy_and_rollback_in_the_browser(site, qcluster, live_server, browser, monkeypatch):
+    # The worker fetches; each "Refresh" here must queue a fetch, however soon after the last one.
+    monkeypatch.setattr(fetching, "REFRESH_INTERVAL", timedelta(0))
     base = live_server.url
     dev = log_in(browser, base, "developer")
     boss = log_in(browser, base, "maintainer")

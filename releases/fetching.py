@@ -1,0 +1,180 @@
+"""Fetching a project's mirror happens on the worker, and only there.
+
+The web process never decrypts a deploy key nor talks to the git server: it
+queues :func:`fetch_repository` (a django-q2 task), reads the mirror the worker
+keeps in the project's workspace, and may wait a bounded time for a fetch it
+needs (a new ticket must resolve against the server's current tip). Every
+fetch is recorded in :class:`~releases.models.RepositoryFetch`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import F, Q
+from django.utils import timezone
+from django_q.tasks import async_task, result
+
+from projects.keys import key_for
+from projects.models import Project
+
+from .deploy import git
+from .deploy.masking import MASK, secret_fragments
+from .deploy.plan import Secret
+from .models import RepositoryFetch
+
+logger = logging.getLogger(__name__)
+
+FETCH_TASK = "releases.fetching.fetch_repository"
+FETCH_TIMEOUT = 120  # seconds git may take for one fetch on the worker
+# Anyone who can see a project may ask for a refresh: not again while one is
+# queued or running, nor within this long of the last request.
+REFRESH_INTERVAL = timedelta(seconds=30)
+# A fetch asked for this long ago that never finished was lost (worker killed,
+# broker wiped); it no longer holds back the next request.
+LOST_AFTER = timedelta(minutes=10)
+POLL_EVERY = 0.25  # seconds between looks at a task's result while waiting
+
+Outcome = RepositoryFetch.Outcome
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What one fetch came to; ``error`` is safe to show."""
+
+    outcome: str
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == Outcome.OK
+
+
+@dataclass(frozen=True)
+class FetchStatus:
+    """How fresh a project's mirror is, for the pages."""
+
+    fetched_at: datetime | None  # the last fetch that worked
+    in_progress: bool  # one is queued or running
+    outcome: str  # of the last fetch that ended ("" if none did)
+    error: str  # its error, if it failed
+
+
+def settings_problem(project: Project) -> str:
+    """Why the project's repository settings cannot be fetched with, or "".
+    Pure checks, no key and no network: the web process asks before queueing."""
+    try:
+        ssh_host = git.repo_ssh_host(project.repo_url)
+    except ValueError as exc:
+        return _config_message(project, str(exc))
+    if ssh_host is not None and not project.repo_host_key.strip():
+        return _config_message(project, "the git server's host key is not pinned; run the config check to pin it")
+    return ""
+
+
+def _config_message(project: Project, detail: str) -> str:
+    return (
+        f"The repository settings of project {project.name} are not valid: {detail}. "
+        "This is a configuration error, not an outage: a Maintainer must correct the project's "
+        "repository URL (Projects & config › the project › Repository URL)."
+    )
+
+
+# --- The worker side ------------------------------------------------------------
+
+def fetch_repository(project_id: int) -> dict[str, str]:
+    """django-q2 task: fetch (or first clone) one project's mirror and record
+    how it went. The deploy key is decrypted here, in the worker, and nowhere
+    in the web process. Never raises for a git or settings problem."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return {"outcome": Outcome.ERROR, "error": f"Project {project_id} no longer exists."}
+    record, _ = RepositoryFetch.objects.get_or_create(project=project)
+    RepositoryFetch.objects.filter(pk=record.pk).update(started_at=timezone.now())
+    fetched = _fetch(project)
+    now = timezone.now()
+    RepositoryFetch.objects.filter(pk=record.pk).update(
+        finished_at=now, outcome=fetched.outcome, error=fetched.error,
+        **({"fetched_at": now} if fetched.ok else {}),
+    )
+    return {"outcome": fetched.outcome, "error": fetched.error}
+
+
+def _fetch(project: Project) -> FetchResult:
+    problem = settings_problem(project)
+    if problem:
+        return FetchResult(Outcome.CONFIG, problem)
+    try:
+        key = Secret(key_for(project).private_key())
+    except Exception:  # a wrong WALLE_KEY_ENCRYPTION_KEY; the detail goes to the worker's log only
+        logger.exception("cannot decrypt the deploy key of project %s", project.pk)
+        return FetchResult(Outcome.ERROR, "The deploy key cannot be decrypted; see the worker's log.")
+    tail: deque[str] = deque(maxlen=3)
+    try:
+        git.mirror(
+            project.repo_url, project.repo_host_key, key, project.effective_workspace,
+            lambda stream, text: tail.append(text), timeout=FETCH_TIMEOUT,
+        )
+    except ValueError as exc:
+        return FetchResult(Outcome.CONFIG, _config_message(project, str(exc)))
+    except (git.GitError, OSError) as exc:
+        text = f"Cannot fetch the repository: {exc}. {'; '.join(tail)}".strip()
+        for fragment in secret_fragments(key):
+            text = text.replace(fragment, MASK)
+        return FetchResult(Outcome.UNREACHABLE, text)
+    return FetchResult(Outcome.OK)
+
+
+# --- The web side -----------------------------------------------------------------
+
+def enqueue(project: Project) -> str:
+    """Queue a fetch of ``project`` for the worker; returns the task id."""
+    RepositoryFetch.objects.get_or_create(project=project)
+    RepositoryFetch.objects.filter(project=project).update(requested_at=timezone.now())
+    return async_task(FETCH_TASK, project.pk, group="walle-fetch")
+
+
+def request_refresh(project: Project) -> bool:
+    """Queue a fetch unless one is queued or running, or one was asked for
+    within REFRESH_INTERVAL. Returns whether one was queued."""
+    record, _ = RepositoryFetch.objects.get_or_create(project=project)
+    now = timezone.now()
+    done = Q(finished_at__gte=F("requested_at")) | Q(requested_at__lt=now - LOST_AFTER)
+    quiet = Q(requested_at__isnull=True) | (Q(requested_at__lt=now - REFRESH_INTERVAL) & done)
+    # Compare-and-set: of two requests at once, only one queues a fetch.
+    if not RepositoryFetch.objects.filter(quiet, pk=record.pk).update(requested_at=now):
+        return False
+    async_task(FETCH_TASK, project.pk, group="walle-fetch")
+    return True
+
+
+def wait(task_id: str, timeout: float) -> FetchResult | None:
+    """The fetch task's result, waiting at most ``timeout`` seconds; None if
+    the worker has not finished it by then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = result(task_id)
+        if value is not None:
+            if isinstance(value, dict) and value.get("outcome") in Outcome.values:
+                return FetchResult(value["outcome"], str(value.get("error", "")))
+            # The task itself crashed; django-q2 stored its traceback, which is no page's business.
+            return FetchResult(Outcome.ERROR, "The fetch failed with an internal error; see the worker's log.")
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(POLL_EVERY)
+
+
+def status(project: Project) -> FetchStatus:
+    record = RepositoryFetch.objects.filter(project=project).first()
+    if record is None:
+        return FetchStatus(None, False, "", "")
+    asked = record.requested_at
+    in_progress = bool(
+        asked and asked >= timezone.now() - LOST_AFTER and (record.finished_at is None or record.finished_at < asked)
+    )
+    error = record.error if record.outcome and record.outcome != Outcome.OK else ""
+    return FetchStatus(record.fetched_at, in_progress, record.outcome, error)
