@@ -7,8 +7,8 @@ paths, ``..``, ``/``) and obviously hostile input into a clear refusal early.
 
 from __future__ import annotations
 
-import posixpath
 import ipaddress
+import posixpath
 import re
 
 from .plan import RELEASE_NAME_RE, Common, DeployPlan, RefKind, RollbackPlan, Target
