@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from .deploy.hostops import releases_to_remove
 from .deploy.plan import HostResult, HostState, Outcome
 from .models import DeployRun, Release, RunHost
 
@@ -23,8 +22,8 @@ def record(run: DeployRun, outcome: Outcome) -> None:
         if outcome.commit:
             DeployRun.objects.filter(pk=run.pk).update(commit=outcome.commit)
             Release.objects.filter(run=run).update(commit=outcome.commit)
-        if outcome.ok and not run.ticket.is_rollback:
-            _mark_pruned(run.ticket.project, outcome, now)
+        for result in outcome.hosts:
+            _mark_removed(run.ticket.project, result, now)
 
 
 def record_host(run: DeployRun, result: HostResult, release_name: str, commit: str) -> None:
@@ -55,14 +54,13 @@ def _record_release_dir(run: DeployRun, result: HostResult, name: str, commit: s
         )
 
 
-def _mark_pruned(project, outcome: Outcome, now) -> None:
-    """Record what keep-N removed, by the engine's own selection rule."""
-    for result in outcome.hosts:
-        names = Release.objects.filter(project=project, host_id=result.target_id, removed_at__isnull=True)
-        gone = releases_to_remove(
-            names.values_list("name", flat=True), project.keep_releases, {result.release, result.previous_release}
+def _mark_removed(project, result: HostResult, now) -> None:
+    """Record the release dirs the engine reports it actually removed from the
+    host (keep-N and orphans); a failed removal stays recorded as present."""
+    if result.removed:
+        Release.objects.filter(project=project, host_id=result.target_id, name__in=result.removed).update(
+            removed_at=now, is_live=False
         )
-        names.filter(name__in=gone).update(removed_at=now, is_live=False)
 
 
 def _mark_live(project, host_id: int, name: str, now) -> None:

@@ -10,19 +10,23 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import shutil
 import socket
 import threading
 from datetime import UTC
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models import Q
 from django.utils import timezone
 
 from projects.keys import key_for
+from projects.secrets import secret_env
 
 from . import workflow
 from .deploy import pipeline
 from .deploy.plan import (
+    RELEASE_NAME_RE,
     DeployPlan,
     Hooks,
     Outcome,
@@ -35,7 +39,7 @@ from .deploy.plan import (
 )
 from .deploy.sandbox import BuildUser, SandboxMode, SandboxSpec
 from .deploy.ssh import remove_stale_key_files
-from .models import DeployRun, RunHost, Ticket
+from .models import DeployRun, Release, RunHost, Ticket
 from .recorder import record
 from .runlog import RunLog
 
@@ -59,10 +63,29 @@ def run_deploy(run_id: int) -> str:
 
 
 def reap_stale_runs() -> int:
-    """django-q2 schedule: end runs whose worker died (see workflow.reap_stale_runs),
-    and delete temporary key files a killed worker could not clean up."""
-    remove_stale_key_files(older_than=STALE_KEY_FILES_AGE)
-    return workflow.reap_all_stale_runs()
+    """django-q2 schedule: delete what killed workers left on this machine (key
+    files at once), end runs whose worker died (see workflow.reap_stale_runs)
+    and remove their build dirs; return how many runs were ended."""
+    remove_dead_workers_files()
+    reaped = workflow.reap_all_stale_runs()
+    for run in reaped:
+        remove_build_dirs(run)
+    return len(reaped)
+
+
+def remove_dead_workers_files() -> list[str]:
+    """Key dirs whose process is gone (or that outlived any run): removed now."""
+    return remove_stale_key_files(older_than=STALE_KEY_FILES_AGE)
+
+
+def remove_build_dirs(run: DeployRun) -> None:
+    """A dead run's build dir and hook HOME in its project's workspace, if they
+    are on this machine (the next deploy of the project removes them anyway)."""
+    if not RELEASE_NAME_RE.fullmatch(run.release_name or ""):
+        return
+    builds = os.path.join(run.ticket.project.effective_workspace, pipeline.BUILDS_DIR)
+    for name in (run.release_name, run.release_name + ".home"):
+        shutil.rmtree(os.path.join(builds, name), ignore_errors=True)
 
 
 def _run_locked(run: DeployRun, worker: str, log: RunLog) -> str:
@@ -98,11 +121,13 @@ def _execute(run: DeployRun, log: RunLog, run_hooks: pipeline.RunHooks) -> Outco
     hosts = list(ticket.hosts.order_by("address", "port"))
     RunHost.objects.bulk_create([RunHost(run=run, host=h) for h in hosts])
     key = Secret(key_for(ticket.project).private_key())
-    log.add_secret(key)
+    secrets = project_secrets(ticket.project)
+    for secret in (key, *(value for _, value in secrets)):
+        log.add_secret(secret)
     if ticket.is_rollback:
-        plan = build_rollback_plan(run, hosts, key)
+        plan = build_rollback_plan(run, hosts, key, secrets)
         return pipeline.rollback(plan, log, run_hooks)
-    plan = build_deploy_plan(run, hosts, key)
+    plan = build_deploy_plan(run, hosts, key, secrets)
     DeployRun.objects.filter(pk=run.pk).update(release_name=plan.release_name)
     log.release_name = plan.release_name
     return pipeline.deploy(plan, log, run_hooks)
@@ -112,7 +137,12 @@ def _target(host) -> Target:
     return Target(id=host.pk, address=host.address, port=host.port, host_key=host.host_key)
 
 
-def _common(run: DeployRun, key: Secret) -> dict:
+def project_secrets(project) -> tuple[tuple[str, Secret], ...]:
+    """The project's hook secrets, decrypted here in the worker only."""
+    return tuple((name, Secret(value)) for name, value in sorted(secret_env(project).items()))
+
+
+def _common(run: DeployRun, key: Secret, secrets: tuple[tuple[str, Secret], ...]) -> dict:
     ticket = run.ticket
     project = ticket.project
     return dict(
@@ -124,7 +154,7 @@ def _common(run: DeployRun, key: Secret) -> dict:
         post_release_delay=project.post_release_delay, max_parallel=project.max_parallel, key=key,
         command_timeout=settings.WALLE_COMMAND_TIMEOUT,
         deployed_by=run.triggered_by.get_username() if run.triggered_by else "",
-        sandbox=hook_sandbox(),
+        sandbox=hook_sandbox(), secrets=secrets,
     )
 
 
@@ -153,14 +183,22 @@ def release_name_for(run: DeployRun) -> str:
     return f"{started:%Y%m%d-%H%M%S}-{run.ticket_id}"
 
 
-def build_deploy_plan(run: DeployRun, hosts, key: Secret) -> DeployPlan:
+def build_deploy_plan(run: DeployRun, hosts, key: Secret, secrets: tuple = ()) -> DeployPlan:
     project = run.ticket.project
     return DeployPlan(
-        **_common(run, key), repo_url=project.repo_url, repo_host_key=project.repo_host_key,
+        **_common(run, key, secrets), repo_url=project.repo_url, repo_host_key=project.repo_host_key,
         commit=run.ticket.commit, workspace=project.effective_workspace, excludes=project.exclude_lines,
         release_name=release_name_for(run), keep_releases=project.keep_releases,
-        targets=tuple(_target(h) for h in hosts),
+        targets=tuple(_target(h) for h in hosts), known_releases=known_releases(project),
     )
+
+
+def known_releases(project) -> frozenset[str]:
+    """Releases of the project that went live or whose deploy succeeded; any
+    other Walle-named dir on a host is a leftover of an interrupted run."""
+    proper = Q(switched_at__isnull=False) | Q(run__status=DeployRun.Status.SUCCEEDED)
+    names = Release.objects.filter(proper, project=project, removed_at__isnull=True).values_list("name", flat=True)
+    return frozenset(names)
 
 
 def rollback_releases(ticket: Ticket, hosts) -> list[tuple[object, str]]:
@@ -177,10 +215,10 @@ def rollback_releases(ticket: Ticket, hosts) -> list[tuple[object, str]]:
     return [(h, previous.get(h.pk, "")) for h in hosts]
 
 
-def build_rollback_plan(run: DeployRun, hosts, key: Secret) -> RollbackPlan:
+def build_rollback_plan(run: DeployRun, hosts, key: Secret, secrets: tuple = ()) -> RollbackPlan:
     pairs = rollback_releases(run.ticket, hosts)
     return RollbackPlan(
-        **_common(run, key), commit=run.ticket.commit,
+        **_common(run, key, secrets), commit=run.ticket.commit,
         releases=tuple((_target(h), name) for h, name in pairs),
     )
 

@@ -145,7 +145,7 @@ def _check_repository(url: str, host_key: str, key: Secret, timeout: int) -> tup
                 "repository host key",
                 "",
                 True,
-                f"git server key was not pinned; fetched {fingerprint(fetched)} to pin",
+                f"git server key was not pinned; fetched {fingerprint(fetched)} (pinned once the repository reads)",
                 "compare it with the git server's fingerprint",
                 warning=True,
             )
@@ -172,7 +172,8 @@ def _check_repository(url: str, host_key: str, key: Secret, timeout: int) -> tup
                 "and check the URL and the pinned git server key",
             )
         )
-    return results, fetched
+    # Pin the git server's key only once the repository was read with it.
+    return results, fetched if status == 0 else ""
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,9 @@ class _Layout:
         conn = Connection(target, self.run_user, self.key, connect_timeout=self.timeout)
         problems = self._open(conn)
         if problems:
-            return results + problems, pinned
+            # Only a host we logged in to has shown the key is the one we
+            # expect to trust; a failed login pins nothing.
+            return results + problems, ""
         with conn:
             if not pinned:
                 matches = f"host key matches the pinned {fingerprint(target.host_key)}"
@@ -211,7 +214,7 @@ class _Layout:
             key_line = fetch_host_key(target.address, target.port, self.timeout)
         except SSHError as exc:
             return "", _fail("reachable", target.name, str(exc), _REACH_FIX)
-        message = f"host key was not pinned; pinned {fingerprint(key_line)}"
+        message = f"host key was not pinned; fetched {fingerprint(key_line)} (pinned once login works)"
         fix = "compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host"
         return key_line, CheckResult("host key", target.name, True, message, fix, warning=True)
 

@@ -137,3 +137,11 @@ def releases_to_remove(names: Iterable[str], keep: int, protect: Collection[str]
         return []
     ours = sorted({n for n in names if RELEASE_NAME_RE.fullmatch(n)}, key=_sort_key, reverse=True)
     return [name for name in ours[keep:] if name not in protect]
+
+
+def orphan_releases(names: Iterable[str], known: Collection[str] | None, protect: Collection[str]) -> list[str]:
+    """Walle-named release dirs that are neither known releases nor protected:
+    what an interrupted run left behind. ``known`` None means "cannot tell"."""
+    if known is None:
+        return []
+    return sorted(n for n in names if RELEASE_NAME_RE.fullmatch(n) and n not in known and n not in protect)

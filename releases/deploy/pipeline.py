@@ -437,19 +437,24 @@ class _Deploy(_Run):
             host.result.error += f" ({note})"
 
     def prune(self, host: _Host) -> None:
-        """Keep the newest ``keep_releases`` releases; never the current or previous one."""
+        """Remove leftovers of interrupted runs, then keep the newest
+        ``keep_releases``; never the current or the previous release."""
         host.stage = Stage.CLEANUP
         assert host.conn is not None
         plan = self.deploy_plan
         try:
             names = hostops.list_releases(host.conn, plan.release_library, self.lines(host))
             protect = {host.release, host.current.release}
-            for name in hostops.releases_to_remove(names, plan.keep_releases, protect):
-                lib = plan.release_library
-                if hostops.remove_release(host.conn, lib, name, self.lines(host), plan.command_timeout):
-                    self.info(host, host.stage, f"removed old release {name}")
+            orphans = hostops.orphan_releases(names, plan.known_releases, protect)
+            kept = [name for name in names if name not in orphans]
+            doomed = [(name, "interrupted run") for name in orphans]
+            doomed += [(name, "old release") for name in hostops.releases_to_remove(kept, plan.keep_releases, protect)]
+            for name, why in doomed:
+                if hostops.remove_release(host.conn, plan.release_library, name, self.lines(host), plan.command_timeout):
+                    host.result.removed.append(name)
+                    self.info(host, host.stage, f"removed {why} {name}")
                 else:
-                    self.error(host, host.stage, f"could not remove old release {name}")
+                    self.error(host, host.stage, f"could not remove {why} {name}")
         except (SSHError, HostOpError, OSError) as exc:
             self.error(host, host.stage, f"cleanup of old releases failed: {exc}")
 

@@ -125,6 +125,11 @@ class DeployPlan(Common):
     release_name: str = ""  # YYYYmmdd-HHMMSS-<ticket>
     keep_releases: int = 10
     targets: tuple[Target, ...] = ()
+    # Release names the caller knows as proper releases (they went live or
+    # belong to a deploy that succeeded). Other Walle-named dirs on a host are
+    # leftovers of interrupted runs and are removed after a successful deploy,
+    # so they never take keep-N slots. None: no such knowledge, remove none.
+    known_releases: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,7 @@ class HostResult:
     previous_release: str = ""  # what the webroot pointed at before the run
     error: str = ""
     duration: float = 0.0
+    removed: list[str] = field(default_factory=list)  # release dirs this run deleted from the host
 
 
 @dataclass

@@ -49,7 +49,8 @@ def build_argv(
     ]  # fmt: skip
     if link_dest:
         argv.append(f"--link-dest={link_dest}")
-    argv += ["-e", shlex.join(ssh), "--", source_dir.rstrip("/") + "/", f"{user}@{target.address}:{release_path}/"]
+    host = f"[{target.address}]" if ":" in target.address else target.address  # IPv6 literal
+    argv += ["-e", shlex.join(ssh), "--", source_dir.rstrip("/") + "/", f"{user}@{host}:{release_path}/"]
     return argv
 
 

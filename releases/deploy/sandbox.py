@@ -127,9 +127,10 @@ def bwrap_argv(bwrap: str, argv: Sequence[str], spec: SandboxSpec, box: Confinem
 def _hidden(spec: SandboxSpec) -> list[str]:
     """Every hidden path that exists, parents before children."""
     paths = {os.path.realpath(p) for p in spec.hide}
-    home = os.path.expanduser("~")
-    if home not in ("/", ""):
-        paths.add(os.path.realpath(home))
+    # ssh finds ~/.ssh through the passwd entry, git and rsync through $HOME.
+    for home in (os.path.expanduser("~"), pwd.getpwuid(os.getuid()).pw_dir):
+        if home not in ("/", ""):
+            paths.add(os.path.realpath(home))
     paths.add("/var/tmp")
     return sorted(p for p in paths if os.path.isdir(p) and p != "/")
 

@@ -7,6 +7,7 @@ paths, ``..``, ``/``) and obviously hostile input into a clear refusal early.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 
@@ -93,7 +94,13 @@ def check_target(target: Target) -> Target:
 
 
 def check_address(address: str) -> str:
-    """Return ``address`` if it is a host name or IP literal (no leading '-')."""
+    """Return ``address`` if it is a host name, IPv4 or IPv6 literal (no leading '-')."""
+    if ":" in (address or ""):
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            raise PlanError(f"host address {address!r} is not a host name or IP address") from None
+        return address
     if not _ADDRESS_RE.fullmatch(address or ""):
         raise PlanError(f"host address {address!r} is not a host name or IP address")
     return address

@@ -212,3 +212,19 @@ def test_unreachable_host_fails_the_deploy_before_any_switch(engine: Engine) -> 
     for host in engine.hosts[:2]:
         assert current_release(host) == "" and releases_on(host) == []
         assert not os.path.lexists(host.data_path(WEBROOT))  # no webroot created either
+
+
+def test_a_full_disk_on_a_target_is_said_in_plain_words(engine: Engine) -> None:
+    v1 = deploy_v1(engine)
+    victim = engine.hosts[1]
+    victim.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", "/data/releases"], check=True)
+    try:
+        engine.commit({"big.bin": "x" * 2_000_000}, "too big for the disk")
+        outcome = engine.deploy()
+    finally:
+        victim.run(["umount", "-l", "/data/releases"], check=True)
+    assert not outcome.ok
+    failed = {h.name: h for h in outcome.hosts}[victim.name]
+    assert failed.state == HostState.FAILED
+    assert f"no space left on {victim.name}" in failed.error
+    assert all(current_release(host) == v1 for host in engine.hosts)

@@ -27,10 +27,11 @@ def test_hooks_run_in_order_where_documented_with_literal_values(engine: Engine,
     for marker in MARKERS:
         marker.unlink(missing_ok=True)
     sha = engine.commit({"index.html": "h\n"}, "hostile branch", branch=BRANCH)
-    order = tmp_path / "local-order"
+    # Deploy-host hooks may write only their build dir, so they record their
+    # order there; the file then travels to every target with the release.
     hooks = Hooks(
-        pre_deploy=(f'echo "pre_deploy $PWD" >> {order}', 'echo "title=$WALLE_TICKET_TITLE"'),
-        post_deploy=(f'echo "post_deploy $PWD $(cat index.html)" >> {order}',),
+        pre_deploy=('echo "pre_deploy $PWD $(cat index.html)" >> local-order', 'echo "title=$WALLE_TICKET_TITLE"'),
+        post_deploy=('echo "post_deploy $PWD $(cat index.html)" >> local-order',),
         pre_release=('echo "pre_release $PWD $(cat index.html)" >> /data/nginx/hooks.log', "env | grep ^WALLE_ | sort"),
         post_release=('echo "post_release $PWD $(pwd -P)" >> /data/nginx/hooks.log', 'echo "branch=$WALLE_BRANCH"'),
     )
@@ -39,8 +40,9 @@ def test_hooks_run_in_order_where_documented_with_literal_values(engine: Engine,
     assert outcome.ok, outcome.error
     release = f"{LIBRARY}/{plan.release_name}"
     build = f"{plan.workspace}/builds/{plan.release_name}"
-    assert order.read_text().splitlines() == [f"pre_deploy {plan.workspace}", f"post_deploy {build} h"]
     for host in engine.hosts:
+        order = host.data_path(f"{release}/local-order").read_text().splitlines()
+        assert order == [f"pre_deploy {build} h", f"post_deploy {build} h"]
         assert host.data_path("/data/nginx/hooks.log").read_text().splitlines() == [
             f"pre_release {release} h",
             f"post_release {WEBROOT} {release}",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from releases.deploy import pipeline
+from releases.deploy import pipeline, runtime
 from releases.deploy.keys import generate_ed25519
 from releases.deploy.plan import (
     DeployPlan,
@@ -158,8 +158,10 @@ class Engine:
 
 
 def key_dirs() -> set[str]:
-    """Temporary ssh key dirs that exist right now (security.md T20)."""
-    return {str(p) for p in Path(tempfile.gettempdir()).glob(KEY_DIR_PREFIX + "*")}
+    """Temporary ssh key dirs that exist right now (security.md T20): in Walle's
+    private key root, and (never, but checked) in the shared temp dir."""
+    places = (Path(runtime.key_root()), Path(tempfile.gettempdir()))
+    return {str(p) for place in places for p in place.glob(KEY_DIR_PREFIX + "*")}
 
 
 def current_release(host: TargetHost) -> str:

@@ -83,3 +83,8 @@ def test_link_dest_never_reuses_old_content_with_the_same_size_and_mtime(tmp_pat
     local_copy(new, dest, old, tmp_path)
     assert (dest / "index.html").read_text() == "v2\n"
     assert (dest / "same.txt").stat().st_ino == (old / "same.txt").stat().st_ino  # unchanged: hard-linked
+
+
+def test_an_ipv6_target_is_bracketed_in_the_destination() -> None:
+    result = argv(target=Target(1, "fd00::1", 22, "k"))
+    assert result[-1] == "www@[fd00::1]:/data/releases/20240102-030405-7/"

@@ -113,10 +113,15 @@ def test_target_without_pinned_key_is_refused_with_a_hint() -> None:
         validate.check_target(Target(1, "127.0.0.11"))
 
 
-@pytest.mark.parametrize("address", ["-oProxyCommand=id", "a b", "host;id", "", "::1", "[::1]"])
+@pytest.mark.parametrize("address", ["-oProxyCommand=id", "a b", "host;id", "", "[::1]", "::1;id", "fd00::1 x", ":::"])
 def test_target_addresses_that_could_be_options_or_shell_are_refused(address: str) -> None:
     with pytest.raises(PlanError):
         validate.check_target(Target(1, address, 22, KEY))
+
+
+@pytest.mark.parametrize("address", ["::1", "fd00::1", "127.0.0.11", "web-1.example.com"])
+def test_ip_literals_and_host_names_are_accepted(address: str) -> None:
+    assert validate.check_address(address) == address
 
 
 def test_a_complete_plan_passes() -> None:
