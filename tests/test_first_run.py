@@ -52,3 +52,23 @@ def test_generated_secrets_are_private_files_kept_across_runs(tmp_path):
     value = file_secret(path, lambda: "s3cret-value")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert file_secret(path, lambda: "another") == value
+
+
+def test_first_run_warns_loudly_when_hooks_cannot_be_sandboxed_as_root(db, monkeypatch):
+    from releases.deploy import sandbox
+
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
+    monkeypatch.setattr(sandbox, "running_as_root", lambda: True)
+    out = io.StringIO()
+    call_command("walle_init", stdout=out)
+    assert "bubblewrap (bwrap) is not installed" in out.getvalue()
+    assert "Walle refuses to run them at all" in out.getvalue()
+
+
+def test_first_run_says_nothing_about_the_sandbox_when_it_works(db, monkeypatch):
+    from releases.deploy import sandbox
+
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: "/usr/bin/bwrap")
+    out = io.StringIO()
+    call_command("walle_init", stdout=out)
+    assert "bubblewrap" not in out.getvalue()

@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import secrets
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from projects.keys import default_key
-from releases.deploy.sandbox import bwrap_path
 from releases.schedules import ensure_schedules
+from walleproj.checks import hook_sandbox_available
 
 
 class Command(BaseCommand):
@@ -41,8 +40,6 @@ class Command(BaseCommand):
         self.stdout.write("Install a group's key only on that group's target hosts and repositories.")
         self.stdout.write("The platform key, used only by projects a platform admin explicitly gives it to:")
         self.stdout.write(f"  {key.authorized_keys_line()}")
-        if settings.WALLE_HOOK_SANDBOX != "off" and bwrap_path() is None:
-            self.stdout.write(self.style.WARNING(
-                "bubblewrap (bwrap) is not installed: pre_deploy/post_deploy hooks will run without a sandbox. "
-                "Install it with: apt-get install bubblewrap"
-            ))
+        # The same words as `manage.py check`: what happens to build hooks here.
+        for problem in hook_sandbox_available():
+            self.stdout.write(self.style.WARNING(f"{problem.msg} ({problem.hint})"))
