@@ -355,6 +355,15 @@ def key_files(key: Secret, known_hosts_lines: Sequence[str] = ()) -> Iterator[Ke
 
 
 def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (killed, not yet reaped) is dead."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            # "pid (comm) state ...": comm may hold spaces and parentheses.
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except (OSError, IndexError):
+        pass  # no /proc: ask the kernel
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

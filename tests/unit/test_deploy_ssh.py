@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import paramiko
@@ -183,3 +184,16 @@ def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def test_key_dirs_of_a_killed_but_unreaped_process_are_swept() -> None:
+    zombie = subprocess.Popen(["sleep", "30"])
+    try:
+        zombie.kill()
+        time.sleep(0.2)  # dead, but not waited for: a zombie, as after a SIGKILLed worker
+        directory = tempfile.mkdtemp(
+            prefix=f"{ssh.KEY_DIR_PREFIX}{socket.gethostname()}-{zombie.pid}-", dir=runtime.key_root()
+        )
+        assert ssh.remove_stale_key_files(older_than=3600) == [directory]
+    finally:
+        zombie.wait()
