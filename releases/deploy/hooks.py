@@ -7,6 +7,7 @@ into the hook's text, so ``"; id; "`` in a title is just text to the hook.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from . import local
 from .local import OnLine
 from .plan import Common, RefKind, Stream
-from .sandbox import DEFAULT_SANDBOX, Confinement, SandboxSpec, SandboxUnavailable, wrap
+from .sandbox import DEFAULT_SANDBOX, Confinement, SandboxSpec, SandboxUnavailable, env_script, wrap
 from .ssh import Connection
 
 Runner = Callable[[list[str], OnLine], int]
@@ -89,17 +90,31 @@ def run_local(
     sandbox: SandboxSpec = DEFAULT_SANDBOX,
 ) -> None:
     """Run hook lines on the deploy host in ``box.cwd`` with a minimal
-    environment, HOME = ``box.home``, inside the sandbox when there is one."""
+    environment, HOME = ``box.home``, inside the sandbox when there is one.
+
+    Sandboxed, bubblewrap itself starts from ``/`` with only PATH and the
+    locale; the hook's variables (secrets included) reach the hook through a
+    memfd that bubblewrap copies inside, never through the launcher.
+    """
     full_env = local.safe_env({**env, "HOME": box.home})
+    env_fd = os.memfd_create("walle-hook-env")
+    try:
+        os.write(env_fd, env_script({name: value for name, value in full_env.items() if name != "PATH"}))
 
-    def runner(argv: list[str], out: OnLine) -> int:
-        try:
-            wrapped = wrap(argv, sandbox, box)
-        except SandboxUnavailable as exc:
-            raise HookError(str(exc)) from None
-        return local.run(wrapped or argv, cwd=box.cwd, env=full_env, timeout=timeout, on_line=out)
+        def runner(argv: list[str], out: OnLine) -> int:
+            try:
+                wrapped = wrap(argv, sandbox, box, env_fd)
+            except SandboxUnavailable as exc:
+                raise HookError(str(exc)) from None
+            if wrapped is None:
+                return local.run(argv, cwd=box.cwd, env=full_env, timeout=timeout, on_line=out)
+            os.lseek(env_fd, 0, os.SEEK_SET)  # bubblewrap reads it from the current offset
+            return local.run(wrapped, cwd="/", env=local.safe_env(), timeout=timeout, on_line=out,
+                             pass_fds=(env_fd,))
 
-    run_lines(lines, runner, on_line)
+        run_lines(lines, runner, on_line)
+    finally:
+        os.close(env_fd)
 
 
 def run_remote(

@@ -84,6 +84,7 @@ def run(
     timeout: float,
     on_line: OnLine,
     cancel: threading.Event | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> int:
     """Run ``argv`` locally, stream its output line by line, return the exit status.
 
@@ -100,6 +101,8 @@ def run(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        pass_fds=tuple(pass_fds),
+        umask=0o022,  # what builds write is deployed; Walle's own umask is 077
     )
     try:
         reason = _pump(proc, deadline, on_line, cancel)

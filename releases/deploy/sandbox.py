@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
+import shlex
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -47,6 +49,7 @@ class SandboxSpec:
     mode: SandboxMode = SandboxMode.REQUIRED
     hide: tuple[str, ...] = ()  # replaced by empty directories inside the sandbox
     build_user: BuildUser | None = None  # used only when the worker runs as root
+    network: bool = True  # builds usually download dependencies
 
 
 # The engine's default is the safe one: sandbox required, and as root the
@@ -58,6 +61,9 @@ DEFAULT_BUILD_USER = "nobody"
 
 class SandboxUnavailable(RuntimeError):
     pass
+
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @dataclass(frozen=True)
@@ -80,8 +86,19 @@ def running_as_root() -> bool:
     return os.geteuid() == 0
 
 
-def wrap(argv: Sequence[str], spec: SandboxSpec, box: Confinement) -> list[str] | None:
+# Inside the sandbox the hook's environment comes from this file (copied in by
+# bubblewrap from a memfd): the launcher itself gets none of it, so a value
+# named LD_PRELOAD or BASH_ENV can never reach a process outside the sandbox,
+# and no value is ever on a command line.
+ENV_FILE = "/tmp/.walle-hook-env"
+_LOAD_ENV = f'set -a; . {ENV_FILE}; set +a; exec "$@"'
+
+
+def wrap(argv: Sequence[str], spec: SandboxSpec, box: Confinement, env_fd: int | None = None) -> list[str] | None:
     """``argv`` wrapped to run confined to ``box``, or None to run it plainly.
+
+    ``env_fd`` (a file of ``NAME='value'`` lines, see ``env_script``) becomes
+    the hook's environment inside the sandbox.
 
     Raises SandboxUnavailable when the sandbox is required (or the worker is
     root) and it cannot be had.
@@ -100,13 +117,26 @@ def wrap(argv: Sequence[str], spec: SandboxSpec, box: Confinement) -> list[str] 
                 "install the bubblewrap package"
             )
         return None
-    return bwrap_argv(bwrap, argv, spec, box)
+    return bwrap_argv(bwrap, argv, spec, box, env_fd)
 
 
-def bwrap_argv(bwrap: str, argv: Sequence[str], spec: SandboxSpec, box: Confinement) -> list[str]:
+def env_script(env: Mapping[str, str]) -> bytes:
+    """``env`` as shell assignments for ENV_FILE (names checked, values quoted)."""
+    for name in env:
+        if not _ENV_NAME_RE.fullmatch(name):
+            raise SandboxUnavailable(f"bad environment variable name {name!r}")
+    return "".join(f"{name}={shlex.quote(value)}\n" for name, value in env.items()).encode()
+
+
+def bwrap_argv(
+    bwrap: str, argv: Sequence[str], spec: SandboxSpec, box: Confinement, env_fd: int | None = None
+) -> list[str]:
     """The bubblewrap command line. Mount order matters: later mounts cover
     earlier ones, so the writable dirs come last and reappear inside hidden ones."""
-    out = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    out = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp"]
+    # /run holds sockets (the user's D-Bus and systemd, PostgreSQL with peer
+    # auth, docker.sock): a read-only mount does not stop connect(), hiding does.
+    out += ["--tmpfs", "/run", *_resolver_binds()]
     hidden = _hidden(spec)
     for path in hidden:
         out += ["--tmpfs", path]
@@ -118,10 +148,25 @@ def bwrap_argv(bwrap: str, argv: Sequence[str], spec: SandboxSpec, box: Confinem
         out += ["--bind", path, path]
     out += ["--chdir", box.cwd, "--setenv", "HOME", box.home, "--setenv", "TMPDIR", "/tmp"]
     out += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent"]
+    if not spec.network:
+        out += ["--unshare-net"]
+    command = list(argv)
+    if env_fd is not None:
+        out += ["--perms", "0644", "--file", str(env_fd), ENV_FILE]
+        command = ["bash", "-c", _LOAD_ENV, "walle-hook", *command]
     if running_as_root():
-        return out + ["--"] + _drop_root(spec) + list(argv)
+        return out + ["--"] + _drop_root(spec) + command
     # Unprivileged bwrap runs the hook in a user namespace with no capabilities.
-    return out + ["--cap-drop", "ALL", "--"] + list(argv)
+    return out + ["--cap-drop", "ALL", "--"] + command
+
+
+def _resolver_binds() -> list[str]:
+    """/etc/resolv.conf often links into /run (systemd-resolved): keep DNS working."""
+    target = os.path.realpath("/etc/resolv.conf")
+    if target.startswith("/run/") and os.path.exists(target):
+        directory = os.path.dirname(target)
+        return ["--ro-bind", directory, directory]
+    return []
 
 
 def _hidden(spec: SandboxSpec) -> list[str]:

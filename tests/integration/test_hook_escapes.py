@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -48,6 +49,30 @@ class Canary:
                 assert self.secret.encode() not in cmdline.read_bytes()
             except OSError:
                 continue  # the process ended while we looked
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _open_up(top: Path) -> None:
+    """Make ``top`` readable and writable by every user, as the worker's own
+    files are to a hook that runs as the worker's user: then only the
+    sandbox (not file permissions) can keep a hook out."""
+    for path in [top, *top.rglob("*")]:
+        if not path.is_symlink():
+            os.chmod(path, 0o777 if path.is_dir() else 0o666)
+
+
+@pytest.fixture
+def open_dir():
+    """A fresh directory outside /tmp (which is private inside the sandbox anyway)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    os.chmod(ARTIFACTS, 0o777)
+    path = ARTIFACTS / f"escape-{uuid.uuid4().hex[:10]}"
+    path.mkdir()
+    os.chmod(path, 0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -91,9 +116,11 @@ def ssh_config_of_this_user():
         path.write_bytes(before)
 
 
-def test_a_hook_cannot_plant_git_or_ssh_config_for_walle(site, canary, monkeypatch, tmp_path, ssh_config_of_this_user):
-    home = tmp_path / "worker-home"
+def test_a_hook_cannot_plant_git_or_ssh_config_for_walle(site, canary, monkeypatch, open_dir, ssh_config_of_this_user):
+    home = open_dir / "worker-home"
     (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text(canary.secret)  # what a worker user's home may hold
+    _open_up(home)
     monkeypatch.setenv("HOME", str(home))  # the worker's own HOME, as on a real deploy host
     real_ssh_config = ssh_config_of_this_user
     planted = "\n".join([
@@ -104,11 +131,13 @@ def test_a_hook_cannot_plant_git_or_ssh_config_for_walle(site, canary, monkeypat
         f'printf "Host *\\n  ProxyCommand sh -c \\"{canary.command}\\"\\n" > "$HOME/.ssh/config"',
         f'echo x > {home}/.gitconfig 2>/dev/null || echo "worker home out of reach"',
         f'echo x > {real_ssh_config} 2>/dev/null || echo "ssh config out of reach"',
+        f'cat {home}/.ssh/id_ed25519 2>/dev/null || echo "worker keys hidden"',
         'echo "hook home is $HOME"',
     ])
     run = _hook_deploy(site, "v1", post=planted)
     assert run.status == DeployRun.Status.SUCCEEDED, run.error
     assert "worker home out of reach" in _texts(run) and "ssh config out of reach" in _texts(run)
+    assert "worker keys hidden" in _texts(run)
     assert not (home / ".gitconfig").exists() and not (home / ".ssh" / "config").exists()
     # Even a config that did get into the worker's HOME (say, by an older Walle)
     # is ignored by every git, ssh and rsync Walle runs: fetch, export, copy.
@@ -125,10 +154,12 @@ def test_a_hook_cannot_plant_git_or_ssh_config_for_walle(site, canary, monkeypat
     canary.assert_silent(run, second)
 
 
-def test_a_hook_cannot_reach_or_poison_the_mirror(site, canary):
+def test_a_hook_cannot_reach_or_poison_the_mirror(site, canary, settings, open_dir):
+    settings.WALLE_WORKSPACE_ROOT = open_dir / "workspaces"
     workspace = Path(site.project.effective_workspace)
     mirror = workspace / engine_git.MIRROR_DIR
     _deploy(site, "v1")  # the mirror exists now
+    _open_up(open_dir)
     config_before = (mirror / "config").read_text()
     attack = "\n".join([
         f'ls {mirror} >/dev/null 2>&1 && echo "mirror visible" || echo "mirror hidden"',

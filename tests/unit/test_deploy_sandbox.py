@@ -7,11 +7,14 @@ unprivileged build user; as another user, bubblewrap's user namespace.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
-from releases.deploy import hooks, sandbox
+from releases.deploy import hooks, local, sandbox
 from releases.deploy.hooks import HookError
 from releases.deploy.plan import Stream
 from releases.deploy.sandbox import Confinement, SandboxMode, SandboxSpec
@@ -24,20 +27,35 @@ def needs_bwrap() -> None:
         pytest.fail(reason) if os.environ.get("CI") else pytest.skip(reason)
 
 
+# Outside /tmp and /var/tmp (private inside the sandbox anyway) and open to
+# every user, so that only the sandbox's own hiding and read-only mounts can
+# stop a hook, whichever user it runs as.
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
 @pytest.fixture
-def layout(tmp_path: Path) -> dict[str, Path]:
-    data = tmp_path / "data"
-    code = tmp_path / "code"
+def layout(tmp_path: Path):
+    root = ARTIFACTS / f"sandbox-{uuid.uuid4().hex[:10]}"
+    data = root / "data"
+    code = root / "code"
+    owned = root / "owned"  # the hook's own user may write here, were it not read-only
     workspace = data / "workspaces" / "site"
     build = workspace / "builds" / "r1"
     home = workspace / "builds" / "r1.home"
     mirror = workspace / "mirror.git"
-    for path in (build, home, code, mirror):
+    for path in (build, home, code, mirror, owned):
         path.mkdir(parents=True)
     (data / "secret_key").write_text("TOP-SECRET")
     (code / "app.py").write_text("print('walle')")
     (mirror / "config").write_text("[core]\n")
-    return {"data": data, "code": code, "workspace": workspace, "build": build, "home": home, "mirror": mirror}
+    for path in [ARTIFACTS, *root.rglob("*"), root]:
+        os.chmod(path, 0o777 if path.is_dir() else 0o666)
+    user = sandbox.build_user_of(sandbox.DEFAULT_SANDBOX)
+    if os.geteuid() == 0 and user is not None:
+        os.chown(owned, user.uid, user.gid)
+    yield {"data": data, "code": code, "workspace": workspace, "build": build, "home": home, "mirror": mirror,
+           "owned": owned}
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _spec(layout: dict[str, Path], mode: SandboxMode = SandboxMode.REQUIRED) -> SandboxSpec:
@@ -60,16 +78,19 @@ def test_hooks_build_in_their_dir_and_cannot_read_the_data_dir_or_write_elsewher
         "pwd",
         "echo built > artifact.txt",
         f'echo evil >> {layout["code"]}/app.py 2>/dev/null || echo "code read-only"',
-        'touch /etc/walle-planted 2>/dev/null || echo "root read-only"',
+        f'touch {layout["owned"]}/planted 2>/dev/null || echo "root read-only"',
     ], _spec(layout), layout)
     assert out == ["secret hidden", str(layout["build"]), "code read-only", "root read-only"]
+    assert not (layout["owned"] / "planted").exists()
     assert (layout["build"] / "artifact.txt").read_text() == "built\n"
     assert (layout["code"] / "app.py").read_text() == "print('walle')"
-    assert not Path("/etc/walle-planted").exists()
 
 
-def test_hooks_get_a_scratch_home_and_never_the_workers_home(needs_bwrap, layout):
-    real_home = Path(os.path.expanduser("~"))
+def test_hooks_get_a_scratch_home_and_never_the_workers_home(needs_bwrap, layout, monkeypatch):
+    real_home = layout["owned"].parent / "worker-home"
+    real_home.mkdir(mode=0o777)
+    os.chmod(real_home, 0o777)
+    monkeypatch.setenv("HOME", str(real_home))  # the worker's HOME, writable by anyone but for the sandbox
     planted = real_home / ".gitconfig-walle-test"
     out = _run([
         'echo "$HOME"',
@@ -156,3 +177,69 @@ def test_as_root_a_build_user_that_is_root_is_refused(monkeypatch):
     spec = SandboxSpec(build_user=sandbox.BuildUser(0, 0))
     with pytest.raises(sandbox.SandboxUnavailable, match="unprivileged build user"):
         sandbox.bwrap_argv("/usr/bin/bwrap", ["true"], spec, Confinement("/b", "/h"))
+
+
+def test_hook_values_never_reach_the_launcher_outside_the_sandbox(needs_bwrap, layout, monkeypatch):
+    """A variable named LD_PRELOAD (say, a project secret) must not load a
+    library into bubblewrap itself, which runs outside the sandbox."""
+    seen: list[dict] = []
+    real_run = local.run
+
+    def spy(argv, **kwargs):
+        seen.append({"argv": list(argv), "env": dict(kwargs.get("env") or {}), "cwd": kwargs.get("cwd")})
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(local, "run", spy)
+    env = {"LD_PRELOAD": "./evil.so", "API_TOKEN": "s3cret-value-1234567890"}
+    out: list[str] = []
+    box = Confinement(cwd=str(layout["build"]), home=str(layout["home"]))
+    sandbox.prepare_for(_spec(layout), [box.cwd, box.home])
+    hooks.run_local(['printf "%s|%s" "$API_TOKEN" "$LD_PRELOAD"'], box=box, env=env, timeout=20,
+                    on_line=lambda stream, text: out.append(text) if stream == Stream.STDOUT else None,
+                    sandbox=_spec(layout))
+    assert out == ["s3cret-value-1234567890|./evil.so"]  # the hook itself does get them
+    (launch,) = seen
+    assert launch["cwd"] == "/" and "LD_PRELOAD" not in launch["env"] and "API_TOKEN" not in launch["env"]
+    assert not any("s3cret-value" in word for word in launch["argv"])
+
+
+def test_a_preload_library_named_by_a_hook_variable_never_runs_outside(needs_bwrap, layout, tmp_path):
+    compiler = shutil.which("cc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the library")
+    marker = tmp_path / "preloaded-outside"  # under /tmp: only a process outside the sandbox can create it
+    source = tmp_path / "evil.c"
+    source.write_text(
+        "#include <stdio.h>\n__attribute__((constructor)) static void hit(void) {"
+        f' FILE *f = fopen("{marker}", "w"); if (f) fclose(f); }}\n'
+    )
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(layout["build"] / "evil.so"), str(source)], check=True)
+    os.chmod(layout["build"] / "evil.so", 0o755)
+    box = Confinement(cwd=str(layout["build"]), home=str(layout["home"]))
+    sandbox.prepare_for(_spec(layout), [box.cwd, box.home])
+    hooks.run_local(["true"], box=box, env={"LD_PRELOAD": "./evil.so"}, timeout=20,
+                    on_line=lambda *a: None, sandbox=_spec(layout))
+    assert not marker.exists()
+
+
+def test_sockets_under_run_are_out_of_reach(needs_bwrap, layout):
+    """A read-only mount does not stop connect(): the D-Bus, PostgreSQL or
+    docker sockets under /run must not be there at all."""
+    import socket as socket_module
+
+    path = Path("/run") / f"walle-test-{uuid.uuid4().hex[:8]}.sock"
+    server = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_STREAM)
+    try:
+        server.bind(str(path))
+        os.chmod(path, 0o777)
+        out = _run([f'test -S {path} && echo "socket reachable" || echo "socket hidden"'], _spec(layout), layout)
+        assert out == ["socket hidden"]
+    finally:
+        server.close()
+        path.unlink(missing_ok=True)
+
+
+def test_hooks_can_still_resolve_names_and_write_tmp(needs_bwrap, layout):
+    out = _run(["getent hosts localhost >/dev/null && echo resolves", "echo x > /tmp/t && cat /tmp/t"],
+               _spec(layout), layout)
+    assert out == ["resolves", "x"]
