@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from releases.deploy import git
+from releases.deploy.plan import RefKind
 from tests.unit.test_deploy_git_repo import commit, sh_git
 
 
@@ -69,16 +70,21 @@ def test_a_replace_ref_in_the_mirror_does_not_change_what_is_exported(mirror: di
     assert (dest / "index.html").read_text() == "approved"
 
 
-def test_a_graft_file_in_the_mirror_is_ignored(mirror: dict) -> None:
+def test_a_graft_file_cannot_make_a_foreign_commit_look_like_part_of_a_branch(mirror: dict) -> None:
     work = mirror["work"]
-    sha = commit(work, {"index.html": "one"}, "one")
+    tip = commit(work, {"index.html": "one"}, "one")
+    sh_git(work, "checkout", "-q", "--orphan", "other")
+    foreign = commit(work, {"index.html": "FOREIGN"}, "foreign")
     _push(mirror)
     info = Path(mirror["git_dir"]) / "info"
     info.mkdir(exist_ok=True)
-    (info / "grafts").write_text(f"{sha} {'0' * 40}\n")
-    dest = mirror["tmp"] / "build"
-    git.export(mirror["ws"], sha, str(dest))
-    assert _files(dest) == {"index.html": "one"}
+    (info / "grafts").write_text(f"{tip} {foreign}\n")  # "tip's parent is foreign"
+    # Plain git honours the graft and would accept the foreign commit as on master:
+    plain = subprocess.run(["git", "--git-dir", mirror["git_dir"], "merge-base", "--is-ancestor", foreign, tip],
+                           capture_output=True, env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"})
+    assert plain.returncode == 0
+    with pytest.raises(ValueError, match="not on branch"):
+        git.resolve(mirror["ws"], RefKind.BRANCH, "master", foreign)
 
 
 def test_repository_attributes_and_mirror_filters_change_nothing(mirror: dict) -> None:
