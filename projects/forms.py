@@ -85,9 +85,20 @@ class ProjectAdminForm(forms.ModelForm):
         if "team" not in cleaned:
             return  # the group field's own error is shown
         stored = self.instance if self.instance.pk else None
-        if not permissions.can_use_deploy_key(self.editor, cleaned.get("deploy_key"), cleaned["team"], stored):
+        key = cleaned.get("deploy_key")
+        if not permissions.can_use_deploy_key(self.editor, key, cleaned["team"], stored):
             self.add_error("deploy_key", "Pick one of this group's keys, or leave it empty for the group's own key; "
                                          "only platform admins choose another key.")
+            return
+        # A key a platform admin gave the project (the platform key, another
+        # group's) opens servers this group may not reach: with it, only a
+        # platform admin may point the project at other servers or repositories.
+        foreign = key is not None and key.team_id != cleaned["team"].pk
+        retargeted = {"repo_url", "hosts", "host_lines"} & set(self.changed_data)
+        if foreign and retargeted and not permissions.is_platform_admin(self.editor):
+            self.add_error(None, "This project logs in with a key a platform admin chose (not its group's key), so "
+                                 "only a platform admin may change its repository or hosts. Switch it to the group's "
+                                 "own key first.")
 
     def _check_webroot_not_shared(self, cleaned: dict) -> None:
         """Two projects switching one webroot on one host would overwrite each

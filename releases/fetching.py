@@ -15,12 +15,14 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ValidationError
 from django.db.models import F, Q
 from django.utils import timezone
-from django_q.tasks import async_task, result
+from django_q.tasks import async_task
 
 from projects.keys import key_for
 from projects.models import Project
+from projects.validators import validate_workspace
 
 from .deploy import git
 from .deploy.masking import MASK, secret_fragments
@@ -73,6 +75,10 @@ def settings_problem(project: Project) -> str:
         return _config_message(project, str(exc))
     if ssh_host is not None and not project.repo_host_key.strip():
         return _config_message(project, "the git server's host key is not pinned; run the config check to pin it")
+    try:
+        validate_workspace(project.effective_workspace)
+    except ValidationError as exc:
+        return f"The workspace of project {project.name} is not usable: {' '.join(exc.messages)}"
     return ""
 
 
@@ -95,7 +101,11 @@ def fetch_repository(project_id: int) -> dict[str, str]:
         return {"outcome": Outcome.ERROR, "error": f"Project {project_id} no longer exists."}
     record, _ = RepositoryFetch.objects.get_or_create(project=project)
     RepositoryFetch.objects.filter(pk=record.pk).update(started_at=timezone.now())
-    fetched = _fetch(project)
+    try:
+        fetched = _fetch(project)
+    except Exception:  # a bug must still end the fetch, or callers wait for nothing
+        logger.exception("fetching project %s failed", project.pk)
+        fetched = FetchResult(Outcome.ERROR, "The fetch failed with an internal error; see the worker's log.")
     now = timezone.now()
     RepositoryFetch.objects.filter(pk=record.pk).update(
         finished_at=now, outcome=fetched.outcome, error=fetched.error,
@@ -131,11 +141,30 @@ def _fetch(project: Project) -> FetchResult:
 
 # --- The web side -----------------------------------------------------------------
 
-def enqueue(project: Project) -> str:
-    """Queue a fetch of ``project`` for the worker; returns the task id."""
-    RepositoryFetch.objects.get_or_create(project=project)
-    RepositoryFetch.objects.filter(project=project).update(requested_at=timezone.now())
-    return async_task(FETCH_TASK, project.pk, group="walle-fetch")
+def _in_flight(now: datetime) -> Q:
+    """A fetch was asked for (recently) and has not finished since."""
+    return Q(requested_at__gte=now - LOST_AFTER) & (Q(finished_at__isnull=True) | Q(finished_at__lt=F("requested_at")))
+
+
+def fetch_and_wait(project: Project, timeout: float) -> FetchResult | None:
+    """Have the worker fetch ``project`` and wait for it, at most ``timeout``
+    seconds (None if it did not finish). A fetch already queued or running is
+    waited for instead of queueing another, so many users creating tickets at
+    once cost the worker one fetch, not one each."""
+    record, _ = RepositoryFetch.objects.get_or_create(project=project)
+    now = timezone.now()
+    # Compare-and-set: of two callers at once, only one queues the fetch.
+    if RepositoryFetch.objects.filter(pk=record.pk).exclude(_in_flight(now)).update(requested_at=now):
+        async_task(FETCH_TASK, project.pk, group="walle-fetch")
+    asked = RepositoryFetch.objects.filter(pk=record.pk).values_list("requested_at", flat=True).get()
+    deadline = time.monotonic() + timeout
+    while True:
+        done = RepositoryFetch.objects.filter(pk=record.pk, finished_at__gte=asked).values("outcome", "error").first()
+        if done is not None:
+            return FetchResult(done["outcome"] or Outcome.ERROR, done["error"])
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(POLL_EVERY)
 
 
 def request_refresh(project: Project) -> bool:
@@ -150,22 +179,6 @@ def request_refresh(project: Project) -> bool:
         return False
     async_task(FETCH_TASK, project.pk, group="walle-fetch")
     return True
-
-
-def wait(task_id: str, timeout: float) -> FetchResult | None:
-    """The fetch task's result, waiting at most ``timeout`` seconds; None if
-    the worker has not finished it by then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = result(task_id)
-        if value is not None:
-            if isinstance(value, dict) and value.get("outcome") in Outcome.values:
-                return FetchResult(value["outcome"], str(value.get("error", "")))
-            # The task itself crashed; django-q2 stored its traceback, which is no page's business.
-            return FetchResult(Outcome.ERROR, "The fetch failed with an internal error; see the worker's log.")
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(POLL_EVERY)
 
 
 def status(project: Project) -> FetchStatus:

@@ -85,7 +85,7 @@ def fetch_now(project: Project) -> None:
     """Have the worker fetch now and wait for it (at most FETCH_WAIT seconds).
     Raises ConfigurationError, FetchError or WorkerUnavailable."""
     _check_settings(project)
-    done = fetching.wait(fetching.enqueue(project), FETCH_WAIT)
+    done = fetching.fetch_and_wait(project, FETCH_WAIT)
     if done is None:
         raise WorkerUnavailable(
             f"The background worker did not fetch the repository within {FETCH_WAIT} s: it is not running "

@@ -16,12 +16,14 @@ import threading
 from datetime import UTC
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
 
 from projects.keys import key_for
 from projects.secrets import secret_env
+from projects.validators import validate_workspace
 
 from . import workflow
 from .deploy import pipeline
@@ -120,6 +122,10 @@ def _execute(run: DeployRun, log: RunLog, run_hooks: pipeline.RunHooks) -> Outco
     ticket = run.ticket
     hosts = list(ticket.hosts.order_by("address", "port"))
     RunHost.objects.bulk_create([RunHost(run=run, host=h) for h in hosts])
+    problem = workspace_problem(ticket.project)
+    if problem:  # saved before workspaces had to lie inside WALLE_WORKSPACE_ROOT
+        log.note(Stage.PREPARE, Stream.ERROR, problem)
+        return Outcome(ok=False, error=problem)
     key = Secret(key_for(ticket.project).private_key())
     secrets = project_secrets(ticket.project)
     for secret in (key, *(value for _, value in secrets)):
@@ -135,6 +141,15 @@ def _execute(run: DeployRun, log: RunLog, run_hooks: pipeline.RunHooks) -> Outco
 
 def _target(host) -> Target:
     return Target(id=host.pk, address=host.address, port=host.port, host_key=host.host_key)
+
+
+def workspace_problem(project) -> str:
+    """Why the project's workspace may not be used (hooks could reach it), or ""."""
+    try:
+        validate_workspace(project.effective_workspace)
+    except ValidationError as exc:
+        return f"refused: the project's workspace is not usable: {' '.join(exc.messages)}"
+    return ""
 
 
 def project_secrets(project) -> tuple[tuple[str, Secret], ...]:

@@ -183,3 +183,26 @@ def test_first_run_says_keys_are_per_group(db):
     text = out.getvalue()
     assert "per group" in text
     assert "every\ntarget host" not in text and "on every" not in text
+
+
+def test_with_a_key_an_admin_chose_a_maintainer_cannot_retarget_the_project(client, world):
+    """The platform key opens every server that trusted the old shared key:
+    a Maintainer must not point such a project at another group's repository."""
+    world.project.deploy_key = default_key()  # a platform admin's choice
+    world.project.save()
+    client.force_login(world.users["maintainer"])
+    evil = "ssh://git@git.example.com/payments/app.git"
+    response = client.post(change_url(world.project), _project_form(world.project, deploy_key=default_key().pk,
+                                                                     repo_url=evil))
+    assert response.status_code == 200
+    assert "only a platform admin may change its repository or hosts" in response.content.decode()
+    world.project.refresh_from_db()
+    assert world.project.repo_url != evil
+    # Wording may still change, and with the group's own key everything may.
+    ok = client.post(change_url(world.project), _project_form(world.project, deploy_key=default_key().pk,
+                                                              description="new words"))
+    assert ok.status_code == 302
+    switched = client.post(change_url(world.project), _project_form(world.project, deploy_key="", repo_url=evil))
+    assert switched.status_code == 302
+    world.project.refresh_from_db()
+    assert world.project.repo_url == evil and key_for(world.project) == team_key(world.team)

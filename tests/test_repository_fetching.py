@@ -6,6 +6,8 @@ an outage (503). No worker runs here; see test_fetch_in_worker.py for one."""
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -169,3 +171,30 @@ def test_an_unreachable_git_server_is_a_503(world, project, inline_worker):
     assert "Cannot fetch the repository" in response.json()["detail"]
     assert RepositoryFetch.objects.get(project=project).outcome == "unreachable"
     assert "PRIVATE KEY" not in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_tickets_at_once_cost_the_worker_one_fetch(project):
+    """Callers that need the server's tip while a fetch is already queued wait
+    for that fetch instead of queueing one each (no fetch flood)."""
+    assert fetching.fetch_and_wait(project, timeout=0) is None  # queued, no worker here
+    assert fetching.fetch_and_wait(project, timeout=0) is None
+    assert queued_fetches() == 1
+    results: list = []
+    waiter = threading.Thread(target=lambda: results.append(fetching.fetch_and_wait(project, timeout=10)))
+    waiter.start()
+    time.sleep(0.5)
+    RepositoryFetch.objects.filter(project=project).update(finished_at=timezone.now(), outcome="ok")
+    waiter.join(timeout=15)
+    assert queued_fetches() == 1 and results and results[0].ok
+
+
+def test_a_fetch_that_crashes_is_recorded_as_failed_not_waited_for(project, monkeypatch):
+    def boom(project):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(fetching, "_fetch", boom)
+    outcome = fetching.fetch_repository(project.pk)
+    assert outcome["outcome"] == RepositoryFetch.Outcome.ERROR and "database went away" not in outcome["error"]
+    record = RepositoryFetch.objects.get(project=project)
+    assert record.finished_at is not None and record.outcome == RepositoryFetch.Outcome.ERROR

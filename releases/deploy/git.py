@@ -208,7 +208,10 @@ FETCH_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 # mirror's config held (a filter, a hooks path, an old "origin") is dropped.
 _MIRROR_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tbare = true\n"
 # Files in a git dir that change what git does or shows, never written by Walle.
-_FOREIGN_GIT_FILES = ("hooks", "info/attributes", "info/grafts", "objects/info/alternates", "shallow")
+_FOREIGN_GIT_FILES = (
+    "hooks", "info/attributes", "info/grafts", "objects/info/alternates", "objects/info/http-alternates",
+    "commondir", "shallow",
+)
 
 
 def mirror(repo_url: str, host_key: str, key: Secret, workspace: str, log: GitLog, *, timeout: int = 600) -> str:
@@ -260,17 +263,21 @@ def _sanitize_git_dir(path: str) -> None:
 
 def _drop_foreign_refs(path: str, env: dict[str, str]) -> None:
     """Delete refs that are neither branches nor tags (left by an older mirror)."""
-    refs = subprocess.run(
+    listed = subprocess.run(
         ["git", "--git-dir", path, "for-each-ref", "--format=%(refname)"],
-        capture_output=True, text=True, env=env, timeout=_PARSE_TIMEOUT, stdin=subprocess.DEVNULL, check=True,
-    ).stdout.splitlines()
-    foreign = [ref for ref in refs if not ref.startswith(("refs/heads/", "refs/tags/"))]
+        capture_output=True, text=True, env=env, timeout=_PARSE_TIMEOUT, stdin=subprocess.DEVNULL,
+    )
+    if listed.returncode != 0:
+        raise GitError(f"cannot list the mirror's refs: {listed.stderr.strip()[:300]}")
+    foreign = [ref for ref in listed.stdout.splitlines() if not ref.startswith(("refs/heads/", "refs/tags/"))]
     if foreign:
-        subprocess.run(
+        deleted = subprocess.run(
             ["git", "--git-dir", path, "update-ref", "--stdin"],
             input="".join(f"delete {ref}\n" for ref in foreign), text=True, env=env,
-            timeout=_PARSE_TIMEOUT, check=True, capture_output=True,
+            timeout=_PARSE_TIMEOUT, capture_output=True,
         )
+        if deleted.returncode != 0:
+            raise GitError(f"cannot remove foreign refs from the mirror: {deleted.stderr.strip()[:300]}")
 
 
 def _run_git(argv: list[str], env: dict[str, str], timeout: int, log: GitLog) -> None:

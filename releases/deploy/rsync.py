@@ -43,7 +43,9 @@ def build_argv(
     """
     ssh = ssh_argv(files, port=target.port, connect_timeout=connect_timeout)
     argv = [
-        "rsync", "-a", "--checksum", "--delete", "-s", f"--timeout={IO_TIMEOUT}",
+        # --no-owner/--no-group: files belong to the run user on the target, never
+        # to whoever built them (as root, hooks build as "nobody").
+        "rsync", "-a", "--no-owner", "--no-group", "--checksum", "--delete", "-s", f"--timeout={IO_TIMEOUT}",
         "--exclude=.git",
         f"--exclude-from={exclude_file}",
     ]  # fmt: skip

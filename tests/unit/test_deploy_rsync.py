@@ -29,7 +29,7 @@ def argv(**changes: object) -> list[str]:
 
 def test_argv_shape() -> None:
     result = argv(link_dest="/data/releases/20240101-000000-6")
-    assert result[:5] == ["rsync", "-a", "--checksum", "--delete", "-s"]
+    assert result[:7] == ["rsync", "-a", "--no-owner", "--no-group", "--checksum", "--delete", "-s"]
     assert "--exclude=.git" in result
     assert "--exclude-from=/tmp/walle-ssh-x/excludes" in result
     assert "--link-dest=/data/releases/20240101-000000-6" in result
