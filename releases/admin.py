@@ -3,11 +3,13 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.template.response import TemplateResponse
 
 from accounts import permissions
 from accounts.admin import ScopedAdminMixin
 
 from . import workflow
+from .forms import BadParameter, parse_count
 from .models import DeployRun, LogLine, ProjectLock, Release, RunHost, Ticket, TicketEvent
 
 
@@ -55,10 +57,21 @@ def _run_action(modeladmin, request, queryset, func, label: str) -> None:
         modeladmin.message_user(request, f"{label} {done} ticket(s).")
 
 
-def _approve_as_it_is(actor, ticket: Ticket) -> Ticket:
-    # The list offers nothing to review, so a bulk approval approves each
-    # ticket as it is at the click; the ticket page approves the version shown.
-    return workflow.approve(actor, ticket, version=ticket.version)
+def _approve_as_shown(request):
+    """An approval names what it approves: the confirmation page shows each
+    ticket (ref, commit, hosts) and carries the version shown; a ticket
+    edited since is refused by the workflow."""
+
+    def approve(actor, ticket: Ticket) -> Ticket:
+        try:
+            seen = parse_count(request.POST.get(f"version_{ticket.pk}"), "version")
+        except BadParameter as exc:
+            raise workflow.WorkflowError(str(exc)) from None
+        if seen is None:
+            raise workflow.WorkflowError("review it on the confirmation page first")
+        return workflow.approve(actor, ticket, version=seen)
+
+    return approve
 
 
 @admin.register(Ticket)
@@ -117,8 +130,14 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
         return permissions.can_anywhere(request.user, permissions.Action.SUBMIT)
 
     @admin.action(description="Approve selected tickets", permissions=["approve"])
-    def approve(self, request, queryset) -> None:
-        _run_action(self, request, queryset, _approve_as_it_is, "Approved")
+    def approve(self, request, queryset):
+        if request.POST.get("confirm") != "yes":
+            tickets = queryset.select_related("project").prefetch_related("hosts")
+            context = {**self.admin_site.each_context(request), "tickets": tickets, "opts": self.model._meta,
+                       "title": "Approve these tickets?"}
+            return TemplateResponse(request, "admin/releases/ticket/approve_confirmation.html", context)
+        _run_action(self, request, queryset, _approve_as_shown(request), "Approved")
+        return None
 
     @admin.action(description="Deploy selected tickets", permissions=["deploy"])
     def deploy(self, request, queryset) -> None:

@@ -144,10 +144,19 @@ def _action(client, name, ticket):
     )
 
 
+def _confirm_approval(client, ticket, version: int):
+    """The second step of the bulk approval: the confirmation page's form."""
+    return client.post(reverse("admin:releases_ticket_changelist"), {
+        "action": "approve", "_selected_action": [ticket.pk], "confirm": "yes", f"version_{ticket.pk}": version,
+    })
+
+
 @pytest.mark.parametrize("persona", ALL)
 def test_admin_approve_action_follows_the_policy(client, w, persona):
     ticket = helpers.make_ticket(w.project, w.users["developer"])
-    _action(login(client, w.users[persona]), "approve", ticket)
+    login(client, w.users[persona])
+    _action(client, "approve", ticket)
+    _confirm_approval(client, ticket, ticket.version)
     ticket.refresh_from_db()
     assert (ticket.status == Ticket.Status.APPROVED) is (persona in APPROVES)
     assert ticket.events.filter(action="approve").count() == (1 if persona in APPROVES else 0)
@@ -209,3 +218,21 @@ def test_two_projects_cannot_switch_one_webroot_on_one_host(client, w):
     assert f"already manages /data/nginx/next on {shared.endpoint}" in clash.content.decode()
     w.project.refresh_from_db()
     assert w.project.webroot == "/data/nginx/website"
+
+
+def test_admin_bulk_approval_shows_what_it_approves_and_refuses_a_ticket_changed_since(client, w):
+    ticket = helpers.make_ticket(w.project, w.users["developer"], title="ship-it")
+    login(client, w.users["owner"])
+    page = _action(client, "approve", ticket)
+    body = page.content.decode()
+    assert page.status_code == 200 and "ship-it" in body and f'name="version_{ticket.pk}"' in body
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.PENDING  # nothing approved before the confirmation
+    shown = ticket.version
+    Ticket.objects.filter(pk=ticket.pk).update(version=shown + 1)  # edited meanwhile
+    _confirm_approval(client, ticket, shown)
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.PENDING
+    _confirm_approval(client, ticket, shown + 1)
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.APPROVED
