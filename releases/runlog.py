@@ -92,7 +92,7 @@ class RunLog:
         return text
 
     def __call__(self, host: str, stage: Stage, stream: Stream, text: str) -> None:
-        text = str(text)
+        text = self._mask(str(text))  # before cutting, so no secret is cut in two and kept
         if len(text) > MAX_LINE_CHARS:
             text = f"{text[:MAX_LINE_CHARS]} … [{len(text) - MAX_LINE_CHARS:,} more characters not stored]"
         ending = stream == Stream.ERROR or stage == Stage.FINISH
@@ -106,7 +106,7 @@ class RunLog:
                 return
             self.stored_lines += 1
             self.stored_bytes += size
-        self._queue.put((host, str(stage), str(stream), self._mask(text)))
+        self._queue.put((host, str(stage), str(stream), text))
 
     def _fits(self, size: int, ending: bool) -> bool:
         """Ordinary output stops (for good) at the caps minus the reserve;

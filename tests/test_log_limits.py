@@ -11,7 +11,8 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from releases.deploy.plan import HostResult, HostState, Stage, Stream
+from releases import runlog
+from releases.deploy.plan import HostResult, HostState, Secret, Stage, Stream
 from releases.models import DeployRun, LogLine, RunHost, Ticket
 from releases.runlog import RunLog
 
@@ -220,3 +221,14 @@ def test_api_log_limit_bounds_lines(world):
     assert (body["next_after"], body["more"], body["next_before"], body["more_before"]) == (15, True, 6, True)
     for bad in ("0", "2001", "-1", "x"):
         assert client.get(f"/api/tickets/{ticket.pk}/log/", {"limit": bad}).status_code == 400
+
+
+def test_a_secret_straddling_the_line_cut_is_masked_not_half_stored(run):
+    secret = "tok-" + "S" * 40
+    log = RunLog(run)
+    log.add_secret(Secret(secret))
+    cut_at = runlog.MAX_LINE_CHARS
+    log("", Stage.POST_DEPLOY, Stream.STDOUT, "x" * (cut_at - 10) + secret + "tail")
+    log.close()
+    stored = "".join(LogLine.objects.filter(run=run).values_list("text", flat=True))
+    assert secret[:10] not in stored and "SSSSSSSSSS" not in stored
