@@ -52,6 +52,9 @@ STALE_KEY_FILES_AGE = settings.WALLE_DEPLOY_TIMEOUT + 600
 
 def run_deploy(run_id: int) -> str:
     """django-q2 task: execute a queued run. Safe to deliver twice."""
+    # Every worker machine sweeps its own leftovers (the scheduled reaper runs
+    # on one machine only): key files of processes that died here.
+    remove_dead_workers_files()
     worker = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
     run = workflow.start_run(run_id, worker)
     if run is None:
@@ -180,15 +183,17 @@ def hook_sandbox() -> SandboxSpec:
         mode=SandboxMode(settings.WALLE_HOOK_SANDBOX),
         hide=(str(settings.DATA_DIR), str(settings.WALLE_WORKSPACE_ROOT)),
         build_user=build_user(),
+        network=settings.WALLE_HOOK_NETWORK,
     )
 
 
-def build_user() -> BuildUser | None:
-    """The account named by WALLE_BUILD_USER, or None if there is none."""
+def build_user() -> BuildUser:
+    """The account named by WALLE_BUILD_USER (the system check reports a missing one)."""
     try:
         entry = pwd.getpwnam(settings.WALLE_BUILD_USER)
     except KeyError:
-        return None
+        # Never silently "nobody": uid 0 is refused by the sandbox with a clear message.
+        return BuildUser(uid=0, gid=0)
     return BuildUser(uid=entry.pw_uid, gid=entry.pw_gid)
 
 
