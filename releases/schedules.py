@@ -5,6 +5,7 @@ from __future__ import annotations
 from django_q.models import Schedule
 
 REAPER = "walle: fail runs whose worker died"
+LOG_RETENTION = "walle: remove console logs older than WALLE_LOG_RETENTION_DAYS"
 
 
 def ensure_schedules() -> None:
@@ -12,4 +13,8 @@ def ensure_schedules() -> None:
         name=REAPER,
         defaults={"func": "releases.tasks.reap_stale_runs", "schedule_type": Schedule.MINUTES, "minutes": 1,
                   "repeats": -1},
+    )
+    Schedule.objects.update_or_create(
+        name=LOG_RETENTION,
+        defaults={"func": "releases.retention.prune_logs", "schedule_type": Schedule.DAILY, "repeats": -1},
     )

@@ -212,6 +212,8 @@ WALLE_WORKSPACE_ROOT = Path(env_str("WALLE_WORKSPACE_ROOT", str(DATA_DIR / "work
 WALLE_HOOK_SANDBOX = env_str("WALLE_HOOK_SANDBOX", "required")
 # When the worker runs as root, build hooks run as this unprivileged user.
 WALLE_BUILD_USER = env_str("WALLE_BUILD_USER", "nobody")
+# Build hooks reach the network (to download dependencies) unless this is off.
+WALLE_HOOK_NETWORK = env_bool("WALLE_HOOK_NETWORK", True)
 # Longest a deploy may run; the worker kills it after this.
 WALLE_DEPLOY_TIMEOUT = env_int("WALLE_DEPLOY_TIMEOUT", 3600)
 # Per hook line / remote command.
@@ -279,3 +281,52 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("WALLE_LOG_LEVEL", "INFO")},
 }
+
+# --- Operations: health, metrics, log retention, production security ---------
+# (see docs/production.md). Appended as one section so the rest stays as it was.
+INSTALLED_APPS += ["ops"]
+
+# STATIC_ROOT is made above with the process umask (0755 under the usual 022),
+# which the walle.E001 check then refuses, failing the very first `migrate` or
+# `qcluster` on a fresh data dir: tighten it like the rest of the data dir.
+datadir.secure(DATA_DIR)
+
+# django-q2 keeps its cluster heartbeats (Stat) in the broker's cache. With
+# Redis that is Redis itself; with the ORM broker it is a Django cache, and the
+# default per-process memory cache would hide the worker from /readyz and
+# /metrics. The database cache is shared by every process and machine that
+# shares the database; its table is made by the ops app's migration.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "walle_q": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "walle_q_stats"},
+}
+Q_CLUSTER["cache"] = "walle_q"
+
+# Where the key-encryption key is read from when it is not in the environment:
+# /readyz checks that the file is still readable.
+WALLE_KEY_ENCRYPTION_KEY_FILE = None if env_list("WALLE_KEY_ENCRYPTION_KEY") else DATA_DIR / "key_encryption_key"
+
+# /metrics is refused unless the request carries this bearer token or comes
+# from an address in the allowlist (IPs or CIDR networks, comma-separated).
+WALLE_METRICS_TOKEN = env_str("WALLE_METRICS_TOKEN")
+WALLE_METRICS_ALLOW = env_list("WALLE_METRICS_ALLOW")
+# Reverse proxies in front of Walle (the same variable login throttling reads):
+# only then is the client address taken from X-Forwarded-For.
+WALLE_PROXY_COUNT = env_int("WALLE_PROXY_COUNT", 0)
+
+# Console logs (LogLine rows) of runs that ended longer ago than this are
+# removed daily; tickets, their events, runs and releases are kept. 0 keeps all.
+WALLE_LOG_RETENTION_DAYS = env_int("WALLE_LOG_RETENTION_DAYS", 180)
+
+# Behind a TLS-terminating proxy (docs/production.md). All off by default so a
+# plain `bin/start` on http://127.0.0.1 keeps working.
+SECURE_SSL_REDIRECT = env_bool("WALLE_SSL_REDIRECT", False)
+# Probes and scrapers on the machine itself talk plain HTTP to gunicorn.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("WALLE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("WALLE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("WALLE_HSTS_PRELOAD", False)
+if env_bool("WALLE_PROXY_SSL_HEADER", False):
+    # Trust X-Forwarded-Proto only when told a proxy sets it (and strips the
+    # client's own): otherwise any client could claim to be on HTTPS.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
