@@ -12,7 +12,7 @@ from accounts import grants, permissions
 from accounts.admin import ScopedAdminMixin
 
 from . import secrets
-from .checks import run_check
+from .config_check import run_check
 from .forms import GrantForm, ProjectAdminForm, SecretDeleteForm, SecretForm, link_pasted_hosts
 from .keys import fill_new_key, key_for
 from .models import DeployKey, Environment, Host, Project

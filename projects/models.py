@@ -137,7 +137,7 @@ class Host(models.Model):
     @property
     def endpoint(self) -> str:
         """``address`` or ``address:port``: how the engine names the host in logs
-        (``releases.deploy.plan.Target.name``)."""
+        (``engine.plan.Target.name``)."""
         return self.address if self.port == 22 else f"{self.address}:{self.port}"
 
     @property

@@ -15,6 +15,9 @@ from rest_framework.response import Response
 
 from accounts.drf import PolicyErrorsMixin, WallePermission, check_object
 from accounts.permissions import Action, visible
+from projects.api import ProjectViewSet as BaseProjectViewSet
+from projects.models import RepoMode
+from projects.serializers import CommitSerializer, ProjectDetailSerializer, RefsSerializer
 
 from . import repository, runlog, workflow
 from .forms import BadParameter, parse_count
@@ -273,3 +276,47 @@ def _pick_run(ticket: Ticket, number: int | None) -> DeployRun | None:
     if run is None:
         raise exceptions.NotFound(f"Ticket #{ticket.pk} has no run {number}.")
     return run
+
+
+COMMIT_LIMIT = 30
+
+
+def repository_error(field: str, exc: repository.RepositoryError) -> exceptions.ValidationError:
+    return exceptions.ValidationError({field: [str(exc)]})
+
+
+@extend_schema(responses=ProjectDetailSerializer)
+class ProjectViewSet(BaseProjectViewSet):
+    """Projects you can see, with their repository's branches, tags and commits
+    as of the worker's last fetch (the repository is ``releases``' business)."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("refresh", OpenApiTypes.BOOL, description="fetch the repository first")],
+        responses=RefsSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def refs(self, request: Request, pk: str | None = None) -> Response:
+        project = self.get_object()
+        fetch = request.query_params.get("refresh", "") in ("1", "true", "yes")
+        try:
+            return Response(repository.refs(project, fetch=fetch))
+        except repository.RepositoryError as exc:
+            raise repository_error("refresh" if fetch else "repository", exc) from None
+
+    @extend_schema(
+        parameters=[OpenApiParameter("branch", str), OpenApiParameter("tag", str)],
+        responses=CommitSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def commits(self, request: Request, pk: str | None = None) -> Response:
+        project = self.get_object()
+        # The project's mode decides whether tickets name branches or tags, so
+        # the parameter must match it; commits() reads refs of that kind only.
+        field = RepoMode(project.repo_mode).value
+        ref = request.query_params.get(field, "")
+        if not ref:
+            raise exceptions.ValidationError({field: [f"This project deploys by {field}; pass ?{field}=<name>."]})
+        try:
+            return Response(repository.commits(project, ref, COMMIT_LIMIT))
+        except repository.RepositoryError as exc:
+            raise repository_error(field, exc) from None

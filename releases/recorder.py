@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from .deploy.plan import HostResult, HostState, Outcome
+from engine.plan import HostResult, HostState, Outcome
+
 from .models import DeployRun, Release, RunHost
 
 # Engine host states after which the new release dir exists / is served.

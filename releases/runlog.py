@@ -18,8 +18,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, QuerySet
 from django.db.models.functions import Length
 
-from .deploy.masking import MASK, secret_fragments
-from .deploy.plan import HostResult, Secret, Stage, Stream
+from engine.masking import MASK, secret_fragments
+from engine.plan import HostResult, Secret, Stage, Stream
+
 from .models import DeployRun, LogLine
 from .recorder import record_host
 

@@ -1,6 +1,6 @@
 """The background entry point: run one DeployRun on the worker (django-q2).
 
-This is the only module that touches both the ORM and ``releases.deploy``: it
+This is the only module that touches both the ORM and ``engine``: it
 claims the run, holds the project lock, builds a plan from the models, hands it
 to the engine, and records what happened. Every run ends in ``finish_run``.
 """
@@ -21,13 +21,8 @@ from django.db import close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
 
-from projects.keys import key_for
-from projects.secrets import secret_env
-from projects.validators import validate_workspace
-
-from . import workflow
-from .deploy import pipeline
-from .deploy.plan import (
+from engine import pipeline
+from engine.plan import (
     RELEASE_NAME_RE,
     DeployPlan,
     Hooks,
@@ -39,8 +34,13 @@ from .deploy.plan import (
     Stream,
     Target,
 )
-from .deploy.sandbox import BuildUser, SandboxMode, SandboxSpec
-from .deploy.ssh import remove_stale_key_files
+from engine.sandbox import BuildUser, SandboxMode, SandboxSpec
+from engine.ssh import remove_stale_key_files
+from projects.keys import key_for
+from projects.secrets import secret_env
+from projects.validators import validate_workspace
+
+from . import workflow
 from .models import DeployRun, Release, RunHost, Ticket
 from .recorder import record
 from .runlog import RunLog

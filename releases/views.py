@@ -24,11 +24,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.permissions import Action, can, get_visible_or_404, require, visible, visible_projects
+from engine.git import GitError
+from engine.plan import Stage, Stream
 from projects.models import Project, RepoMode
 
 from . import repository, runlog, workflow
-from .deploy.git import GitError
-from .deploy.plan import Stage, Stream
 from .forms import BadParameter, EditTicketForm, NewTicketForm, RejectForm, RollbackForm, TicketFilterForm, parse_count
 from .models import DeployRun, LogLine, Release, Ticket
 

@@ -17,9 +17,9 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from accounts.permissions import Action, require
+from engine.plan import Stage, Stream
 from projects.models import Host, Project
 
-from .deploy.plan import Stage, Stream
 from .models import DeployRun, ProjectLock, Release, RunHost, Ticket, TicketEvent
 from .runlog import append_line
 

@@ -11,8 +11,8 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from engine.plan import HostResult, HostState, Secret, Stage, Stream
 from releases import runlog
-from releases.deploy.plan import HostResult, HostState, Secret, Stage, Stream
 from releases.models import DeployRun, LogLine, RunHost, Ticket
 from releases.runlog import RunLog
 

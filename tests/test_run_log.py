@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from engine.plan import Secret, Stage, Stream
 from projects.keys import create_key
-from releases.deploy.plan import Secret, Stage, Stream
 from releases.models import DeployRun, Ticket
 from releases.runlog import RunLog
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from releases.deploy import hooks, local, sandbox
-from releases.deploy.hooks import HookError
-from releases.deploy.plan import Common, Hooks, RefKind, Secret, Stream
-from releases.deploy.sandbox import Confinement
+from engine import hooks, local, sandbox
+from engine.hooks import HookError
+from engine.plan import Common, Hooks, RefKind, Secret, Stream
+from engine.sandbox import Confinement
 
 MARKER = Path("/tmp/walle-unit-hook-marker")
 
