@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 _LOCAL_ERRORS = (GitError, HookError, ValueError, OSError, subprocess.SubprocessError)
 _HOST_ERRORS = (SSHError, HostOpError, HookError, OSError, ValueError)
 BUILDS_DIR = "builds"
+# Below this much free space after a failed copy, the disk is what stopped it.
+FULL_DISK_KIB = 1024
 
 
 class _Stopped(Exception):
@@ -395,9 +397,22 @@ class _Deploy(_Run):
         if status == local.CANCELLED_STATUS:
             raise _Stopped
         if status != 0:
-            raise HostOpError(f"copying to {host.name} failed (rsync exit status {status})")
+            raise HostOpError(self.copy_failure(host, status))
         self.check_stop()
         self.pre_release(host)
+
+    def copy_failure(self, host: _Host, status: int) -> str:
+        """Why the copy failed, in plain words where the host can tell: a full
+        disk is the usual cause and rsync's own words may not reach us."""
+        assert host.conn is not None
+        try:
+            free = hostops.free_kib(host.conn, self.deploy_plan.release_library, self.lines(host))
+        except (SSHError, OSError):
+            free = None  # the host is gone too: nothing more to learn from it
+        if free is not None and free < FULL_DISK_KIB:
+            return (f"no space left on {host.name} ({free} KiB free in {self.deploy_plan.release_library}); "
+                    f"free disk space there or keep fewer releases (rsync exit status {status})")
+        return f"copying to {host.name} failed (rsync exit status {status})"
 
     def abandon(self, reason: str = "") -> Outcome:
         """Some host is not ready (or the caller withdrew permission to switch):

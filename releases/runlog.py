@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, QuerySet
-from django.db.models.functions import Length
+from django.db.models import Max
 
 from engine.masking import MASK, secret_fragments
 from engine.plan import HostResult, Secret, Stage, Stream
@@ -219,57 +218,3 @@ def append_line(run: DeployRun, stage: Stage, stream: Stream, text: str) -> LogL
         except IntegrityError:  # a late writer took that number; take the next
             continue
     raise RuntimeError(f"could not append to the console of run {run.pk}")
-
-
-# --- Reading -------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LogPage:
-    """Consecutive lines of one run's console, and whether more lie on either side."""
-
-    lines: list[LogLine]
-    more_before: bool
-    more_after: bool
-
-
-def page_after(run: DeployRun, after: int, *, max_lines: int, max_bytes: int) -> LogPage:
-    """The first lines with seq > ``after``: at most ``max_lines`` and, beyond
-    the first line, at most ``max_bytes`` of text."""
-    lines, cut = _bounded(run.log_lines.filter(seq__gt=after).order_by("seq"), max_lines, max_bytes)
-    first = lines[0].seq if lines else after + 1
-    return LogPage(lines, more_before=run.log_lines.filter(seq__lt=first).exists(), more_after=cut)
-
-
-def page_before(run: DeployRun, before: int | None, *, max_lines: int, max_bytes: int) -> LogPage:
-    """The last lines with seq < ``before`` (None: the console's tail), in order,
-    bounded like :func:`page_after`."""
-    queryset = run.log_lines.all() if before is None else run.log_lines.filter(seq__lt=before)
-    lines, cut = _bounded(queryset.order_by("-seq"), max_lines, max_bytes)
-    lines.reverse()
-    last = lines[-1].seq if lines else (before - 1 if before is not None else 0)
-    return LogPage(lines, more_before=cut, more_after=run.log_lines.filter(seq__gt=last).exists())
-
-
-def _bounded(ordered: QuerySet[LogLine], max_lines: int, max_bytes: int) -> tuple[list[LogLine], bool]:
-    """The leading lines of ``ordered`` within the bounds, and whether any were
-    left out. Sizes are read first, so no more text than fits is loaded."""
-    sizes = list(ordered.annotate(chars=Length("text")).values_list("seq", "chars")[: max_lines + 1])
-    cut = len(sizes) > max_lines
-    total, seqs = 0, []
-    for seq, chars in sizes[:max_lines]:
-        # A character is at least one byte: this never leaves out a line that fits.
-        if seqs and total + chars > max_bytes:
-            cut = True
-            break
-        total += chars
-        seqs.append(seq)
-    lines = list(ordered.filter(seq__in=seqs)) if seqs else []
-    total, kept = 0, []
-    for line in lines:  # now by real (UTF-8) size
-        size = _size(line.text)
-        if kept and total + size > max_bytes:
-            cut = True
-            break
-        total += size
-        kept.append(line)
-    return kept, cut

@@ -20,7 +20,8 @@ from accounts.permissions import Action, require
 from engine.plan import Stage, Stream
 from projects.models import Host, Project
 
-from .models import DeployRun, ProjectLock, Release, RunHost, Ticket, TicketEvent
+from .models import DeployRun, ProjectLock, RunHost, Ticket, TicketEvent
+from .queries import kept_releases, switched_hosts
 from .runlog import append_line
 
 S = Ticket.Status
@@ -258,21 +259,6 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
         note=f"rollback of #{ticket.pk}" + (f" to {release}" if release else ""),
     )
     return rollback
-
-
-def switched_hosts(ticket: Ticket):
-    """Hosts whose webroot some run of ``ticket`` switched: what a rollback covers."""
-    return Host.objects.filter(
-        run_results__run__ticket=ticket, run_results__status__in=RunHost.LIVE_STATUSES
-    ).distinct()
-
-
-def kept_releases(project: Project):
-    """Release names still on disk (not removed by keep-N), newest first."""
-    return (
-        Release.objects.filter(project=project, removed_at__isnull=True)
-        .values("name").distinct().order_by("-name")
-    )
 
 
 # --- The worker's moves -------------------------------------------------------
