@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from engine.masking import MASK, secret_fragments
 from engine.plan import HostResult, Secret, Stage, Stream
 
 from .models import DeployRun, LogLine
-from .recorder import record_host
+from .recorder import Recorder
 
 # Room kept inside the caps for how a run ends (error lines and the engine's
 # "finish" summary): a flood of build output must not push out the lines that
@@ -64,10 +65,11 @@ class RunLog:
 
     FLUSH_EVERY = 0.2
 
-    def __init__(self, run: DeployRun) -> None:
+    def __init__(self, run: DeployRun, on_host: Callable[[HostResult], None] | None = None) -> None:
         self.run = run
         self.seq = LogLine.objects.filter(run=run).aggregate(last=Max("seq"))["last"] or 0
-        self.release_name = ""  # set once the plan is known
+        # Host reports are stored in order with the lines, by the run's recorder.
+        self._on_host = on_host or Recorder(run).host
         self._secrets: list[str] = []
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
@@ -157,7 +159,7 @@ class RunLog:
             self._store(rows)  # keep lines and host states in the order they happened
             rows = []
             if isinstance(item, HostResult):
-                record_host(self.run, item, self.release_name, self.run.ticket.commit)
+                self._on_host(item)
             else:  # a flush marker
                 item.set()
         self._store(rows)

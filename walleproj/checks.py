@@ -9,7 +9,7 @@ from django.core.checks import CheckMessage, Error, Info, Tags, Warning, registe
 
 from engine import sandbox
 from engine.sandbox import SandboxMode
-from releases.tasks import build_user
+from releases.plans import build_user
 from walleproj import datadir
 
 

@@ -212,6 +212,8 @@ WALLE_WORKSPACE_ROOT = Path(env_str("WALLE_WORKSPACE_ROOT", str(DATA_DIR / "work
 WALLE_HOOK_SANDBOX = env_str("WALLE_HOOK_SANDBOX", "required")
 # When the worker runs as root, build hooks run as this unprivileged user.
 WALLE_BUILD_USER = env_str("WALLE_BUILD_USER", "nobody")
+# Build hooks reach the network (to download dependencies) unless this is off.
+WALLE_HOOK_NETWORK = env_bool("WALLE_HOOK_NETWORK", True)
 # Longest a deploy may run; the worker kills it after this.
 WALLE_DEPLOY_TIMEOUT = env_int("WALLE_DEPLOY_TIMEOUT", 3600)
 # Per hook line / remote command.
