@@ -3,11 +3,13 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
 
 from accounts import permissions
+from accounts.models import Team
 
 from . import validators
-from .models import Host, Project
+from .models import DeployKey, Host, Project
 from .validators import parse_host_line, parse_host_lines
 
 
@@ -47,9 +49,9 @@ class ProjectAdminForm(forms.ModelForm):
         # The instance as loaded, before this form's data is applied to it.
         project = self.instance if self.instance.pk else None
         if "team" in self.fields:
-            self.fields["team"].queryset = permissions.project_team_choices(self.editor, project)
+            self.fields["team"].queryset = team_choices(self.editor, project)
         if "deploy_key" in self.fields:
-            self.fields["deploy_key"].queryset = permissions.usable_deploy_keys(self.editor, project)
+            self.fields["deploy_key"].queryset = deploy_key_choices(self.editor, project)
 
     def clean_host_lines(self) -> list:
         text = self.cleaned_data.get("host_lines") or ""
@@ -113,6 +115,25 @@ class ProjectAdminForm(forms.ModelForm):
         clash = Host.objects.filter(pk__in=[h.pk for h in hosts], projects__in=others).first()
         if clash is not None:
             self.add_error("webroot", f"Another project already manages {webroot} on {clash.endpoint}.")
+
+
+def team_choices(user, project=None) -> QuerySet[Team]:
+    """The groups the project form offers: those the policy lets ``user`` put
+    ``project`` in (accounts.permissions.can_put_project_in_team)."""
+    allowed = [t.pk for t in Team.objects.all() if permissions.can_put_project_in_team(user, t, project)]
+    return Team.objects.filter(pk__in=allowed)
+
+
+def deploy_key_choices(user, project=None) -> QuerySet[DeployKey]:
+    """The keys the project form offers: any key the policy lets ``user`` save
+    the project with in one of the groups offered (its current key included,
+    so saving an unchanged project always works)."""
+    teams = list(team_choices(user, project))
+    allowed = [
+        key.pk for key in DeployKey.objects.all()
+        if any(permissions.can_use_deploy_key(user, key, team, project) for team in teams)
+    ]
+    return DeployKey.objects.filter(pk__in=allowed)
 
 
 def link_pasted_hosts(user, project: Project, addresses) -> list[Host]:

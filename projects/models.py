@@ -341,6 +341,8 @@ class ProjectSecret(models.Model):
     for the worker.
     """
 
+    project_path = "project"  # how it belongs to a project (accounts.permissions)
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="secrets")
     name = models.CharField(
         _("name"), max_length=64, validators=[validators.validate_secret_name],
