@@ -290,21 +290,37 @@ def _may_move_out(user, project) -> bool:
     return role is not None and role >= MIN_ROLE[Action.MANAGE]
 
 
-def can_put_project_in_team(user, team, project=None) -> bool:
-    """May ``user`` save ``project`` (None: a new one) in ``team``? Platform
-    admins: any group. A new project: a group they maintain. An existing one:
-    its current group if they may CONFIGURE it (so a per-project grant can save
-    it unmoved), or a group they maintain if its current group lets them move
+def teams_for_project(user, project=None) -> QuerySet:
+    """The groups ``user`` may put ``project`` (None: a new one) in. Platform
+    admins: any. A new project: the groups they maintain. An existing one: its
+    current group if they may CONFIGURE it (so a per-project grant can save it
+    unmoved), plus the groups they maintain if its current group lets them move
     it away (never through a grant)."""
-    if team is None or is_platform_admin(user):
-        return True
-    maintains = teams_user_maintains(user).filter(pk=team.pk).exists()
+    from .models import Team
+
+    if is_platform_admin(user):
+        return Team.objects.all()
+    maintained = teams_user_maintains(user)
     stored = _stored_project(project)
     if stored is None:
-        return maintains
-    if team.pk == stored.team_id:
-        return can(user, Action.CONFIGURE, stored)
-    return maintains and _may_move_out(user, stored)
+        return maintained
+    keep = Q(pk=stored.team_id) if can(user, Action.CONFIGURE, stored) else Q(pk__in=[])
+    if _may_move_out(user, stored):
+        keep |= Q(pk__in=maintained.values("pk"))
+    return Team.objects.filter(keep)
+
+
+def can_put_project_in_team(user, team, project=None) -> bool:
+    return team is None or teams_for_project(user, project).filter(pk=team.pk).exists()
+
+
+def kept_deploy_key_id(user, project) -> int | None:
+    """The project's current key, which ``user`` may keep while it stays in its
+    group (an unchanged project can always be saved)."""
+    stored = _stored_project(project)
+    if stored is not None and stored.deploy_key_id is not None and can(user, Action.CONFIGURE, stored):
+        return stored.deploy_key_id
+    return None
 
 
 def can_change_project_environment(user, project) -> bool:
@@ -325,8 +341,8 @@ def can_use_deploy_key(user, key, team, project=None) -> bool:
     if team is None:
         return False
     stored = _stored_project(project)
-    if stored is not None and stored.deploy_key_id == key.pk and stored.team_id == team.pk:
-        return can(user, Action.CONFIGURE, stored)
+    if stored is not None and stored.team_id == team.pk and kept_deploy_key_id(user, stored) == key.pk:
+        return True
     return key.team_id == team.pk and can_put_project_in_team(user, team, project)
 
 

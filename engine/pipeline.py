@@ -94,14 +94,14 @@ class RunCallbacks:
 
     ``may_switch`` is asked once, when every host is ready and before any webroot
     changes; False abandons the run (the caller lost its project lock).
-    ``on_commit`` gets the commit the run deploys as soon as it is resolved.
+    ``on_resolved`` gets the commit the run deploys as soon as it is resolved.
     ``on_host`` gets a copy of a host's result each time its state changes, and
     each host's final result when the run ends.
     """
 
     may_switch: SwitchGate = _always
     on_host: Callable[[HostResult], None] = _ignore
-    on_commit: Callable[[str], None] = _ignore
+    on_resolved: Callable[[str], None] = _ignore
 
 
 NO_CALLBACKS = RunCallbacks()
@@ -206,7 +206,7 @@ class _Run:
 
     def resolved(self, commit: str) -> None:
         self.commit = commit
-        _call(self.callbacks.on_commit, commit)
+        _call(self.callbacks.on_resolved, commit)
 
     def each(self, step: Callable[[_Host], None], hosts: Sequence[_Host], *, stop_others: bool = False) -> list[bool]:
         """Run ``step`` on ``hosts`` through the pool; True per host that succeeded."""

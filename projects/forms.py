@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts import permissions
 from accounts.models import Team
@@ -118,22 +118,21 @@ class ProjectAdminForm(forms.ModelForm):
 
 
 def team_choices(user, project=None) -> QuerySet[Team]:
-    """The groups the project form offers: those the policy lets ``user`` put
-    ``project`` in (accounts.permissions.can_put_project_in_team)."""
-    allowed = [t.pk for t in Team.objects.all() if permissions.can_put_project_in_team(user, t, project)]
-    return Team.objects.filter(pk__in=allowed)
+    """The groups the project form offers (the policy's teams_for_project)."""
+    return permissions.teams_for_project(user, project)
 
 
 def deploy_key_choices(user, project=None) -> QuerySet[DeployKey]:
-    """The keys the project form offers: any key the policy lets ``user`` save
-    the project with in one of the groups offered (its current key included,
-    so saving an unchanged project always works)."""
-    teams = list(team_choices(user, project))
-    allowed = [
-        key.pk for key in DeployKey.objects.all()
-        if any(permissions.can_use_deploy_key(user, key, team, project) for team in teams)
-    ]
-    return DeployKey.objects.filter(pk__in=allowed)
+    """The keys the project form offers: all for platform admins; else the keys
+    of the groups offered, and the project's current key (an unchanged project
+    can always be saved). Saving checks permissions.can_use_deploy_key again."""
+    if permissions.is_platform_admin(user):
+        return DeployKey.objects.all()
+    keys = Q(team__in=team_choices(user, project).values("pk"))
+    kept = permissions.kept_deploy_key_id(user, project)
+    if kept is not None:
+        keys |= Q(pk=kept)
+    return DeployKey.objects.filter(keys)
 
 
 def link_pasted_hosts(user, project: Project, addresses) -> list[Host]:

@@ -10,27 +10,34 @@ tickets. A Maintainer may also free a stuck project (``workflow.release_lock``).
 ``ProjectLease`` is the one object that does all of it; the task uses it as a
 context manager::
 
-    lease = ProjectLease(run, owner)
-    taken, note = lease.acquire()
-    if taken:
-        with lease:            # heartbeat thread; the lock is released on exit
-            ...                # lease.still_ours() is the engine's switch gate
+    try:
+        with ProjectLease(run, owner) as lease:   # takes the lock, or raises LeaseRefused
+            ...                # heartbeat thread runs; lease.still_ours() is the engine's switch gate
+    except LeaseRefused as refused:
+        ...                    # refused.note says who holds the project
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from . import workflow
-from .models import DeployRun, ProjectLock, TicketEvent
+from .models import DeployRun, ProjectLock
 
 logger = logging.getLogger(__name__)
+
+
+class LeaseRefused(Exception):
+    """Another live run holds the project."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__(note)
+        self.note = note
 
 
 class ProjectLease:
@@ -40,6 +47,7 @@ class ProjectLease:
         self.run = run
         self.owner = owner
         self.lost = threading.Event()
+        self.note = ""  # set when acquiring took over a dead run's lock
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
@@ -62,7 +70,7 @@ class ProjectLease:
         lock = ProjectLock.objects.select_related("run__ticket").filter(project=project).first()
         if lock is None:  # released between the insert and the look
             return self.acquire()
-        if lock.heartbeat_at >= now - timedelta(seconds=lock.lease_seconds):
+        if not lock.is_expired(now):
             return False, f"Project is locked by run {lock.run.number} of ticket #{lock.run.ticket_id}."
         return self._take_over(lock, now)
 
@@ -75,10 +83,7 @@ class ProjectLease:
             if not taken:
                 return False, "Another worker took the lock first."
             note = f"lock taken over from run {dead.number} of ticket #{dead.ticket_id} (lease expired)"
-            TicketEvent.objects.create(ticket=dead.ticket, action="lock_taken_over", note=note)
-            TicketEvent.objects.create(ticket=self.run.ticket, action="lock_taken_over", note=note)
-        if dead.status == DeployRun.Status.RUNNING:
-            workflow.interrupt(dead)
+            workflow.lock_taken_over(dead, self.run, note)
         return True, note
 
     # -- keeping it ----------------------------------------------------------
@@ -92,10 +97,7 @@ class ProjectLease:
     def still_ours(self) -> bool:
         """The engine's switch gate: renew now; False if the lock is gone
         (released by a Maintainer, taken over after a stall)."""
-        try:
-            return self.renew()
-        finally:
-            connection.close()  # asked from an engine thread; never leak its connection
+        return self.renew()
 
     def _heartbeat(self) -> None:
         try:
@@ -115,6 +117,9 @@ class ProjectLease:
         ProjectLock.objects.filter(run=self.run).delete()
 
     def __enter__(self) -> ProjectLease:
+        taken, self.note = self.acquire()
+        if not taken:
+            raise LeaseRefused(self.note)
         self._beat = threading.Thread(target=self._heartbeat, name=f"walle-lease-{self.run.pk}", daemon=True)
         self._beat.start()
         return self

@@ -6,6 +6,8 @@ data, constraints and read helpers.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -252,6 +254,11 @@ class ProjectLock(models.Model):
 
     def __str__(self) -> str:
         return f"lock on {self.project} by run {self.run_id}"
+
+    def is_expired(self, now) -> bool:
+        """Not renewed within its lease: its holder is dead (the one rule the
+        lease and the reaper share)."""
+        return self.heartbeat_at < now - timedelta(seconds=self.lease_seconds)
 
 
 class RepositoryFetch(models.Model):

@@ -29,6 +29,10 @@ class Recorder:
         self.release_name = ""  # a deploy's new release dir, once planned
         self.commit = run.ticket.commit
 
+    def started(self, hosts) -> None:
+        """One pending result row per host the run will touch."""
+        RunHost.objects.bulk_create([RunHost(run=self.run, host=host) for host in hosts])
+
     def planned(self, release_name: str) -> None:
         """The deploy's new release dir name (rollbacks make none)."""
         self.release_name = release_name

@@ -1,28 +1,27 @@
 """A run's console: how the engine's reports reach the database while a run
-works (RunLog), and the bounded reads of it that pages and the API share.
+works (RunLog). Reading it is ``releases.queries``' job.
 
 Engine threads only enqueue; one writer thread stores console lines (masked)
-and host states in the order they happened. What one run stores is capped by
-``WALLE_LOG_MAX_LINES`` and ``WALLE_LOG_MAX_BYTES``; what one read returns by a
-line count and ``WALLE_API_LOG_PAGE_BYTES``.
+and hands host reports to the run's recorder, in the order they happened.
+What one run stores is capped by ``WALLE_LOG_MAX_LINES`` and ``WALLE_LOG_MAX_BYTES``.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import Max
 
 from engine.masking import MASK, secret_fragments
 from engine.plan import HostResult, Secret, Stage, Stream
 
 from .models import DeployRun, LogLine
-from .recorder import Recorder
 
 # Room kept inside the caps for how a run ends (error lines and the engine's
 # "finish" summary): a flood of build output must not push out the lines that
@@ -31,6 +30,9 @@ RESERVE_LINES = 200
 RESERVE_BYTES = 256 * 1024
 # One stored line at most (the engine already splits output at 64 KiB).
 MAX_LINE_CHARS = 64 * 1024
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,11 @@ class RunLog:
 
     FLUSH_EVERY = 0.2
 
-    def __init__(self, run: DeployRun, on_host: Callable[[HostResult], None] | None = None) -> None:
+    def __init__(self, run: DeployRun, on_host: Callable[[HostResult], None]) -> None:
         self.run = run
         self.seq = LogLine.objects.filter(run=run).aggregate(last=Max("seq"))["last"] or 0
         # Host reports are stored in order with the lines, by the run's recorder.
-        self._on_host = on_host or Recorder(run).host
+        self._on_host = on_host
         self._secrets: list[str] = []
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
@@ -79,6 +81,7 @@ class RunLog:
         self._reserve_bytes = min(RESERVE_BYTES, self.max_bytes // 10)
         self.stored_lines = self.stored_bytes = 0  # accepted for storage
         self.cut_lines = self.cut_bytes = 0  # dropped at the caps
+        self.report_failures = 0
         self._marker: LogLine | None = None
         self._marker_shows = (0, 0)
         self._done = threading.Event()
@@ -159,7 +162,7 @@ class RunLog:
             self._store(rows)  # keep lines and host states in the order they happened
             rows = []
             if isinstance(item, HostResult):
-                self._on_host(item)
+                self._report(item)
             else:  # a flush marker
                 item.set()
         self._store(rows)
@@ -195,6 +198,19 @@ class RunLog:
             self._drain()
         finally:
             connection.close()
+
+    def _report(self, result: HostResult) -> None:
+        try:
+            self._on_host(result)
+        except Exception:  # one failed write must not stop the writer (and every later line)
+            logger.exception("storing the result of host %s failed", result.name)
+            close_old_connections()
+            self.report_failures += 1
+
+    @property
+    def healthy(self) -> bool:
+        """Every host report so far was stored and the writer still runs."""
+        return self._writer.is_alive() and not self.report_failures
 
     def flush(self, timeout: float = 30) -> None:
         """Wait until everything reported so far is stored."""

@@ -25,8 +25,8 @@ from engine.ssh import remove_stale_key_files
 from projects.keys import key_for
 
 from . import plans, workflow
-from .lease import ProjectLease
-from .models import DeployRun, RunHost
+from .lease import LeaseRefused, ProjectLease
+from .models import DeployRun
 from .recorder import Recorder
 from .runlog import RunLog
 
@@ -80,34 +80,36 @@ def remove_build_dirs(run: DeployRun) -> None:
 
 
 def _run_holding_the_project(run: DeployRun, worker: str, log: RunLog, recorder: Recorder) -> str:
-    lease = ProjectLease(run, worker)
-    taken, note = lease.acquire()
-    if not taken:
-        log.note(Stage.PREPARE, Stream.ERROR, note)
+    try:
+        with ProjectLease(run, worker) as lease:
+            if lease.note:
+                log.note(Stage.PREPARE, Stream.INFO, lease.note)
+            callbacks = RunCallbacks(may_switch=lease.still_ours, on_host=log.host_result, on_resolved=recorder.resolved)
+            try:
+                outcome = _execute(run, log, recorder, callbacks)
+            except Exception as exc:  # a bug must still end the run, never leave it "deploying"
+                logger.exception("run %s crashed", run.pk)
+                log.note(Stage.FINISH, Stream.ERROR, f"Internal error: {type(exc).__name__}: {exc}")
+                outcome = Outcome(ok=False, error=f"Internal error: {type(exc).__name__}")
+            try:
+                log.flush()  # every host report is stored before the run ends
+                if not log.healthy:  # the writer died: store the final word on each host here
+                    for result in outcome.hosts:
+                        recorder.host(result)
+            finally:
+                workflow.finish_run(run, ok=outcome.ok, error=outcome.error)
+    except LeaseRefused as refused:
+        log.note(Stage.PREPARE, Stream.ERROR, refused.note)
         log.flush()
-        workflow.finish_run(run, ok=False, error=note)
-        return note
-    if note:
-        log.note(Stage.PREPARE, Stream.INFO, note)
-    callbacks = RunCallbacks(may_switch=lease.still_ours, on_host=log.host_result, on_commit=recorder.resolved)
-    with lease:
-        try:
-            outcome = _execute(run, log, recorder, callbacks)
-        except Exception as exc:  # a bug must still end the run, never leave it "deploying"
-            logger.exception("run %s crashed", run.pk)
-            log.note(Stage.FINISH, Stream.ERROR, f"Internal error: {type(exc).__name__}: {exc}")
-            outcome = Outcome(ok=False, error=f"Internal error: {type(exc).__name__}")
-        try:
-            log.flush()  # every host report is stored before the run ends
-        finally:
-            workflow.finish_run(run, ok=outcome.ok, error=outcome.error)
+        workflow.finish_run(run, ok=False, error=refused.note)
+        return refused.note
     return "succeeded" if outcome.ok else f"failed: {outcome.error}"
 
 
 def _execute(run: DeployRun, log: RunLog, recorder: Recorder, callbacks: RunCallbacks) -> Outcome:
     ticket = run.ticket
     hosts = list(ticket.hosts.order_by("address", "port"))
-    RunHost.objects.bulk_create([RunHost(run=run, host=h) for h in hosts])
+    recorder.started(hosts)
     problem = plans.workspace_problem(ticket.project)
     if problem:  # saved before workspaces had to lie inside WALLE_WORKSPACE_ROOT
         log.note(Stage.PREPARE, Stream.ERROR, problem)

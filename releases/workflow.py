@@ -107,9 +107,9 @@ def _move(ticket: Ticket, action: str, actor, note: str = "", *, seen: int | Non
         raise InvalidTransition(
             f"The ticket changed meanwhile; it is now {ticket.get_status_display().lower()}."
         )
-    TicketEvent.objects.create(
-        ticket=ticket, actor=actor, action=action, from_status=frm, to_status=to, note=note
-    )
+    # An edit that keeps the status records no status change.
+    moved = {"from_status": frm, "to_status": to} if frm != to else {}
+    TicketEvent.objects.create(ticket=ticket, actor=actor, action=action, note=note, **moved)
     ticket.refresh_from_db()
     return ticket
 
@@ -118,6 +118,8 @@ def _move_run(run: DeployRun, action: str, **fields) -> bool:
     """Compare-and-set a run from the status ``action`` starts at; False when
     it was not in that status any more (claimed, ended or cancelled meanwhile)."""
     starts = [frm for (name, frm) in RUN_TRANSITIONS if name == action]
+    if not starts:
+        raise KeyError(f"no run transition named {action!r}")
     moved = 0
     for frm in starts:
         to = RUN_TRANSITIONS[(action, frm)]
@@ -335,6 +337,15 @@ def interrupt(run: DeployRun) -> bool:
         return True
 
 
+def lock_taken_over(dead: DeployRun, run: DeployRun, note: str) -> None:
+    """The project lease of ``dead`` (whose worker stopped renewing it) went to
+    ``run``: say so on both tickets and end the dead run."""
+    TicketEvent.objects.create(ticket=dead.ticket, action="lock_taken_over", note=note)
+    TicketEvent.objects.create(ticket=run.ticket, action="lock_taken_over", note=note)
+    if dead.status == DeployRun.Status.RUNNING:
+        interrupt(dead)
+
+
 def reap_stale_runs(project: Project) -> list[DeployRun]:
     """Fail runs whose worker died: lock lease expired, or running with no lock.
     Returns the runs this call ended.
@@ -348,7 +359,7 @@ def reap_stale_runs(project: Project) -> list[DeployRun]:
     running = DeployRun.objects.filter(ticket__project=project, status=DeployRun.Status.RUNNING)
     for run in running:
         lock = ProjectLock.objects.filter(project=project, run=run).first()
-        stale = (lock.heartbeat_at < now - lease) if lock else (run.started_at or now) < now - lease
+        stale = lock.is_expired(now) if lock else (run.started_at or now) < now - lease
         if stale:
             ProjectLock.objects.filter(project=project, run=run).delete()
             if interrupt(run):
