@@ -60,7 +60,7 @@ class ScopedAdminMixin:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         if obj is None:
-            return permissions.can_bulk_delete(request.user)
+            return permissions.is_platform_admin(request.user)
         return permissions.can(request.user, self.delete_action, obj)
 
 
@@ -134,13 +134,13 @@ class TeamAdmin(admin.ModelAdmin):
         return request.user.is_active
 
     def has_add_permission(self, request) -> bool:
-        return permissions.can_create_teams(request.user)
+        return permissions.is_platform_admin(request.user)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return obj is not None and permissions.can_manage_team(request.user, obj)
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return permissions.can_delete_teams(request.user)
+        return permissions.is_platform_admin(request.user)
 
 
 @admin.register(ApiToken)
@@ -168,16 +168,16 @@ class ApiTokenAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
     def has_module_permission(self, request) -> bool:
-        return permissions.can_manage_tokens(request.user)
+        return permissions.is_platform_admin(request.user)
 
     def has_view_permission(self, request, obj=None) -> bool:
-        return permissions.can_manage_tokens(request.user)
+        return permissions.is_platform_admin(request.user)
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return permissions.can_manage_tokens(request.user)
+        return permissions.is_platform_admin(request.user)
 
     def has_add_permission(self, request) -> bool:
-        return permissions.can_manage_tokens(request.user)
+        return permissions.is_platform_admin(request.user)
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset) -> None:

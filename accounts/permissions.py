@@ -15,6 +15,7 @@ permissions from the project, so guardian rows exist only for projects.
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import reduce
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -78,18 +79,17 @@ def _granting_actions(action: Action) -> list[Action]:
 
 
 def project_of(obj: Any):
-    """The project an object belongs to (Project, Ticket, DeployRun, Release...)."""
+    """The project an object belongs to: a Project itself, or any model that
+    declares ``project_path`` (the lookup from it to its project, e.g.
+    ``"run__ticket__project"``)."""
     from projects.models import Project
 
     if isinstance(obj, Project):
         return obj
-    if hasattr(obj, "project"):
-        return obj.project
-    if hasattr(obj, "ticket"):
-        return obj.ticket.project
-    if hasattr(obj, "run"):
-        return obj.run.ticket.project
-    raise TypeError(f"no project for {type(obj).__name__}")
+    path = getattr(type(obj), "project_path", None)
+    if path is None:
+        raise TypeError(f"{type(obj).__name__} does not declare how it belongs to a project (project_path)")
+    return reduce(getattr, path.split("__"), obj)
 
 
 def role_in(user, project) -> Role | None:
@@ -190,21 +190,10 @@ def visible(user, queryset: QuerySet, action: Action | str = Action.VIEW) -> Que
         if user.is_authenticated and user.is_superuser:
             return queryset
         return queryset.filter(projects__in=projects.values("pk")).distinct()
-    lookup = _PROJECT_LOOKUPS.get(model._meta.label)
+    lookup = getattr(model, "project_path", None)
     if lookup is None:
-        raise TypeError(f"visible() does not know how {model._meta.label} belongs to a project")
+        raise TypeError(f"visible() does not know how {model._meta.label} belongs to a project (project_path)")
     return queryset.filter(**{f"{lookup}__in": projects.values("pk")})
-
-
-_PROJECT_LOOKUPS = {
-    "releases.Ticket": "project",
-    "releases.TicketEvent": "ticket__project",
-    "releases.DeployRun": "ticket__project",
-    "releases.RunHost": "run__ticket__project",
-    "releases.LogLine": "run__ticket__project",
-    "releases.Release": "project",
-    "releases.ProjectLock": "project",
-}
 
 
 def get_visible_or_404(user, queryset: QuerySet, pk: Any, action: Action | str = Action.VIEW):
@@ -243,14 +232,12 @@ def can_manage_team(user, team) -> bool:
     ).exists()
 
 
-def can_configure_environments(user) -> bool:
-    """Environments are platform-wide: their approval rules bind every team,
-    so only platform admins change them."""
-    return user.is_authenticated and user.is_superuser
-
-
-# --- Admin-facing policy: who manages platform-wide objects, and the choices
-# --- a project form may offer. Forms and ModelAdmins only call these.
+# --- What only platform admins do -----------------------------------------------
+# Environments (their approval rules bind every group), deploy keys (a key logs
+# in wherever it is trusted), API tokens (issued for anyone), deleting hosts
+# (shared between groups' projects), creating and deleting groups, and the
+# admin's bulk "delete selected" (others delete one object at a time, each
+# checked with can()). The admin asks is_platform_admin() for each of them.
 
 
 def is_platform_admin(user) -> bool:
@@ -260,36 +247,6 @@ def is_platform_admin(user) -> bool:
 def can_anywhere(user, action: Action | str) -> bool:
     """May ``user`` do a project-level ``action`` on at least one project?"""
     return visible_projects(user, action).exists()
-
-
-def can_manage_deploy_keys(user) -> bool:
-    """Deploy keys log in to every host that trusts them: platform admins only
-    create, rename or delete them."""
-    return is_platform_admin(user)
-
-
-def can_manage_tokens(user) -> bool:
-    """API tokens are issued and revoked by platform admins, for anyone."""
-    return is_platform_admin(user)
-
-
-def can_delete_hosts(user) -> bool:
-    """Hosts are shared between groups' projects; only platform admins delete them."""
-    return is_platform_admin(user)
-
-
-def can_bulk_delete(user) -> bool:
-    """The admin's bulk "delete selected" is for platform admins; others delete one
-    object at a time, each checked with :func:`can`."""
-    return is_platform_admin(user)
-
-
-def can_create_teams(user) -> bool:
-    return is_platform_admin(user)
-
-
-def can_delete_teams(user) -> bool:
-    return is_platform_admin(user)
 
 
 def visible_teams(user) -> QuerySet:
@@ -333,28 +290,37 @@ def _may_move_out(user, project) -> bool:
     return role is not None and role >= MIN_ROLE[Action.MANAGE]
 
 
-def project_team_choices(user, project=None) -> QuerySet:
-    """Groups ``user`` may put a project in. Platform admins: any. A new
-    project: the groups they maintain. An existing one: its current group (if
-    they may CONFIGURE it, so a per-project grant can save it unmoved), plus
-    the groups they maintain if its current group lets them move it away."""
+def teams_for_project(user, project=None) -> QuerySet:
+    """The groups ``user`` may put ``project`` (None: a new one) in. Platform
+    admins: any. A new project: the groups they maintain. An existing one: its
+    current group if they may CONFIGURE it (so a per-project grant can save it
+    unmoved), plus the groups they maintain if its current group lets them move
+    it away (never through a grant)."""
     from .models import Team
 
     if is_platform_admin(user):
         return Team.objects.all()
+    maintained = teams_user_maintains(user)
     stored = _stored_project(project)
     if stored is None:
-        return teams_user_maintains(user)
+        return maintained
     keep = Q(pk=stored.team_id) if can(user, Action.CONFIGURE, stored) else Q(pk__in=[])
     if _may_move_out(user, stored):
-        keep |= Q(pk__in=teams_user_maintains(user).values("pk"))
+        keep |= Q(pk__in=maintained.values("pk"))
     return Team.objects.filter(keep)
 
 
 def can_put_project_in_team(user, team, project=None) -> bool:
-    if team is None:
-        return True
-    return project_team_choices(user, project).filter(pk=team.pk).exists()
+    return team is None or teams_for_project(user, project).filter(pk=team.pk).exists()
+
+
+def kept_deploy_key_id(user, project) -> int | None:
+    """The project's current key, which ``user`` may keep while it stays in its
+    group (an unchanged project can always be saved)."""
+    stored = _stored_project(project)
+    if stored is not None and stored.deploy_key_id is not None and can(user, Action.CONFIGURE, stored):
+        return stored.deploy_key_id
+    return None
 
 
 def can_change_project_environment(user, project) -> bool:
@@ -363,24 +329,7 @@ def can_change_project_environment(user, project) -> bool:
     configure environments may; a new project may start in any environment."""
     if project is None or project.pk is None:
         return True
-    return can_configure_environments(user)
-
-
-def usable_deploy_keys(user, project=None) -> QuerySet:
-    """Deploy keys ``user`` may pick for a project: all for platform admins;
-    otherwise only keys of the groups the project may be in for them. A group's
-    hosts and repositories trust its keys, so another group's key (or the
-    platform key) would reach machines that are not the group's. The project's
-    current key stays selectable so saving an unchanged project always works."""
-    from projects.models import DeployKey
-
-    if is_platform_admin(user):
-        return DeployKey.objects.all()
-    keys = Q(team__in=project_team_choices(user, project).values("pk"))
-    stored = _stored_project(project)
-    if stored is not None and stored.deploy_key_id is not None and can(user, Action.CONFIGURE, stored):
-        keys |= Q(pk=stored.deploy_key_id)
-    return DeployKey.objects.filter(keys)
+    return is_platform_admin(user)
 
 
 def can_use_deploy_key(user, key, team, project=None) -> bool:
@@ -392,8 +341,8 @@ def can_use_deploy_key(user, key, team, project=None) -> bool:
     if team is None:
         return False
     stored = _stored_project(project)
-    if stored is not None and stored.deploy_key_id == key.pk and stored.team_id == team.pk:
-        return can(user, Action.CONFIGURE, stored)
+    if stored is not None and stored.team_id == team.pk and kept_deploy_key_id(user, stored) == key.pk:
+        return True
     return key.team_id == team.pk and can_put_project_in_team(user, team, project)
 
 

@@ -12,7 +12,7 @@ from accounts import grants, permissions
 from accounts.admin import ScopedAdminMixin
 
 from . import secrets
-from .checks import run_check
+from .config_check import run_check
 from .forms import GrantForm, ProjectAdminForm, SecretDeleteForm, SecretForm, link_pasted_hosts
 from .keys import fill_new_key, key_for
 from .models import DeployKey, Environment, Host, Project
@@ -31,13 +31,13 @@ class EnvironmentAdmin(admin.ModelAdmin):
         return request.user.is_active
 
     def has_add_permission(self, request) -> bool:
-        return permissions.can_configure_environments(request.user)
+        return permissions.is_platform_admin(request.user)
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return permissions.can_configure_environments(request.user)
+        return permissions.is_platform_admin(request.user)
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return permissions.can_configure_environments(request.user) and not (obj and obj.projects.exists())
+        return permissions.is_platform_admin(request.user) and not (obj and obj.projects.exists())
 
 
 @admin.register(Host)
@@ -59,7 +59,7 @@ class HostAdmin(ScopedAdminMixin, admin.ModelAdmin):
         return permissions.visible(request.user, Host.objects.filter(pk=obj.pk), permissions.Action.VIEW_DETAILS).exists()
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return permissions.can_delete_hosts(request.user) and not (obj and obj.projects.exists())
+        return permissions.is_platform_admin(request.user) and not (obj and obj.projects.exists())
 
     def get_queryset(self, request):
         return permissions.visible(request.user, Host.objects.all(), permissions.Action.VIEW_DETAILS)
@@ -263,14 +263,14 @@ class DeployKeyAdmin(admin.ModelAdmin):
         return permissions.is_maintainer_somewhere(request.user)
 
     def has_add_permission(self, request) -> bool:
-        return permissions.can_manage_deploy_keys(request.user)
+        return permissions.is_platform_admin(request.user)
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return permissions.can_manage_deploy_keys(request.user)
+        return permissions.is_platform_admin(request.user)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # A default key is in use by every project of its group that names no
         # key, which PROTECT cannot see; deleting it would silently swap keys.
-        return permissions.can_manage_deploy_keys(request.user) and not (
+        return permissions.is_platform_admin(request.user) and not (
             obj and (obj.is_default or obj.projects.exists())
         )

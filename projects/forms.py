@@ -3,11 +3,13 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q, QuerySet
 
 from accounts import permissions
+from accounts.models import Team
 
 from . import validators
-from .models import Host, Project
+from .models import DeployKey, Host, Project
 from .validators import parse_host_line, parse_host_lines
 
 
@@ -47,9 +49,9 @@ class ProjectAdminForm(forms.ModelForm):
         # The instance as loaded, before this form's data is applied to it.
         project = self.instance if self.instance.pk else None
         if "team" in self.fields:
-            self.fields["team"].queryset = permissions.project_team_choices(self.editor, project)
+            self.fields["team"].queryset = team_choices(self.editor, project)
         if "deploy_key" in self.fields:
-            self.fields["deploy_key"].queryset = permissions.usable_deploy_keys(self.editor, project)
+            self.fields["deploy_key"].queryset = deploy_key_choices(self.editor, project)
 
     def clean_host_lines(self) -> list:
         text = self.cleaned_data.get("host_lines") or ""
@@ -113,6 +115,24 @@ class ProjectAdminForm(forms.ModelForm):
         clash = Host.objects.filter(pk__in=[h.pk for h in hosts], projects__in=others).first()
         if clash is not None:
             self.add_error("webroot", f"Another project already manages {webroot} on {clash.endpoint}.")
+
+
+def team_choices(user, project=None) -> QuerySet[Team]:
+    """The groups the project form offers (the policy's teams_for_project)."""
+    return permissions.teams_for_project(user, project)
+
+
+def deploy_key_choices(user, project=None) -> QuerySet[DeployKey]:
+    """The keys the project form offers: all for platform admins; else the keys
+    of the groups offered, and the project's current key (an unchanged project
+    can always be saved). Saving checks permissions.can_use_deploy_key again."""
+    if permissions.is_platform_admin(user):
+        return DeployKey.objects.all()
+    keys = Q(team__in=team_choices(user, project).values("pk"))
+    kept = permissions.kept_deploy_key_id(user, project)
+    if kept is not None:
+        keys |= Q(pk=kept)
+    return DeployKey.objects.filter(keys)
 
 
 def link_pasted_hosts(user, project: Project, addresses) -> list[Host]:

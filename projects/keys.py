@@ -14,13 +14,13 @@ from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from accounts.models import Team
-from releases.deploy.keys import generate_ed25519
+from engine.keys import generate_ed25519
 
 from . import crypto
 from .models import DeployKey, Project
 
 DEFAULT_KEY_NAME = "walle-default"
-# What releases.deploy.keys allows in an authorized_keys comment.
+# What engine.keys allows in an authorized_keys comment.
 _COMMENT_UNSAFE_RE = re.compile(r"[^A-Za-z0-9._@+=:-]+")
 
 

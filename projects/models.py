@@ -137,7 +137,7 @@ class Host(models.Model):
     @property
     def endpoint(self) -> str:
         """``address`` or ``address:port``: how the engine names the host in logs
-        (``releases.deploy.plan.Target.name``)."""
+        (``engine.plan.Target.name``)."""
         return self.address if self.port == 22 else f"{self.address}:{self.port}"
 
     @property
@@ -340,6 +340,8 @@ class ProjectSecret(models.Model):
     API show at most its name. ``projects.secrets.secret_env`` decrypts them
     for the worker.
     """
+
+    project_path = "project"  # how it belongs to a project (accounts.permissions)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="secrets")
     name = models.CharField(

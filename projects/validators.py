@@ -1,7 +1,7 @@
 """Form-level validation of what a Maintainer types in.
 
-The rules themselves live in the engine (``releases.deploy.validate`` and
-``releases.deploy.git``), which checks every plan again before it runs; here they
+The rules themselves live in the engine (``engine.validate`` and
+``engine.git``), which checks every plan again before it runs; here they
 are only turned into Django ValidationErrors so bad input gets a clear error at
 the form and is never saved.
 """
@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
-from releases.deploy import git, validate
+from engine import git, validate
 
 
 def _wrap(check: Callable[[], object]) -> None:

@@ -5,7 +5,7 @@ and moves the status."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
@@ -15,8 +15,11 @@ from rest_framework.response import Response
 
 from accounts.drf import PolicyErrorsMixin, WallePermission, check_object
 from accounts.permissions import Action, visible
+from projects.api import ProjectViewSet as BaseProjectViewSet
+from projects.models import RepoMode
+from projects.serializers import CommitSerializer, ProjectDetailSerializer, RefsSerializer
 
-from . import repository, runlog, workflow
+from . import queries, repository, workflow
 from .forms import BadParameter, parse_count
 from .models import DeployRun, Ticket
 from .serializers import (
@@ -73,9 +76,13 @@ def _int_param(request: Request, name: str, *, minimum: int = 0, maximum: int | 
 
 TICKET_FILTERS = [
     OpenApiParameter("project", int), OpenApiParameter("environment", str, description="environment slug"),
-    OpenApiParameter("status", str, enum=Ticket.Status.values), OpenApiParameter("author", str),
-    OpenApiParameter("q", str, description="text in title, ref or commit"),
+    OpenApiParameter("status", str, enum=Ticket.Status.values),
+    OpenApiParameter("kind", str, enum=Ticket.Kind.values),
+    OpenApiParameter("author", str, description="user name, any case"),
+    OpenApiParameter("q", str, description="text in the title or ref, or the start of the commit"),
 ]
+# Anything else on the list is refused rather than silently ignored.
+LIST_PARAMS = {p.name for p in TICKET_FILTERS} | {"page", "format"}
 
 
 class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -98,19 +105,18 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
 
     def _filter(self, queryset: QuerySet[Ticket]) -> QuerySet[Ticket]:
         params = self.request.query_params
-        if (project := _int_param(self.request, "project")) is not None:
-            queryset = queryset.filter(project_id=project)
-        if params.get("environment"):
-            queryset = queryset.filter(project__environment__slug=params["environment"])
-        if params.get("status"):
-            if params["status"] not in Ticket.Status.values:
-                raise exceptions.ValidationError({"status": [f"Unknown status {params['status']!r}."]})
-            queryset = queryset.filter(status=params["status"])
-        if params.get("author"):
-            queryset = queryset.filter(author__username=params["author"])
-        if q := params.get("q", "").strip():
-            queryset = queryset.filter(Q(title__icontains=q) | Q(ref__icontains=q) | Q(commit__icontains=q))
-        return queryset
+        unknown = set(params.keys()) - LIST_PARAMS
+        if unknown:
+            raise exceptions.ValidationError({name: ["Unknown filter."] for name in sorted(unknown)})
+        for name, choices in (("status", Ticket.Status.values), ("kind", Ticket.Kind.values)):
+            if params.get(name) and params[name] not in choices:
+                raise exceptions.ValidationError({name: [f"Unknown {name} {params[name]!r}."]})
+        wanted = queries.TicketFilter(
+            project_id=_int_param(self.request, "project"), environment=params.get("environment", ""),
+            status=params.get("status", ""), kind=params.get("kind", ""), author=params.get("author", ""),
+            text=params.get("q", ""),
+        )
+        return queries.filter_tickets(queryset, wanted)
 
     def get_serializer_class(self) -> type:
         return TicketSerializer if self.action == "list" else TicketDetailSerializer
@@ -180,7 +186,7 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
         except workflow.WorkflowError as exc:
             # The workflow decides; this only names the field when the
             # refusal is about the release the client asked for.
-            if type(exc) is workflow.WorkflowError and release and not workflow.kept_releases(
+            if type(exc) is workflow.WorkflowError and release and not queries.kept_releases(
                 ticket.project
             ).filter(name=release).exists():
                 raise exceptions.ValidationError({"release": [str(exc)]}) from None
@@ -230,12 +236,7 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
         # response has also been given (or can page to) the last line.
         ticket.refresh_from_db(fields=["status"])
         bounds = {"max_lines": limit, "max_bytes": settings.WALLE_API_LOG_PAGE_BYTES}
-        if run is None:
-            page = runlog.LogPage([], more_before=False, more_after=False)
-        elif before is not None:
-            page = runlog.page_before(run, before, **bounds)
-        else:
-            page = runlog.page_after(run, after, **bounds)
+        page = queries.log_page(run, before=before, after=after, **bounds)
         lines = page.lines
         data = {
             "ticket": ticket.pk, "status": ticket.status, "run": run, "lines": lines,
@@ -273,3 +274,47 @@ def _pick_run(ticket: Ticket, number: int | None) -> DeployRun | None:
     if run is None:
         raise exceptions.NotFound(f"Ticket #{ticket.pk} has no run {number}.")
     return run
+
+
+COMMIT_LIMIT = 30
+
+
+def repository_error(field: str, exc: repository.RepositoryError) -> exceptions.ValidationError:
+    return exceptions.ValidationError({field: [str(exc)]})
+
+
+@extend_schema(responses=ProjectDetailSerializer)
+class ProjectViewSet(BaseProjectViewSet):
+    """Projects you can see, with their repository's branches, tags and commits
+    as of the worker's last fetch (the repository is ``releases``' business)."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("refresh", OpenApiTypes.BOOL, description="fetch the repository first")],
+        responses=RefsSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def refs(self, request: Request, pk: str | None = None) -> Response:
+        project = self.get_object()
+        fetch = request.query_params.get("refresh", "") in ("1", "true", "yes")
+        try:
+            return Response(repository.refs(project, fetch=fetch))
+        except repository.RepositoryError as exc:
+            raise repository_error("refresh" if fetch else "repository", exc) from None
+
+    @extend_schema(
+        parameters=[OpenApiParameter("branch", str), OpenApiParameter("tag", str)],
+        responses=CommitSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def commits(self, request: Request, pk: str | None = None) -> Response:
+        project = self.get_object()
+        # The project's mode decides whether tickets name branches or tags, so
+        # the parameter must match it; commits() reads refs of that kind only.
+        field = RepoMode(project.repo_mode).value
+        ref = request.query_params.get(field, "")
+        if not ref:
+            raise exceptions.ValidationError({field: [f"This project deploys by {field}; pass ?{field}=<name>."]})
+        try:
+            return Response(repository.commits(project, ref, COMMIT_LIMIT))
+        except repository.RepositoryError as exc:
+            raise repository_error(field, exc) from None

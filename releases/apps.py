@@ -8,9 +8,8 @@ class ReleasesConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
+        from engine import runtime
         from walleproj import checks  # noqa: F401 - registers the system checks
-
-        from .deploy import runtime
 
         # Walle's own git/ssh/rsync get their HOME and key files in here:
         # inside the data dir, which no build hook can see.

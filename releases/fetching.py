@@ -20,13 +20,13 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from engine import git
+from engine.masking import MASK, secret_fragments
+from engine.plan import Secret
 from projects.keys import key_for
 from projects.models import Project
 from projects.validators import validate_workspace
 
-from .deploy import git
-from .deploy.masking import MASK, secret_fragments
-from .deploy.plan import Secret
 from .models import RepositoryFetch
 
 logger = logging.getLogger(__name__)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from django import forms
-from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from accounts.permissions import Action, visible_projects
 from projects.models import Environment, Host, Project
 
-from . import repository, workflow
+from . import queries, repository
 from .models import Release, Ticket
 
 
@@ -89,22 +88,16 @@ class TicketFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["project"].queryset = visible_projects(user)
 
-    def filter(self, tickets):
-        """Narrow an already permission-filtered queryset by the valid filters."""
+    def wanted(self) -> queries.TicketFilter:
+        """The valid filters (none when the form is invalid), for queries.filter_tickets."""
         if not self.is_valid():
-            return tickets
+            return queries.TicketFilter()
         data = self.cleaned_data
-        if data["project"]:
-            tickets = tickets.filter(project=data["project"])
-        if data["environment"]:
-            tickets = tickets.filter(project__environment=data["environment"])
-        if data["status"]:
-            tickets = tickets.filter(status=data["status"])
-        if data["author"]:
-            tickets = tickets.filter(author__username__iexact=data["author"].strip())
-        if text := data["q"].strip():
-            tickets = tickets.filter(Q(title__icontains=text) | Q(ref__icontains=text) | Q(commit__istartswith=text))
-        return tickets
+        return queries.TicketFilter(
+            project_id=data["project"].pk if data["project"] else None,
+            environment=data["environment"].slug if data["environment"] else "",
+            status=data["status"], author=data["author"], text=data["q"],
+        )
 
 
 class RejectForm(forms.Form):
@@ -120,7 +113,7 @@ class RollbackForm(forms.Form):
 
     def __init__(self, ticket: Ticket, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        names = [row["name"] for row in workflow.kept_releases(ticket.project)]
+        names = [row["name"] for row in queries.kept_releases(ticket.project)]
         commits = dict(
             Release.objects.filter(project=ticket.project, name__in=names).values_list("name", "commit")
         )

@@ -6,6 +6,8 @@ data, constraints and read helpers.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -15,6 +17,8 @@ from projects.models import Host, Project, RepoMode
 
 class Ticket(models.Model):
     """A deploy ticket (上线单) or a rollback ticket."""
+
+    project_path = "project"  # how it belongs to a project (accounts.permissions)
 
     class Kind(models.TextChoices):
         DEPLOY = "deploy", _("Deploy")
@@ -78,6 +82,8 @@ class Ticket(models.Model):
 class TicketEvent(models.Model):
     """Append-only audit row for every change to a ticket."""
 
+    project_path = "ticket__project"  # how it belongs to a project (accounts.permissions)
+
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -109,6 +115,8 @@ ACTIVE_RUN_STATUSES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
 
 class DeployRun(models.Model):
     """One execution of a ticket by the worker. A failed ticket may run again."""
+
+    project_path = "ticket__project"  # how it belongs to a project (accounts.permissions)
 
     Status = RunStatus
     ACTIVE_STATUSES = ACTIVE_RUN_STATUSES
@@ -153,6 +161,8 @@ class DeployRun(models.Model):
 class RunHost(models.Model):
     """The result of one run on one host."""
 
+    project_path = "run__ticket__project"  # how it belongs to a project (accounts.permissions)
+
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         PREPARED = "prepared", _("Prepared")
@@ -183,6 +193,8 @@ class RunHost(models.Model):
 class LogLine(models.Model):
     """One line of a run's console, in order. Kept for every run (never wiped)."""
 
+    project_path = "run__ticket__project"  # how it belongs to a project (accounts.permissions)
+
     run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="log_lines")
     seq = models.PositiveIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -201,6 +213,8 @@ class LogLine(models.Model):
 
 class Release(models.Model):
     """A release directory on one host: which commit and ticket it holds."""
+
+    project_path = "project"  # how it belongs to a project (accounts.permissions)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="releases")
     host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="releases")
@@ -229,6 +243,8 @@ class Release(models.Model):
 class ProjectLock(models.Model):
     """At most one run per project at a time; leased so a dead holder is taken over."""
 
+    project_path = "project"  # how it belongs to a project (accounts.permissions)
+
     project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="lock")
     run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="+")
     owner = models.CharField(max_length=200)
@@ -239,6 +255,11 @@ class ProjectLock(models.Model):
     def __str__(self) -> str:
         return f"lock on {self.project} by run {self.run_id}"
 
+    def is_expired(self, now) -> bool:
+        """Not renewed within its lease: its holder is dead (the one rule the
+        lease and the reaper share)."""
+        return self.heartbeat_at < now - timedelta(seconds=self.lease_seconds)
+
 
 class RepositoryFetch(models.Model):
     """The worker's fetches of one project's mirror: when one was last asked
@@ -247,6 +268,8 @@ class RepositoryFetch(models.Model):
     Written by :mod:`releases.fetching` (the only place that fetches); pages read
     it to say how old the branch and commit lists are.
     """
+
+    project_path = "project"  # how it belongs to a project (accounts.permissions)
 
     class Outcome(models.TextChoices):
         OK = "ok", _("Fetched")

@@ -1,11 +1,19 @@
-"""Store what the engine reports: per-host run state, release dirs, what is live."""
+"""The one writer of what a run did: its commit, its release name, each
+host's result (``RunHost``) and the release dirs on each host (``Release``:
+created, live, removed), all from what the engine reports as it happens.
+
+The engine reports a host each time its state changes and once more when the
+run ends (with its error, duration and the release dirs it removed), so a
+worker that dies half-way still leaves an exact record of what each host
+serves, and nothing is ever recomputed from the database.
+"""
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.utils import timezone
 
-from .deploy.plan import HostResult, HostState, Outcome
+from engine.plan import HostResult, HostState
+
 from .models import DeployRun, Release, RunHost
 
 # Engine host states after which the new release dir exists / is served.
@@ -13,56 +21,60 @@ _ON_DISK = (HostState.PREPARED, HostState.SWITCHED, HostState.DONE)
 _LIVE = (HostState.SWITCHED, HostState.DONE)
 
 
-def record(run: DeployRun, outcome: Outcome) -> None:
-    """Store the final per-host results, the commit, and what keep-N removed."""
-    now = timezone.now()
-    with transaction.atomic():
-        for result in outcome.hosts:
-            record_host(run, result, outcome.release_name, outcome.commit)
-        if outcome.commit:
-            DeployRun.objects.filter(pk=run.pk).update(commit=outcome.commit)
-            Release.objects.filter(run=run).update(commit=outcome.commit)
-        for result in outcome.hosts:
-            _mark_removed(run.ticket.project, result, now)
+class Recorder:
+    """Records one run. ``planned`` and ``resolved`` come before any host report."""
 
+    def __init__(self, run: DeployRun) -> None:
+        self.run = run
+        self.release_name = ""  # a deploy's new release dir, once planned
+        self.commit = run.ticket.commit
 
-def record_host(run: DeployRun, result: HostResult, release_name: str, commit: str) -> None:
-    """Store one host's result and which release it serves (called live, as
-    each host changes state, and once more at the end)."""
-    ticket = run.ticket
-    RunHost.objects.filter(run=run, host_id=result.target_id).update(
-        status=RunHost.Status(result.state.value), release=result.release,
-        previous_release=result.previous_release, error=result.error, duration=result.duration,
-    )
-    if not ticket.is_rollback and release_name:
-        _record_release_dir(run, result, release_name, commit)
-    if result.state in _LIVE and result.release:
-        _mark_live(ticket.project, result.target_id, result.release, timezone.now())
+    def started(self, hosts) -> None:
+        """One pending result row per host the run will touch."""
+        RunHost.objects.bulk_create([RunHost(run=self.run, host=host) for host in hosts])
 
+    def planned(self, release_name: str) -> None:
+        """The deploy's new release dir name (rollbacks make none)."""
+        self.release_name = release_name
+        DeployRun.objects.filter(pk=self.run.pk).update(release_name=release_name)
 
-def _record_release_dir(run: DeployRun, result: HostResult, name: str, commit: str) -> None:
-    """A deploy's new release dir now exists on the host, or was removed again."""
-    ticket = run.ticket
-    if result.state in _ON_DISK:
-        Release.objects.get_or_create(
-            project=ticket.project, host_id=result.target_id, name=name,
-            defaults={"commit": commit, "ticket": ticket, "run": run},
+    def resolved(self, commit: str) -> None:
+        """The commit the run deploys, as the engine resolved it."""
+        self.commit = commit
+        DeployRun.objects.filter(pk=self.run.pk).update(commit=commit)
+
+    def host(self, result: HostResult) -> None:
+        """Store one host's report: its state, where its webroot points, and
+        the release dirs this run created or removed there."""
+        run, project = self.run, self.run.ticket.project
+        RunHost.objects.filter(run=run, host_id=result.target_id).update(
+            status=RunHost.Status(result.state.value), release=result.release,
+            previous_release=result.previous_release, error=result.error, duration=result.duration,
         )
-    elif result.state == HostState.CLEANED:
-        Release.objects.filter(project=ticket.project, host_id=result.target_id, name=name).update(
-            removed_at=timezone.now()
-        )
+        now = timezone.now()
+        if self.release_name and not run.ticket.is_rollback:
+            self._new_release_dir(result, now)
+        if result.state in _LIVE and result.release:
+            Release.objects.filter(project=project, host_id=result.target_id, is_live=True).exclude(
+                name=result.release
+            ).update(is_live=False)
+            Release.objects.filter(project=project, host_id=result.target_id, name=result.release).update(
+                is_live=True, switched_at=now
+            )
+        if result.removed:  # only what the engine really removed; a failed rm stays recorded
+            Release.objects.filter(
+                project=project, host_id=result.target_id, name__in=result.removed, removed_at__isnull=True
+            ).update(removed_at=now, is_live=False)
 
-
-def _mark_removed(project, result: HostResult, now) -> None:
-    """Record the release dirs the engine reports it actually removed from the
-    host (keep-N and orphans); a failed removal stays recorded as present."""
-    if result.removed:
-        Release.objects.filter(project=project, host_id=result.target_id, name__in=result.removed).update(
-            removed_at=now, is_live=False
-        )
-
-
-def _mark_live(project, host_id: int, name: str, now) -> None:
-    Release.objects.filter(project=project, host_id=host_id, is_live=True).exclude(name=name).update(is_live=False)
-    Release.objects.filter(project=project, host_id=host_id, name=name).update(is_live=True, switched_at=now)
+    def _new_release_dir(self, result: HostResult, now) -> None:
+        """The deploy's new release dir now exists on the host, or was removed again."""
+        ticket = self.run.ticket
+        if result.state in _ON_DISK:
+            Release.objects.get_or_create(
+                project=ticket.project, host_id=result.target_id, name=self.release_name,
+                defaults={"commit": self.commit, "ticket": ticket, "run": self.run},
+            )
+        elif result.state == HostState.CLEANED:
+            Release.objects.filter(
+                project=ticket.project, host_id=result.target_id, name=self.release_name, removed_at__isnull=True
+            ).update(removed_at=now)

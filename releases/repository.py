@@ -1,7 +1,7 @@
 """What the pages and the API ask of a project's repository: refs, commits,
 and what a ticket would change.
 
-Everything here reads the project's mirror locally (``releases.deploy.git``;
+Everything here reads the project's mirror locally (``engine.git``;
 no key, no network). Fetching is the worker's job (:mod:`releases.fetching`):
 a refresh only queues one, and :func:`resolve_fresh` waits a bounded time for
 the fetch it needs.
@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from engine import git
+from engine.plan import RefKind
 from projects.models import Project
 
 from . import fetching
-from .deploy import git
-from .deploy.plan import RefKind
 from .models import Release
 
 # How long a new ticket waits for the worker's fetch; below the web server's

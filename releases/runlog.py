@@ -1,27 +1,27 @@
 """A run's console: how the engine's reports reach the database while a run
-works (RunLog), and the bounded reads of it that pages and the API share.
+works (RunLog). Reading it is ``releases.queries``' job.
 
 Engine threads only enqueue; one writer thread stores console lines (masked)
-and host states in the order they happened. What one run stores is capped by
-``WALLE_LOG_MAX_LINES`` and ``WALLE_LOG_MAX_BYTES``; what one read returns by a
-line count and ``WALLE_API_LOG_PAGE_BYTES``.
+and hands host reports to the run's recorder, in the order they happened.
+What one run stores is capped by ``WALLE_LOG_MAX_LINES`` and ``WALLE_LOG_MAX_BYTES``.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, QuerySet
-from django.db.models.functions import Length
+from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db.models import Max
 
-from .deploy.masking import MASK, secret_fragments
-from .deploy.plan import HostResult, Secret, Stage, Stream
+from engine.masking import MASK, secret_fragments
+from engine.plan import HostResult, Secret, Stage, Stream
+
 from .models import DeployRun, LogLine
-from .recorder import record_host
 
 # Room kept inside the caps for how a run ends (error lines and the engine's
 # "finish" summary): a flood of build output must not push out the lines that
@@ -30,6 +30,9 @@ RESERVE_LINES = 200
 RESERVE_BYTES = 256 * 1024
 # One stored line at most (the engine already splits output at 64 KiB).
 MAX_LINE_CHARS = 64 * 1024
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,11 @@ class RunLog:
 
     FLUSH_EVERY = 0.2
 
-    def __init__(self, run: DeployRun) -> None:
+    def __init__(self, run: DeployRun, on_host: Callable[[HostResult], None]) -> None:
         self.run = run
         self.seq = LogLine.objects.filter(run=run).aggregate(last=Max("seq"))["last"] or 0
-        self.release_name = ""  # set once the plan is known
+        # Host reports are stored in order with the lines, by the run's recorder.
+        self._on_host = on_host
         self._secrets: list[str] = []
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
@@ -77,6 +81,7 @@ class RunLog:
         self._reserve_bytes = min(RESERVE_BYTES, self.max_bytes // 10)
         self.stored_lines = self.stored_bytes = 0  # accepted for storage
         self.cut_lines = self.cut_bytes = 0  # dropped at the caps
+        self.report_failures = 0
         self._marker: LogLine | None = None
         self._marker_shows = (0, 0)
         self._done = threading.Event()
@@ -157,7 +162,7 @@ class RunLog:
             self._store(rows)  # keep lines and host states in the order they happened
             rows = []
             if isinstance(item, HostResult):
-                record_host(self.run, item, self.release_name, self.run.ticket.commit)
+                self._report(item)
             else:  # a flush marker
                 item.set()
         self._store(rows)
@@ -194,6 +199,19 @@ class RunLog:
         finally:
             connection.close()
 
+    def _report(self, result: HostResult) -> None:
+        try:
+            self._on_host(result)
+        except Exception:  # one failed write must not stop the writer (and every later line)
+            logger.exception("storing the result of host %s failed", result.name)
+            close_old_connections()
+            self.report_failures += 1
+
+    @property
+    def healthy(self) -> bool:
+        """Every host report so far was stored and the writer still runs."""
+        return self._writer.is_alive() and not self.report_failures
+
     def flush(self, timeout: float = 30) -> None:
         """Wait until everything reported so far is stored."""
         marker = threading.Event()
@@ -218,57 +236,3 @@ def append_line(run: DeployRun, stage: Stage, stream: Stream, text: str) -> LogL
         except IntegrityError:  # a late writer took that number; take the next
             continue
     raise RuntimeError(f"could not append to the console of run {run.pk}")
-
-
-# --- Reading -------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LogPage:
-    """Consecutive lines of one run's console, and whether more lie on either side."""
-
-    lines: list[LogLine]
-    more_before: bool
-    more_after: bool
-
-
-def page_after(run: DeployRun, after: int, *, max_lines: int, max_bytes: int) -> LogPage:
-    """The first lines with seq > ``after``: at most ``max_lines`` and, beyond
-    the first line, at most ``max_bytes`` of text."""
-    lines, cut = _bounded(run.log_lines.filter(seq__gt=after).order_by("seq"), max_lines, max_bytes)
-    first = lines[0].seq if lines else after + 1
-    return LogPage(lines, more_before=run.log_lines.filter(seq__lt=first).exists(), more_after=cut)
-
-
-def page_before(run: DeployRun, before: int | None, *, max_lines: int, max_bytes: int) -> LogPage:
-    """The last lines with seq < ``before`` (None: the console's tail), in order,
-    bounded like :func:`page_after`."""
-    queryset = run.log_lines.all() if before is None else run.log_lines.filter(seq__lt=before)
-    lines, cut = _bounded(queryset.order_by("-seq"), max_lines, max_bytes)
-    lines.reverse()
-    last = lines[-1].seq if lines else (before - 1 if before is not None else 0)
-    return LogPage(lines, more_before=cut, more_after=run.log_lines.filter(seq__gt=last).exists())
-
-
-def _bounded(ordered: QuerySet[LogLine], max_lines: int, max_bytes: int) -> tuple[list[LogLine], bool]:
-    """The leading lines of ``ordered`` within the bounds, and whether any were
-    left out. Sizes are read first, so no more text than fits is loaded."""
-    sizes = list(ordered.annotate(chars=Length("text")).values_list("seq", "chars")[: max_lines + 1])
-    cut = len(sizes) > max_lines
-    total, seqs = 0, []
-    for seq, chars in sizes[:max_lines]:
-        # A character is at least one byte: this never leaves out a line that fits.
-        if seqs and total + chars > max_bytes:
-            cut = True
-            break
-        total += chars
-        seqs.append(seq)
-    lines = list(ordered.filter(seq__in=seqs)) if seqs else []
-    total, kept = 0, []
-    for line in lines:  # now by real (UTF-8) size
-        size = _size(line.text)
-        if kept and total + size > max_bytes:
-            cut = True
-            break
-        total += size
-        kept.append(line)
-    return kept, cut

@@ -24,11 +24,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.permissions import Action, can, get_visible_or_404, require, visible, visible_projects
+from engine.git import GitError
+from engine.plan import Stage
 from projects.models import Project, RepoMode
 
-from . import repository, runlog, workflow
-from .deploy.git import GitError
-from .deploy.plan import Stage, Stream
+from . import queries, repository, workflow
 from .forms import BadParameter, EditTicketForm, NewTicketForm, RejectForm, RollbackForm, TicketFilterForm, parse_count
 from .models import DeployRun, LogLine, Release, Ticket
 
@@ -36,7 +36,6 @@ S = Ticket.Status
 STAGES = [stage.value for stage in Stage]
 LOG_BATCH = 2000  # lines per JSON answer; the poller asks again at once when there are more
 LOG_TAIL = 500  # lines the ticket page renders; earlier ones load on request
-RUNNING_RUN = (DeployRun.Status.QUEUED, DeployRun.Status.RUNNING)
 
 
 # --- helpers -------------------------------------------------------------------
@@ -58,29 +57,8 @@ def ticket_actions(user, ticket: Ticket) -> dict[str, bool]:
         "cancel": _moves("cancel", status) and can(user, Action.CANCEL, ticket),
         "edit": status in workflow.EDITABLE and can(user, Action.EDIT, ticket),
         "rollback": not ticket.is_rollback and can(user, Action.ROLLBACK, ticket)
-        and workflow.switched_hosts(ticket).exists(),
+        and queries.switched_hosts(ticket).exists(),
     }
-
-
-def _host_states(ticket: Ticket, run: DeployRun | None) -> list[dict]:
-    """A chip per host: live stage from the log while running, RunHost.status after."""
-    results = {r.host_id: r for r in run.host_results.all()} if run else {}
-    running = run is not None and run.status in RUNNING_RUN
-    chips = []
-    for host in ticket.hosts.order_by("address", "port"):
-        name = host.endpoint  # as the engine writes LogLine.host
-        state, text = "idle", "—"
-        if running:
-            last = run.log_lines.filter(host=name).order_by("-seq").values_list("stage", "stream").first()
-            if last is None:
-                state, text = "waiting", _("waiting")
-            else:
-                state = "failed" if last[1] == Stream.ERROR else "running"
-                text = last[0]
-        elif host.pk in results:
-            state, text = results[host.pk].status, results[host.pk].get_status_display()
-        chips.append({"name": name, "label": host.label, "state": state, "text": text})
-    return chips
 
 
 def console_state(ticket: Ticket, run: DeployRun | None, details: bool) -> dict:
@@ -94,7 +72,8 @@ def console_state(ticket: Ticket, run: DeployRun | None, details: bool) -> dict:
     return {
         "status": ticket.status, "status_label": ticket.get_status_display(),
         "active": ticket.status in Ticket.ACTIVE_STATUSES, "stage": stage, "progress": progress,
-        "run": run.number if run else None, "hosts": _host_states(ticket, run) if details else [],
+        "run": run.number if run else None,
+        "hosts": [vars(chip) for chip in queries.host_chips(ticket, run)] if details else [],
     }
 
 
@@ -149,7 +128,7 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest(escape(str(exc)))
     form = TicketFilterForm(request.user, request.GET or None)
     tickets = visible(request.user, Ticket.objects.all()).select_related("project__environment", "author")
-    tickets = form.filter(tickets).order_by("-created_at", "-id")
+    tickets = queries.filter_tickets(tickets, form.wanted()).order_by("-created_at", "-id")
     page = Paginator(tickets, 25).get_page(number)
     return render(request, "releases/ticket_list.html", {"form": form, "page": page})
 
@@ -281,12 +260,10 @@ def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
     })
 
 
-def _log_page(run: DeployRun, *, before: int | None = None, after: int | None = None,
-              max_lines: int = LOG_BATCH) -> runlog.LogPage:
-    bounds = {"max_lines": max_lines, "max_bytes": settings.WALLE_API_LOG_PAGE_BYTES}
-    if after is not None:
-        return runlog.page_after(run, after, **bounds)
-    return runlog.page_before(run, before, **bounds)
+def _log_page(run: DeployRun | None, *, before: int | None = None, after: int | None = None,
+              max_lines: int = LOG_BATCH) -> queries.LogPage:
+    return queries.log_page(run, before=before, after=after, max_lines=max_lines,
+                            max_bytes=settings.WALLE_API_LOG_PAGE_BYTES)
 
 
 @login_required
@@ -306,13 +283,13 @@ def ticket_log(request: HttpRequest, pk: int) -> JsonResponse:
         return JsonResponse({"error": str(exc)}, status=400)
     run = ticket.latest_run()
     if before is not None:
-        earlier = _log_page(run, before=before) if run else runlog.LogPage([], False, False)
+        earlier = _log_page(run, before=before)
         return JsonResponse({
             "run": run.number if run else None, "lines": [_line(line) for line in earlier.lines],
             "first_seq": earlier.lines[0].seq if earlier.lines else before, "more_before": earlier.more_before,
         })
     after = after or 0
-    page = _log_page(run, after=after) if run else runlog.LogPage([], False, False)
+    page = _log_page(run, after=after)
     return JsonResponse({
         **console_state(ticket, run, details=True), "lines": [_line(line) for line in page.lines],
         "last_seq": page.lines[-1].seq if page.lines else after, "more": page.more_after,

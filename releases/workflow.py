@@ -12,15 +12,16 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
 from accounts.permissions import Action, require
+from engine.plan import Stage, Stream
 from projects.models import Host, Project
 
-from .deploy.plan import Stage, Stream
-from .models import DeployRun, ProjectLock, Release, RunHost, Ticket, TicketEvent
+from .models import DeployRun, ProjectLock, RunHost, Ticket, TicketEvent
+from .queries import kept_releases, switched_hosts
 from .runlog import append_line
 
 S = Ticket.Status
@@ -43,9 +44,24 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("succeed", S.DEPLOYING): S.SUCCEEDED,
     ("fail", S.DEPLOYING): S.FAILED,
     ("fail", S.QUEUED): S.FAILED,
+    # An edit that needs no new approval keeps the status (and still goes
+    # through the mover: compare-and-set, version, event).
+    ("edit", S.PENDING): S.PENDING,
+    ("edit", S.APPROVED): S.APPROVED,
 }
 
 EDITABLE = (S.PENDING, S.APPROVED, S.REJECTED)
+
+R = DeployRun.Status
+
+# The life of one run, (action, from status) -> to status; moved only by _move_run.
+RUN_TRANSITIONS: dict[tuple[str, str], str] = {
+    ("start", R.QUEUED): R.RUNNING,
+    ("succeed", R.RUNNING): R.SUCCEEDED,
+    ("fail", R.RUNNING): R.FAILED,
+    ("cancel", R.QUEUED): R.CANCELLED,
+    ("lose", R.QUEUED): R.FAILED,  # the broker never delivered it
+}
 
 
 class WorkflowError(Exception):
@@ -91,11 +107,24 @@ def _move(ticket: Ticket, action: str, actor, note: str = "", *, seen: int | Non
         raise InvalidTransition(
             f"The ticket changed meanwhile; it is now {ticket.get_status_display().lower()}."
         )
-    TicketEvent.objects.create(
-        ticket=ticket, actor=actor, action=action, from_status=frm, to_status=to, note=note
-    )
+    # An edit that keeps the status records no status change.
+    moved = {"from_status": frm, "to_status": to} if frm != to else {}
+    TicketEvent.objects.create(ticket=ticket, actor=actor, action=action, note=note, **moved)
     ticket.refresh_from_db()
     return ticket
+
+
+def _move_run(run: DeployRun, action: str, **fields) -> bool:
+    """Compare-and-set a run from the status ``action`` starts at; False when
+    it was not in that status any more (claimed, ended or cancelled meanwhile)."""
+    starts = [frm for (name, frm) in RUN_TRANSITIONS if name == action]
+    if not starts:
+        raise KeyError(f"no run transition named {action!r}")
+    moved = 0
+    for frm in starts:
+        to = RUN_TRANSITIONS[(action, frm)]
+        moved += DeployRun.objects.filter(pk=run.pk, status=frm).update(status=to, **fields)
+    return bool(moved)
 
 
 def _initial_status(project: Project, kind: str) -> str:
@@ -165,10 +194,7 @@ def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields
         return _move(ticket, action, actor, note, reject_reason="", **fields)
     if current == S.APPROVED and needs_approval:
         return _move(ticket, "reopen", actor, note + "; needs approval again", **fields)
-    Ticket.objects.filter(pk=ticket.pk, status=current).update(updated_at=timezone.now(), **fields)
-    TicketEvent.objects.create(ticket=ticket, actor=actor, action="edit", note=note)
-    ticket.refresh_from_db()
-    return ticket
+    return _move(ticket, "edit", actor, note, **fields)
 
 
 @transaction.atomic
@@ -193,9 +219,8 @@ def cancel(actor, ticket: Ticket, note: str = "") -> Ticket:
     require(actor, Action.CANCEL, ticket)
     Ticket.objects.select_for_update().filter(pk=ticket.pk).first()
     ticket = _move(ticket, "cancel", actor, note)
-    DeployRun.objects.filter(ticket=ticket, status=DeployRun.Status.QUEUED).update(
-        status=DeployRun.Status.CANCELLED, finished_at=timezone.now()
-    )
+    for run in DeployRun.objects.filter(ticket=ticket, status=R.QUEUED):
+        _move_run(run, "cancel", finished_at=timezone.now())
     return ticket
 
 
@@ -260,21 +285,6 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
     return rollback
 
 
-def switched_hosts(ticket: Ticket):
-    """Hosts whose webroot some run of ``ticket`` switched: what a rollback covers."""
-    return Host.objects.filter(
-        run_results__run__ticket=ticket, run_results__status__in=RunHost.LIVE_STATUSES
-    ).distinct()
-
-
-def kept_releases(project: Project):
-    """Release names still on disk (not removed by keep-N), newest first."""
-    return (
-        Release.objects.filter(project=project, removed_at__isnull=True)
-        .values("name").distinct().order_by("-name")
-    )
-
-
 # --- The worker's moves -------------------------------------------------------
 
 def start_run(run_id: int, worker: str) -> DeployRun | None:
@@ -285,24 +295,19 @@ def start_run(run_id: int, worker: str) -> DeployRun | None:
         # never deadlock on PostgreSQL.
         ticket_id = DeployRun.objects.filter(pk=run_id).values_list("ticket_id", flat=True).first()
         Ticket.objects.select_for_update().filter(pk=ticket_id).first()
-        claimed = DeployRun.objects.filter(pk=run_id, status=DeployRun.Status.QUEUED).update(
-            status=DeployRun.Status.RUNNING, started_at=timezone.now(), worker=worker
-        )
-        if not claimed:
+        run = DeployRun.objects.select_related("ticket").filter(pk=run_id).first()
+        if run is None or not _move_run(run, "start", started_at=timezone.now(), worker=worker):
             return None
-        run = DeployRun.objects.select_related("ticket").get(pk=run_id)
+        run.refresh_from_db()
         _move(run.ticket, "start", None, f"run {run.number} on {worker}")
         return run
 
 
-def finish_run(run: DeployRun, *, ok: bool, error: str = "", commit: str = "") -> bool:
+def finish_run(run: DeployRun, *, ok: bool, error: str = "") -> bool:
     """End a run and its ticket in a final status; every run ends here.
     Returns False when the run had already ended (and nothing changed)."""
     with transaction.atomic():
-        status = DeployRun.Status.SUCCEEDED if ok else DeployRun.Status.FAILED
-        ended = DeployRun.objects.filter(pk=run.pk, status=DeployRun.Status.RUNNING).update(
-            status=status, finished_at=timezone.now(), error=error, commit=commit or run.commit
-        )
+        ended = _move_run(run, "succeed" if ok else "fail", finished_at=timezone.now(), error=error)
         if not ended:
             return False  # already ended (reaped, lock released): a late worker must not touch the ticket
         ticket = Ticket.objects.get(pk=run.ticket_id)
@@ -314,7 +319,7 @@ def finish_run(run: DeployRun, *, ok: bool, error: str = "", commit: str = "") -
 INTERRUPTED = "Interrupted: the worker stopped responding (lock lease expired)."
 
 
-def _interrupt(run: DeployRun) -> bool:
+def interrupt(run: DeployRun) -> bool:
     """End a run whose worker died, and say so at the end of its console: the
     worker that would have written the last lines never will."""
     with transaction.atomic():
@@ -332,6 +337,15 @@ def _interrupt(run: DeployRun) -> bool:
         return True
 
 
+def lock_taken_over(dead: DeployRun, run: DeployRun, note: str) -> None:
+    """The project lease of ``dead`` (whose worker stopped renewing it) went to
+    ``run``: say so on both tickets and end the dead run."""
+    TicketEvent.objects.create(ticket=dead.ticket, action="lock_taken_over", note=note)
+    TicketEvent.objects.create(ticket=run.ticket, action="lock_taken_over", note=note)
+    if dead.status == DeployRun.Status.RUNNING:
+        interrupt(dead)
+
+
 def reap_stale_runs(project: Project) -> list[DeployRun]:
     """Fail runs whose worker died: lock lease expired, or running with no lock.
     Returns the runs this call ended.
@@ -345,10 +359,10 @@ def reap_stale_runs(project: Project) -> list[DeployRun]:
     running = DeployRun.objects.filter(ticket__project=project, status=DeployRun.Status.RUNNING)
     for run in running:
         lock = ProjectLock.objects.filter(project=project, run=run).first()
-        stale = (lock.heartbeat_at < now - lease) if lock else (run.started_at or now) < now - lease
+        stale = lock.is_expired(now) if lock else (run.started_at or now) < now - lease
         if stale:
             ProjectLock.objects.filter(project=project, run=run).delete()
-            if _interrupt(run):
+            if interrupt(run):
                 reaped.append(run)
     return reaped
 
@@ -363,9 +377,7 @@ def _reap_lost_queued(project: Project, now) -> list[DeployRun]:
     lost = []
     for run in candidates:
         with transaction.atomic():
-            if DeployRun.objects.filter(pk=run.pk, status=DeployRun.Status.QUEUED).update(
-                status=DeployRun.Status.FAILED, finished_at=now, error="Lost: the worker never picked it up."
-            ):
+            if _move_run(run, "lose", finished_at=now, error="Lost: the worker never picked it up."):
                 ticket = Ticket.objects.get(pk=run.ticket_id)
                 if ticket.status == S.QUEUED:
                     _move(ticket, "fail", None, "the queued run was lost; deploy again")
@@ -396,54 +408,3 @@ def release_lock(actor, project: Project) -> DeployRun | None:
         finish_run(run, ok=False, error=f"Lock released by {actor}.")
     TicketEvent.objects.create(ticket=run.ticket, actor=actor, action="release_lock", note=f"run {run.number}")
     return run
-
-
-# --- The project lock (used by the worker) ------------------------------------
-
-def acquire_lock(run: DeployRun, owner: str) -> tuple[bool, str]:
-    """Take the project's lock for ``run``. Returns (taken, note).
-
-    A lock whose heartbeat is older than the lease belongs to a dead worker and
-    is taken over; the takeover is recorded on the dead run's ticket.
-    """
-    project = run.ticket.project
-    now = timezone.now()
-    try:
-        with transaction.atomic():
-            ProjectLock.objects.create(
-                project=project, run=run, owner=owner, acquired_at=now, heartbeat_at=now,
-                lease_seconds=settings.WALLE_LOCK_LEASE,
-            )
-        return True, ""
-    except IntegrityError:
-        pass
-    lock = ProjectLock.objects.select_related("run__ticket").filter(project=project).first()
-    if lock is None:
-        return acquire_lock(run, owner)
-    if lock.heartbeat_at >= now - timedelta(seconds=lock.lease_seconds):
-        return False, f"Project is locked by run {lock.run.number} of ticket #{lock.run.ticket_id}."
-    return _take_over(lock, run, owner, now)
-
-
-def _take_over(lock: ProjectLock, run: DeployRun, owner: str, now) -> tuple[bool, str]:
-    dead = lock.run
-    with transaction.atomic():
-        taken = ProjectLock.objects.filter(pk=lock.pk, heartbeat_at=lock.heartbeat_at).update(
-            run=run, owner=owner, acquired_at=now, heartbeat_at=now
-        )
-        if not taken:
-            return False, "Another worker took the lock first."
-        note = f"lock taken over from run {dead.number} of ticket #{dead.ticket_id} (lease expired)"
-        TicketEvent.objects.create(ticket=dead.ticket, action="lock_taken_over", note=note)
-        TicketEvent.objects.create(ticket=run.ticket, action="lock_taken_over", note=note)
-    if dead.status == DeployRun.Status.RUNNING:
-        _interrupt(dead)
-    return True, note
-
-
-def heartbeat(run: DeployRun) -> bool:
-    return bool(ProjectLock.objects.filter(run=run).update(heartbeat_at=timezone.now()))
-
-
-def release_own_lock(run: DeployRun) -> None:
-    ProjectLock.objects.filter(run=run).delete()

@@ -20,7 +20,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from accounts.models import Role
-from projects.checks import run_check
+from projects.config_check import run_check
 from projects.keys import team_key
 from projects.models import Host, Project
 from releases import tasks, workflow

@@ -55,7 +55,7 @@ def test_generated_secrets_are_private_files_kept_across_runs(tmp_path):
 
 
 def test_first_run_warns_loudly_when_hooks_cannot_be_sandboxed_as_root(db, monkeypatch):
-    from releases.deploy import sandbox
+    from engine import sandbox
 
     monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
     monkeypatch.setattr(sandbox, "running_as_root", lambda: True)
@@ -66,7 +66,7 @@ def test_first_run_warns_loudly_when_hooks_cannot_be_sandboxed_as_root(db, monke
 
 
 def test_first_run_says_nothing_about_the_sandbox_when_it_works(db, monkeypatch):
-    from releases.deploy import sandbox
+    from engine import sandbox
 
     monkeypatch.setattr(sandbox, "bwrap_path", lambda: "/usr/bin/bwrap")
     out = io.StringIO()

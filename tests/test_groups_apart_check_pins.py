@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from projects import checks
+from engine.checks import CheckReport, CheckResult
+from projects import config_check as checks
 from projects.models import Host
-from releases.deploy.checks import CheckReport, CheckResult
 
 from . import helpers
 

@@ -15,10 +15,10 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from accounts.models import Role, Team
-from projects import checks
+from engine.checks import CheckReport
+from projects import config_check as checks
 from projects.keys import create_key, default_key, key_for, team_key
 from projects.models import DeployKey, Project
-from releases.deploy.checks import CheckReport
 
 from . import helpers
 from .test_admin_permissions import _project_form

@@ -10,6 +10,7 @@ from django.urls import reverse
 from accounts import grants, permissions
 from accounts.models import Role
 from accounts.permissions import Action
+from projects.forms import team_choices
 
 from . import helpers
 from .test_admin_permissions import _project_form
@@ -30,7 +31,7 @@ def test_a_configure_grant_does_not_let_another_groups_maintainer_move_the_proje
     # the website; moving it into payments would make him its Maintainer.
     outsider = world.users["outsider"]
     grants.grant(world.users["owner"], outsider, Action.CONFIGURE, world.project)
-    assert set(permissions.project_team_choices(outsider, world.project)) == {world.team}
+    assert set(team_choices(outsider, world.project)) == {world.team}
     response = _move(client, outsider, world.project, world.other_team)
     assert response.status_code == 200
     world.project.refresh_from_db()

@@ -11,9 +11,10 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from engine.plan import HostResult, HostState, Secret, Stage, Stream
 from releases import runlog
-from releases.deploy.plan import HostResult, HostState, Secret, Stage, Stream
 from releases.models import DeployRun, LogLine, RunHost, Ticket
+from releases.recorder import Recorder
 from releases.runlog import RunLog
 
 from . import helpers
@@ -33,7 +34,7 @@ def stored(run: DeployRun) -> list[tuple[int, str, str, str]]:
 
 def test_a_flood_stops_at_the_line_cap_with_one_marker_and_the_ending_still_stored(run, settings):
     settings.WALLE_LOG_MAX_LINES = 100
-    log = RunLog(run)
+    log = RunLog(run, on_host=Recorder(run).host)
     for n in range(5000):
         log("127.0.0.11", Stage.PRE_DEPLOY, Stream.STDOUT, f"build line {n}")
     log("127.0.0.11", Stage.PRE_DEPLOY, Stream.ERROR, "pre_deploy failed with exit status 2")
@@ -56,7 +57,7 @@ def test_a_flood_stops_at_the_line_cap_with_one_marker_and_the_ending_still_stor
 
 def test_the_byte_cap_holds_and_the_marker_says_how_many_bytes_were_cut(run, settings):
     settings.WALLE_LOG_MAX_BYTES = 20_000
-    log = RunLog(run)
+    log = RunLog(run, on_host=Recorder(run).host)
     for _ in range(1000):
         log("127.0.0.11", Stage.TRANSFER, Stream.STDOUT, "x" * 99)
     log.note(Stage.FINISH, Stream.INFO, "succeeded")
@@ -73,7 +74,7 @@ def test_the_byte_cap_holds_and_the_marker_says_how_many_bytes_were_cut(run, set
 
 def test_lines_that_say_how_the_run_ended_are_bounded_too(run, settings):
     settings.WALLE_LOG_MAX_LINES = 50
-    log = RunLog(run)
+    log = RunLog(run, on_host=Recorder(run).host)
     for n in range(1000):
         log("127.0.0.11", Stage.SWITCH, Stream.ERROR, f"error {n}")
     log.flush()
@@ -85,7 +86,7 @@ def test_host_states_are_recorded_after_the_cap(run, settings, world):
     settings.WALLE_LOG_MAX_LINES = 20
     host = world.project.hosts.get()
     RunHost.objects.create(run=run, host=host)
-    log = RunLog(run)
+    log = RunLog(run, on_host=Recorder(run).host)
     for n in range(500):
         log(host.endpoint, Stage.TRANSFER, Stream.STDOUT, f"sent file {n}")
     log.host_result(HostResult(host.pk, host.endpoint, HostState.SWITCHED, release="20260101-000000-1"))
@@ -98,7 +99,7 @@ def test_host_states_are_recorded_after_the_cap(run, settings, world):
 def test_a_flood_costs_a_counter_not_queue_memory(run, settings, monkeypatch):
     settings.WALLE_LOG_MAX_LINES = 100
     monkeypatch.setattr(RunLog, "FLUSH_EVERY", 60)  # the writer sleeps: nothing is drained meanwhile
-    log = RunLog(run)
+    log = RunLog(run, on_host=Recorder(run).host)
     for n in range(50_000):
         log("127.0.0.11", Stage.PRE_DEPLOY, Stream.STDOUT, f"line {n}")
     assert log._queue.qsize() <= 100 + 1  # what is stored, and the marker
@@ -109,7 +110,7 @@ def test_a_flood_costs_a_counter_not_queue_memory(run, settings, monkeypatch):
 
 def test_the_marker_keeps_counting_while_the_run_goes_on(run, settings):
     settings.WALLE_LOG_MAX_LINES = 20
-    log = RunLog(run)
+    log = RunLog(run, on_host=Recorder(run).host)
     for n in range(30):
         log("", Stage.CHECKOUT, Stream.STDOUT, f"a {n}")
     log.flush()
@@ -225,7 +226,7 @@ def test_api_log_limit_bounds_lines(world):
 
 def test_a_secret_straddling_the_line_cut_is_masked_not_half_stored(run):
     secret = "tok-" + "S" * 40
-    log = RunLog(run)
+    log = RunLog(run, on_host=Recorder(run).host)
     log.add_secret(Secret(secret))
     cut_at = runlog.MAX_LINE_CHARS
     log("", Stage.POST_DEPLOY, Stream.STDOUT, "x" * (cut_at - 10) + secret + "tail")

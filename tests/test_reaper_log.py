@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from releases import workflow
+from releases.lease import ProjectLease
 from releases.models import DeployRun, LogLine, ProjectLock, RunHost, Ticket
 
 from . import helpers
@@ -20,7 +21,7 @@ def dead_run(world, lines: int = 3) -> DeployRun:
     """A running run whose worker stopped renewing its lock an hour ago."""
     ticket = helpers.make_ticket(world.project, world.users["developer"], S.QUEUED)
     run = workflow.start_run(DeployRun.objects.create(ticket=ticket, number=1).pk, "worker-a")
-    workflow.acquire_lock(run, "worker-a")
+    ProjectLease(run, "worker-a").acquire()
     ProjectLock.objects.filter(run=run).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     for seq in range(1, lines + 1):
         LogLine.objects.create(run=run, seq=seq, host="", stage="pre_release", stream="stdout", text=f"{seq}")
@@ -57,7 +58,7 @@ def test_a_lock_taken_over_from_a_dead_run_ends_its_console_too(world):
     dead = dead_run(world)
     other = helpers.make_ticket(world.project, world.users["developer"], S.QUEUED)
     nxt = workflow.start_run(DeployRun.objects.create(ticket=other, number=1).pk, "worker-b")
-    taken, _ = workflow.acquire_lock(nxt, "worker-b")
+    taken, _ = ProjectLease(nxt, "worker-b").acquire()
     assert taken
     assert "stopped responding" in dead.log_lines.order_by("-seq").first().text
 

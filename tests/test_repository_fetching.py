@@ -16,8 +16,8 @@ from django.utils import timezone
 from django_q.models import OrmQ
 from rest_framework.test import APIClient
 
+from engine import git
 from releases import fetching, repository
-from releases.deploy import git
 from releases.models import RepositoryFetch, Ticket
 
 PINNED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from engine.plan import Secret, Stage, Stream
 from projects.keys import create_key
-from releases.deploy.plan import Secret, Stage, Stream
 from releases.models import DeployRun, Ticket
+from releases.recorder import Recorder
 from releases.runlog import RunLog
 
 from . import helpers
@@ -14,7 +15,7 @@ def test_lines_are_stored_in_order_with_the_private_key_masked(transactional_db,
     ticket = helpers.make_ticket(world.project, world.users["developer"], Ticket.Status.DEPLOYING)
     run = DeployRun.objects.create(ticket=ticket, number=1, status=DeployRun.Status.RUNNING)
     private = create_key("canary").private_key()
-    log = RunLog(run)
+    log = RunLog(run, on_host=Recorder(run).host)
     log.add_secret(Secret(private))
     log("127.0.0.11", Stage.PRE_RELEASE, Stream.STDOUT, "first")
     log("127.0.0.11", Stage.PRE_RELEASE, Stream.STDOUT, f"oops {private}")

@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from releases import workflow
+from releases.lease import ProjectLease
 from releases.models import DeployRun, ProjectLock, RunHost, Ticket, TicketEvent
 
 from . import helpers
@@ -184,14 +185,14 @@ def test_finish_run_ends_ticket_and_a_failed_ticket_can_deploy_again(world, djan
 
 def test_the_project_lock_is_exclusive_and_a_stale_one_is_taken_over(world):
     first = _running(world)
-    taken, _ = workflow.acquire_lock(first, "worker-a")
+    taken, _ = ProjectLease(first, "worker-a").acquire()
     assert taken
     second_ticket = helpers.make_ticket(world.project, world.users["developer"], S.QUEUED)
     second = DeployRun.objects.create(ticket=second_ticket, number=1, status=DeployRun.Status.RUNNING)
-    taken, note = workflow.acquire_lock(second, "worker-b")
+    taken, note = ProjectLease(second, "worker-b").acquire()
     assert not taken and "locked by run" in note
     ProjectLock.objects.filter(run=first).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    taken, note = workflow.acquire_lock(second, "worker-b")
+    taken, note = ProjectLease(second, "worker-b").acquire()
     assert taken and "taken over" in note
     first.refresh_from_db()
     assert first.status == DeployRun.Status.FAILED
@@ -201,7 +202,7 @@ def test_the_project_lock_is_exclusive_and_a_stale_one_is_taken_over(world):
 
 def test_a_dead_run_does_not_block_the_next_deploy(world, django_capture_on_commit_callbacks):
     dead = _running(world)
-    workflow.acquire_lock(dead, "worker-a")
+    ProjectLease(dead, "worker-a").acquire()
     ProjectLock.objects.filter(run=dead).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     nxt = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
     with django_capture_on_commit_callbacks(execute=False):
@@ -212,7 +213,7 @@ def test_a_dead_run_does_not_block_the_next_deploy(world, django_capture_on_comm
 
 def test_maintainers_release_a_stuck_lock_and_developers_cannot(world):
     run = _running(world)
-    workflow.acquire_lock(run, "worker-a")
+    ProjectLease(run, "worker-a").acquire()
     with pytest.raises(PermissionDenied):
         workflow.release_lock(world.users["developer"], world.project)
     workflow.release_lock(world.users["maintainer"], world.project)
@@ -302,7 +303,7 @@ def test_rollback_covers_only_the_hosts_the_ticket_switched(world):
 
 
 def test_rollback_after_a_rerun_restores_what_was_live_before_the_ticket(world):
-    from releases.tasks import rollback_releases
+    from releases.plans import rollback_releases
 
     ticket = helpers.make_ticket(world.project, world.users["developer"], S.SUCCEEDED)
     host = world.project.hosts.get()

@@ -19,8 +19,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import StaticHTMLRenderer
 from rest_framework.routers import DefaultRouter
 
-from projects.api import ProjectViewSet
-from releases.api import TicketViewSet
+from releases.api import ProjectViewSet, TicketViewSet
 
 router = DefaultRouter()
 router.register("projects", ProjectViewSet, basename="api-project")

@@ -7,9 +7,9 @@ import subprocess
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 
-from releases.deploy import sandbox
-from releases.deploy.sandbox import SandboxMode
-from releases.tasks import build_user
+from engine import sandbox
+from engine.sandbox import SandboxMode
+from releases.plans import build_user
 from walleproj import datadir
 
 

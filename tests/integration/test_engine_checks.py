@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from releases.deploy.checks import CheckReport, check_project
-from releases.deploy.plan import Secret, Target
-from releases.deploy.ssh import fingerprint
+from engine.checks import CheckReport, check_project
+from engine.plan import Secret, Target
+from engine.ssh import fingerprint
 from tests.infra.hosts import GitServer, TargetHost
 from tests.integration.test_engine_support import LIBRARY, PRIVATE_KEY, WEBROOT, Engine
 

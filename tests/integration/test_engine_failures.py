@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from releases.deploy import pipeline
-from releases.deploy.plan import Hooks, HostState, Stage, Stream
+from engine import pipeline
+from engine.plan import Hooks, HostState, Stage, Stream
 from tests.infra.hosts import GitServer, TargetHost
 from tests.integration.test_engine_support import (
     PRIVATE_KEY,

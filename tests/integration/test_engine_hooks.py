@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from releases.deploy.plan import Hooks, HostState, Stage, Stream
+from engine.plan import Hooks, HostState, Stage, Stream
 from tests.infra.hosts import GitServer, TargetHost
 from tests.integration.test_engine_support import LIBRARY, WEBROOT, Engine, current_release, releases_on
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from releases.deploy.plan import Secret, Stream
-from releases.deploy.ssh import Connection, SSHError, fetch_host_key
+from engine.plan import Secret, Stream
+from engine.ssh import Connection, SSHError, fetch_host_key
 from tests.infra.hosts import TargetHost, authorize_key
 from tests.integration.test_engine_support import PRIVATE_KEY, PUBLIC_KEY, target_of
 

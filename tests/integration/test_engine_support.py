@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from releases.deploy import pipeline, runtime
-from releases.deploy.keys import generate_ed25519
-from releases.deploy.plan import (
+from engine import pipeline, runtime
+from engine.keys import generate_ed25519
+from engine.plan import (
     DeployPlan,
     Hooks,
     Outcome,
@@ -29,7 +29,7 @@ from releases.deploy.plan import (
     Stream,
     Target,
 )
-from releases.deploy.ssh import KEY_DIR_PREFIX
+from engine.ssh import KEY_DIR_PREFIX
 from tests.infra.hosts import GitServer, TargetHost, authorize_key
 
 PRIVATE_KEY, PUBLIC_KEY, _ = generate_ed25519("walle-engine-tests")

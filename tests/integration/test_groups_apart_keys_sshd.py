@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from projects.checks import run_check
+from projects.config_check import run_check
 from projects.keys import default_key, key_for, team_key
 from projects.models import Host
 from releases.models import DeployRun

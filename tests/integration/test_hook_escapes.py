@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from releases.deploy import git as engine_git
+from engine import git as engine_git
 from releases.models import DeployRun
 from tests.deploy_fixtures import PAGE, Site, deploy_now, open_approved_ticket
 from tests.infra.hosts import _chown_tree, _Git, _git_env

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from engine import runtime
+from engine.ssh import KEY_DIR_PREFIX
 from releases import tasks, workflow
-from releases.deploy import runtime
-from releases.deploy.ssh import KEY_DIR_PREFIX
 from releases.models import DeployRun, Release
 from tests.deploy_fixtures import V2_TEXT, deploy_now, open_approved_ticket, wait_for
 

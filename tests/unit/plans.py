@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from releases.deploy.plan import DeployPlan, Hooks, RefKind, Secret, Target
+from engine.plan import DeployPlan, Hooks, RefKind, Secret, Target
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 

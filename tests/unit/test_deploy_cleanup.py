@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from releases.deploy.hostops import SWITCH_SCRIPT, releases_to_remove, switch_argv, temp_link_path
+from engine.hostops import SWITCH_SCRIPT, releases_to_remove, switch_argv, temp_link_path
 
 R = [f"2024010{d}-120000-{d}" for d in range(1, 8)]  # R[0] oldest ... R[6] newest
 

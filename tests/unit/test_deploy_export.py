@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from releases.deploy import git
-from releases.deploy.plan import RefKind
+from engine import git
+from engine.plan import RefKind
 from tests.unit.test_deploy_git_repo import commit, sh_git
 
 

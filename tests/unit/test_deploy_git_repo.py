@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from releases.deploy import git
-from releases.deploy.plan import RefKind
+from engine import git
+from engine.plan import RefKind
 
 GIT_ENV = {
     "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

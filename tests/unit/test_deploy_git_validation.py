@@ -8,7 +8,7 @@ import git as gitpython
 import pytest
 from packaging.version import Version
 
-from releases.deploy import git
+from engine import git
 
 
 @pytest.mark.parametrize(

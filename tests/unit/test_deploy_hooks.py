@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from releases.deploy import hooks, local, sandbox
-from releases.deploy.hooks import HookError
-from releases.deploy.plan import Common, Hooks, RefKind, Secret, Stream
-from releases.deploy.sandbox import Confinement
+from engine import hooks, local, sandbox
+from engine.hooks import HookError
+from engine.plan import Common, Hooks, RefKind, Secret, Stream
+from engine.sandbox import Confinement
 
 MARKER = Path("/tmp/walle-unit-hook-marker")
 
@@ -177,3 +177,33 @@ def test_local_run_waits_for_a_process_that_closed_its_output() -> None:
     # Closing stdout/stderr is not exiting: the real exit status must be reported.
     status = local.run(["bash", "-c", "exec >&- 2>&-; sleep 1; exit 5"], timeout=30, on_line=Collect())
     assert status == 5
+
+
+class RecordingConnection:
+    """Stands in for an SSH connection: records what would be sent (pure logic)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def run(self, argv, *, cwd=None, env=None, timeout, on_line, stdin=b"") -> int:
+        from engine.ssh import remote_command
+
+        self.calls.append({"command": remote_command(argv, cwd=cwd, env=env, timeout=timeout), "stdin": stdin})
+        return 0
+
+
+def test_target_hooks_get_secrets_on_stdin_never_in_the_remote_command() -> None:
+    conn = RecordingConnection()
+    secret = "tok_live_9f8e7d6c5b4a3f2e1d0c"
+    hooks.run_remote(conn, ['echo "$API_TOKEN"'], cwd="/data/r", env={"WALLE_RELEASE": "r"}, timeout=5,
+                     on_line=Collect(), secrets={"API_TOKEN": secret})
+    (call,) = conn.calls
+    assert secret not in call["command"] and "WALLE_RELEASE=r" in call["command"]
+    assert call["stdin"] == f"API_TOKEN={secret}\n".encode()
+
+
+def test_a_secret_with_an_unusable_name_is_refused_before_anything_runs() -> None:
+    conn = RecordingConnection()
+    with pytest.raises(HookError, match="bad secret name"):
+        hooks.run_remote(conn, ["true"], cwd="/", env={}, timeout=5, on_line=Collect(), secrets={"A B": "x"})
+    assert conn.calls == []

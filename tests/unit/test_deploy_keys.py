@@ -9,8 +9,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from releases.deploy.keys import authorized_keys_line, generate_ed25519
-from releases.deploy.ssh import fingerprint
+from engine.keys import authorized_keys_line, generate_ed25519
+from engine.ssh import fingerprint
 
 
 def test_generated_key_is_openssh_ed25519_with_matching_public_line(tmp_path: Path) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from releases.deploy.keys import generate_ed25519
-from releases.deploy.masking import MASK, MaskingLog, secret_fragments
-from releases.deploy.plan import Secret, Stage, Stream
+from engine.keys import generate_ed25519
+from engine.masking import MASK, MaskingLog, secret_fragments
+from engine.plan import Secret, Stage, Stream
 
 
 def test_whole_key_and_each_body_line_are_masked() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from releases.deploy import pipeline
-from releases.deploy.keys import generate_ed25519
-from releases.deploy.plan import DeployPlan, Hooks, HostState, RollbackPlan, Secret, Target
+from engine import pipeline
+from engine.keys import generate_ed25519
+from engine.plan import DeployPlan, Hooks, HostState, RollbackPlan, Secret, Target
 from tests.unit.plans import sample_plan
 
 PRIVATE, PUBLIC, _ = generate_ed25519()

@@ -7,9 +7,9 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from releases.deploy import rsync
-from releases.deploy.plan import Target
-from releases.deploy.ssh import KeyFiles
+from engine import rsync
+from engine.plan import Target
+from engine.ssh import KeyFiles
 
 FILES = KeyFiles("/tmp/walle-ssh-x", "/tmp/walle-ssh-x/id", "/tmp/walle-ssh-x/known_hosts")
 

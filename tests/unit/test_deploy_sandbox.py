@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from releases.deploy import hooks, local, sandbox
-from releases.deploy.hooks import HookError
-from releases.deploy.plan import Stream
-from releases.deploy.sandbox import Confinement, SandboxMode, SandboxSpec
+from engine import hooks, local, sandbox
+from engine.hooks import HookError
+from engine.plan import Stream
+from engine.sandbox import Confinement, SandboxMode, SandboxSpec
 
 
 @pytest.fixture

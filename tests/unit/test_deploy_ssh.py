@@ -17,9 +17,9 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from releases.deploy import runtime, ssh
-from releases.deploy.keys import generate_ed25519
-from releases.deploy.plan import Secret, Target
+from engine import runtime, ssh
+from engine.keys import generate_ed25519
+from engine.plan import Secret, Target
 
 HOSTILE = ['"; id; "', "x$(touch /tmp/p)", "--upload-pack=x", "a'b", "`id`", "$HOME", "a\nb", "-rf", "*", "~", ""]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from releases.deploy import git, local, runtime
+from engine import git, local, runtime
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import shlex
 
 import pytest
 
-from releases.deploy import validate
-from releases.deploy.plan import DeployPlan, RollbackPlan, Secret, Target
-from releases.deploy.ssh import remote_command
-from releases.deploy.validate import PlanError
+from engine import validate
+from engine.plan import DeployPlan, RollbackPlan, Secret, Target
+from engine.ssh import remote_command
+from engine.validate import PlanError
 from tests.unit.plans import KEY, sample_plan
 
 

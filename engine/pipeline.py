@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import git, hooks, hostops, local, rsync, sandbox, validate
 from .git import GitError
@@ -55,6 +56,8 @@ logger = logging.getLogger(__name__)
 _LOCAL_ERRORS = (GitError, HookError, ValueError, OSError, subprocess.SubprocessError)
 _HOST_ERRORS = (SSHError, HostOpError, HookError, OSError, ValueError)
 BUILDS_DIR = "builds"
+# Below this much free space after a failed copy, the disk is what stopped it.
+FULL_DISK_KIB = 1024
 
 
 class _Stopped(Exception):
@@ -76,19 +79,78 @@ class _Host:
         return self.target.name
 
 
+def _always() -> bool:
+    return True
+
+
+def _ignore(_value: object) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class RunCallbacks:
+    """How the caller takes part in a run (not to be confused with the
+    project's hooks, which are the user's commands).
+
+    ``may_switch`` is asked once, when every host is ready and before any webroot
+    changes; False abandons the run (the caller lost its project lock).
+    ``on_resolved`` gets the commit the run deploys as soon as it is resolved.
+    ``on_host`` gets a copy of a host's result each time its state changes, and
+    each host's final result when the run ends.
+    """
+
+    may_switch: SwitchGate = _always
+    on_host: Callable[[HostResult], None] = _ignore
+    on_resolved: Callable[[str], None] = _ignore
+
+
+NO_CALLBACKS = RunCallbacks()
+
+
+def not_switched(reason: str) -> str:
+    """The one wording for a host whose webroot this run left alone."""
+    return f"not switched because {reason}"
+
+
+ANOTHER_HOST_FAILED = not_switched("another host failed")
+NOTHING_SWITCHED = "nothing was switched"  # the run's own summary when no host switched
+
+
+class HostPool:
+    """Runs one step on many hosts, at most ``size`` at a time; once a step
+    asked to stop the others, later steps raise _Stopped at their next check."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.stopped = threading.Event()
+
+    def map(self, step: Callable[[_Host], bool], hosts: Sequence[_Host]) -> list[bool]:
+        if not hosts:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.size, len(hosts)), thread_name_prefix="walle-host") as pool:
+            return list(pool.map(step, hosts))
+
+    def stop_all(self) -> None:
+        self.stopped.set()
+
+    def check(self) -> None:
+        """Raise _Stopped once another host has failed (no point going on)."""
+        if self.stopped.is_set():
+            raise _Stopped
+
+
 class _Run:
     """What deploys and rollbacks share: hosts, connections, logging, the switch."""
 
     def __init__(
-        self, plan: Common, log: MaskingLog, hosts: Sequence[tuple[Target, str]], hooks_: RunHooks
+        self, plan: Common, log: MaskingLog, hosts: Sequence[tuple[Target, str]], callbacks: RunCallbacks
     ) -> None:
         self.plan = plan
         self.log = log
-        self.may_switch = hooks_.may_switch
-        self.on_host = hooks_.on_host
+        self.callbacks = callbacks
         self.commit = ""
         self.hosts = [_Host(target, HostResult(target.id, target.name), release) for target, release in hosts]
-        self.stop = threading.Event()
+        self.pool = HostPool(plan.max_parallel)
 
     # -- logging ---------------------------------------------------------------
 
@@ -113,14 +175,14 @@ class _Run:
             step(host)
             return True
         except _Stopped:
-            host.result.error = "stopped because another host failed"
+            host.result.error = ANOTHER_HOST_FAILED
             self.info(host, host.stage, host.result.error)
         except Exception as exc:  # noqa: BLE001 - a host failure must not escape
             if not isinstance(exc, _HOST_ERRORS):
                 logger.exception("unexpected error on %s", host.name)
             self.fail(host, str(exc) or type(exc).__name__)
             if stop_others:
-                self.stop.set()
+                self.pool.stop_all()
         finally:
             host.result.duration += time.monotonic() - started
         return False
@@ -136,23 +198,22 @@ class _Run:
         """Move a host to ``state`` and tell the caller at once, so what each
         host serves is known even if the worker dies before the run ends."""
         host.result.state = state
-        try:
-            self.on_host(dataclasses.replace(host.result))
-        except Exception:  # noqa: BLE001 - reporting must never break a deploy
-            logger.exception("on_host callback failed for %s", host.name)
+        self.report(host)
+
+    def report(self, host: _Host) -> None:
+        """Hand the caller a copy of the host's result."""
+        _call(self.callbacks.on_host, dataclasses.replace(host.result, removed=list(host.result.removed)))
+
+    def resolved(self, commit: str) -> None:
+        self.commit = commit
+        _call(self.callbacks.on_resolved, commit)
 
     def each(self, step: Callable[[_Host], None], hosts: Sequence[_Host], *, stop_others: bool = False) -> list[bool]:
-        """Run ``step`` on ``hosts``, at most ``max_parallel`` at a time."""
-        if not hosts:
-            return []
-        workers = min(self.plan.max_parallel, len(hosts))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="walle-host") as pool:
-            return list(pool.map(lambda h: self.guarded(step, h, stop_others=stop_others), hosts))
+        """Run ``step`` on ``hosts`` through the pool; True per host that succeeded."""
+        return self.pool.map(lambda h: self.guarded(step, h, stop_others=stop_others), hosts)
 
     def check_stop(self) -> None:
-        """Raise _Stopped once another host has failed (no point going on)."""
-        if self.stop.is_set():
-            raise _Stopped
+        self.pool.check()
 
     # -- shared host steps -----------------------------------------------------
 
@@ -237,7 +298,7 @@ class _Run:
             if not self.guarded(self.switch_and_post_release, host):
                 # A rolling switch stops at the first failure rather than spreading it.
                 for rest in prepared[index + 1 :]:
-                    rest.result.error = f"not switched: stopped after {host.name} failed"
+                    rest.result.error = not_switched(f"the rolling switch stopped after {host.name} failed")
                     self.info(rest, Stage.SWITCH, rest.result.error)
                 return
 
@@ -252,6 +313,7 @@ class _Run:
             note = f" ({host.result.error})" if host.result.error else ""
             where = host.result.release or "-"
             self.info(host, Stage.FINISH, f"{host.result.state.value}, release {where}{note}")
+            self.report(host)  # the final word on each host: error, duration, what was removed
         self.log("", Stage.FINISH, Stream.INFO if ok else Stream.ERROR, "succeeded" if ok else f"failed: {error}")
         return Outcome(
             ok=ok,
@@ -282,32 +344,53 @@ class _Run:
 
 
 class _Deploy(_Run):
-    def __init__(self, plan: DeployPlan, log: MaskingLog, hooks_: RunHooks) -> None:
-        super().__init__(plan, log, [(t, plan.release_name) for t in plan.targets], hooks_)
+    def __init__(self, plan: DeployPlan, log: MaskingLog, callbacks: RunCallbacks) -> None:
+        super().__init__(plan, log, [(t, plan.release_name) for t in plan.targets], callbacks)
         self.deploy_plan = plan
         self.build_dir = ""
         self.hook_home = ""
         self.stage = Stage.PREPARE
 
     def execute(self) -> Outcome:
-        """Build, prepare every host, switch only if all are ready, prune."""
-        name = self.deploy_plan.release_name
+        """The README's steps, in order; a phase that ends the run returns its Outcome."""
+        phases = (
+            self.build_once,  # 1. check out exactly the commit once and build it on the deploy host
+            self.prepare_every_host,  # 2-3. copy to every target, pre_release in the new release
+            self.switch_when_all_ready,  # 4. only when every host is ready: switch webroots, post_release
+            self.keep_newest_releases,  # 5. keep the last N releases on each host
+        )
+        for phase in phases:
+            ended = phase()
+            if ended is not None:
+                return ended
+        return self.outcome(release_name=self.deploy_plan.release_name)
+
+    def build_once(self) -> Outcome | None:
         try:
             self.build()
         except _LOCAL_ERRORS as exc:
             message = self.log.mask(f"{self.stage.value} failed: {exc}")
             self.error(None, self.stage, message)
-            return self.outcome(f"{message}; no host was touched", name)
+            return self.outcome(f"{message}; no host was touched", self.deploy_plan.release_name)
+        return None
+
+    def prepare_every_host(self) -> Outcome | None:
         self.each(self.prepare, self.hosts, stop_others=True)
         if not all(h.result.state == HostState.PREPARED for h in self.hosts):
             return self.abandon()
-        if not self.may_switch():
+        return None
+
+    def switch_when_all_ready(self) -> Outcome | None:
+        if not self.callbacks.may_switch():
             return self.abandon(_GATE_CLOSED)
         self.switch_all()
+        return None
+
+    def keep_newest_releases(self) -> Outcome | None:
         if all(h.result.state == HostState.DONE for h in self.hosts):
             for host in self.hosts:  # cleanup problems are logged, never fatal
                 self.prune(host)
-        return self.outcome(release_name=name)
+        return None
 
     def build(self) -> None:
         """Mirror, resolve, export (verified), pre_deploy, post_deploy on the deploy host.
@@ -325,7 +408,7 @@ class _Deploy(_Run):
         git.mirror(plan.repo_url, plan.repo_host_key, plan.key, plan.workspace, on_line, timeout=plan.command_timeout)
         # Resolved before any hook runs, so a bad ref fails early and the hooks
         # see WALLE_COMMIT.
-        self.commit = git.resolve(plan.workspace, plan.ref_kind, plan.ref, plan.commit)
+        self.resolved(git.resolve(plan.workspace, plan.ref_kind, plan.ref, plan.commit))
         self.info(None, self.stage, f"{RefKind(plan.ref_kind).value} {plan.ref} is commit {self.commit}")
         os.makedirs(builds, mode=0o700, exist_ok=True)
         self.build_dir = os.path.join(builds, plan.release_name)
@@ -390,20 +473,33 @@ class _Deploy(_Run):
             timeout=plan.command_timeout,
             on_line=self.lines(host),
             connect_timeout=plan.connect_timeout,
-            cancel=self.stop,
+            cancel=self.pool.stopped,
         )
         if status == local.CANCELLED_STATUS:
             raise _Stopped
         if status != 0:
-            raise HostOpError(f"copying to {host.name} failed (rsync exit status {status})")
+            raise HostOpError(self.copy_failure(host, status))
         self.check_stop()
         self.pre_release(host)
+
+    def copy_failure(self, host: _Host, status: int) -> str:
+        """Why the copy failed, in plain words where the host can tell: a full
+        disk is the usual cause and rsync's own words may not reach us."""
+        assert host.conn is not None
+        try:
+            free = hostops.free_kib(host.conn, self.deploy_plan.release_library, self.lines(host))
+        except (SSHError, OSError):
+            free = None  # the host is gone too: nothing more to learn from it
+        if free is not None and free < FULL_DISK_KIB:
+            return (f"no space left on {host.name} ({free} KiB free in {self.deploy_plan.release_library}); "
+                    f"free disk space there or keep fewer releases (rsync exit status {status})")
+        return f"copying to {host.name} failed (rsync exit status {status})"
 
     def abandon(self, reason: str = "") -> Outcome:
         """Some host is not ready (or the caller withdrew permission to switch):
         switch nothing, remove the new release dirs."""
         self.info(None, Stage.CLEANUP, reason or "not every host is ready; no webroot is changed")
-        error = "nothing was switched: " + (reason or "; ".join(
+        error = f"{NOTHING_SWITCHED}: " + (reason or "; ".join(
             f"{h.name}: {h.result.error}" for h in self.hosts if h.result.state == HostState.FAILED
         ))
         for host in self.hosts:
@@ -414,7 +510,7 @@ class _Deploy(_Run):
         """Remove the release dir this run created on the host, if it can be reached."""
         failed = host.result.state == HostState.FAILED
         if not failed:
-            host.result.error = host.result.error or "not switched because another host failed"
+            host.result.error = host.result.error or ANOTHER_HOST_FAILED
         if not host.created:
             return
         host.stage = Stage.CLEANUP
@@ -467,19 +563,19 @@ class _Deploy(_Run):
 
 
 class _Rollback(_Run):
-    def __init__(self, plan: RollbackPlan, log: MaskingLog, hooks_: RunHooks) -> None:
-        super().__init__(plan, log, plan.releases, hooks_)
-        self.commit = plan.commit
+    def __init__(self, plan: RollbackPlan, log: MaskingLog, callbacks: RunCallbacks) -> None:
+        super().__init__(plan, log, plan.releases, callbacks)
 
     def execute(self) -> Outcome:
         """Check every host has its release, pre_release everywhere, then switch."""
+        self.resolved(self.plan.commit)  # type: ignore[attr-defined]
         names = {h.release for h in self.hosts}
         name = names.pop() if len(names) == 1 else ""
         if not all(self.each(self.check, self.hosts)):
             return self.refuse("rollback refused, nothing was changed: ", name)
         if not all(self.each(self.pre_release, self.hosts, stop_others=True)):
             return self.refuse("rollback stopped before any switch: ", name)
-        if not self.may_switch():
+        if not self.callbacks.may_switch():
             self.error(None, Stage.SWITCH, _GATE_CLOSED)
             return self.outcome(f"rollback stopped before any switch: {_GATE_CLOSED}", name)
         self.switch_all()
@@ -500,15 +596,19 @@ class _Rollback(_Run):
         """Stop before any switch; every host keeps what it had."""
         for host in self.hosts:
             if host.result.state != HostState.FAILED:
-                host.result.error = host.result.error or "not switched because another host failed"
+                host.result.error = host.result.error or ANOTHER_HOST_FAILED
         failed = "; ".join(f"{h.name}: {h.result.error}" for h in self.hosts if h.result.state == HostState.FAILED)
         return self.outcome(prefix + failed, name)
 
 
-def _refused(plan: Common, log: MaskingLog, targets: Sequence[Target], exc: Exception, release: str) -> Outcome:
+def _refused(
+    plan: Common, log: MaskingLog, targets: Sequence[Target], exc: Exception, release: str, callbacks: RunCallbacks
+) -> Outcome:
     message = log.mask(f"refused: {exc}")
     log("", Stage.PREPARE, Stream.ERROR, message)
     hosts = [HostResult(t.id, t.name, HostState.PENDING, error=message) for t in targets]
+    for result in hosts:
+        _call(callbacks.on_host, result)
     return Outcome(ok=False, commit=getattr(plan, "commit", ""), release_name=release, error=message, hosts=hosts)
 
 
@@ -522,31 +622,14 @@ def _execute(run: _Deploy | _Rollback, release: str) -> Outcome:
         run.close()
 
 
-def _always() -> bool:
-    return True
+def _call(callback: Callable[[Any], None], value: object) -> None:
+    try:
+        callback(value)
+    except Exception:  # noqa: BLE001 - reporting must never break a deploy
+        logger.exception("run callback failed")
 
 
-def _ignore(result: HostResult) -> None:
-    return None
-
-
-@dataclass(frozen=True)
-class RunHooks:
-    """How the caller takes part in a run.
-
-    ``may_switch`` is asked once, when every host is ready and before any webroot
-    changes; False abandons the run (the caller lost its project lock).
-    ``on_host`` gets a copy of a host's result each time its state changes.
-    """
-
-    may_switch: SwitchGate = _always
-    on_host: Callable[[HostResult], None] = _ignore
-
-
-NO_HOOKS = RunHooks()
-
-
-def deploy(plan: DeployPlan, log: LogFn, run_hooks: RunHooks = NO_HOOKS) -> Outcome:
+def deploy(plan: DeployPlan, log: LogFn, callbacks: RunCallbacks = NO_CALLBACKS) -> Outcome:
     """Build ``plan``'s commit once and release it to every target, all or nothing."""
     masked = MaskingLog(log, [plan.key, *(secret for _, secret in plan.secrets)])
     try:
@@ -556,16 +639,16 @@ def deploy(plan: DeployPlan, log: LogFn, run_hooks: RunHooks = NO_HOOKS) -> Outc
         if plan.commit:
             git.validate_commit(plan.commit)
     except ValueError as exc:
-        return _refused(plan, masked, plan.targets, exc, plan.release_name)
-    return _execute(_Deploy(plan, masked, run_hooks), plan.release_name)
+        return _refused(plan, masked, plan.targets, exc, plan.release_name, callbacks)
+    return _execute(_Deploy(plan, masked, callbacks), plan.release_name)
 
 
-def rollback(plan: RollbackPlan, log: LogFn, run_hooks: RunHooks = NO_HOOKS) -> Outcome:
+def rollback(plan: RollbackPlan, log: LogFn, callbacks: RunCallbacks = NO_CALLBACKS) -> Outcome:
     """Point each host's webroot at an existing release again (no checkout, no copy)."""
     masked = MaskingLog(log, [plan.key, *(secret for _, secret in plan.secrets)])
     targets = [t for t, _ in plan.releases]
     try:
         validate.check_rollback_plan(plan)
     except ValueError as exc:
-        return _refused(plan, masked, targets, exc, "")
-    return _execute(_Rollback(plan, masked, run_hooks), "")
+        return _refused(plan, masked, targets, exc, "", callbacks)
+    return _execute(_Rollback(plan, masked, callbacks), "")

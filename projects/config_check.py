@@ -8,9 +8,9 @@ from dataclasses import replace
 from django.utils import timezone
 
 from accounts.permissions import Action, require
-from releases.deploy.checks import CheckReport, CheckResult, check_project
-from releases.deploy.plan import Secret, Target
-from releases.deploy.ssh import fingerprint
+from engine.checks import CheckReport, CheckResult, check_project
+from engine.plan import Secret, Target
+from engine.ssh import fingerprint
 
 from .keys import key_for
 from .models import Host, Project

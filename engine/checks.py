@@ -300,13 +300,10 @@ class _Layout:
 
     def _disk(self, conn: Connection) -> CheckResult:
         name = conn.target.name
-        status, out = hostops.capture(conn, ["df", "-Pk", "--", self.library], _ignore)
-        try:
-            free_mb = int(out[-1].split()[3]) // 1024
-        except (IndexError, ValueError):
+        free = hostops.free_kib(conn, self.library, _ignore)
+        if free is None:
             return CheckResult("disk space", name, True, "could not read free disk space", warning=True)
-        if status != 0:
-            return CheckResult("disk space", name, True, "could not read free disk space", warning=True)
+        free_mb = free // 1024
         if free_mb < MIN_FREE_MB:
             return CheckResult(
                 "disk space",

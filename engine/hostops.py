@@ -46,6 +46,15 @@ def capture(conn: Connection, argv: list[str], on_line: OnLine, timeout: int = Q
     return conn.run(argv, timeout=timeout, on_line=collect), out
 
 
+def free_kib(conn: Connection, path: str, on_line: OnLine) -> int | None:
+    """Free space (KiB) for the run user on the filesystem holding ``path``, or None if unknown."""
+    status, out = capture(conn, ["df", "-Pk", "--", path], on_line)
+    try:
+        return int(out[-1].split()[3]) if status == 0 else None
+    except (IndexError, ValueError):
+        return None
+
+
 def read_current(conn: Connection, webroot: str, library: str, on_line: OnLine) -> Current:
     """Where the webroot link points; refuse a webroot that is a real directory or file."""
     status, out = capture(conn, ["readlink", "--", webroot], on_line)

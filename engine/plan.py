@@ -1,7 +1,7 @@
 """Plain values that describe one deploy or rollback run.
 
 This package never imports Django: ``releases.tasks`` builds these objects from
-the models and hands them to :mod:`releases.deploy.pipeline`. Everything the
+the models and hands them to :mod:`engine.pipeline`. Everything the
 engine needs travels in here, so the engine can be tested with plain values.
 """
 
@@ -107,7 +107,7 @@ class Common:
     command_timeout: int = 600  # per hook line / per remote command, seconds
     connect_timeout: int = 10
     deployed_by: str = ""  # the Walle user who started the run (WALLE_DEPLOY_USER)
-    # How deploy-host hooks are confined (see releases.deploy.sandbox).
+    # How deploy-host hooks are confined (see engine.sandbox).
     sandbox: SandboxSpec = DEFAULT_SANDBOX
     # The project's secrets: environment variables for its hooks, masked in
     # every log line. On targets they travel over the SSH channel's stdin,

@@ -1,0 +1,124 @@
+"""Deploy and rollback plans, built from the models for the engine.
+
+The engine takes plain values (``engine.plan``); this module is where the
+worker turns a run, its ticket and its project into them: targets with pinned
+keys, the hook sandbox, secrets, the release name, the releases to restore.
+"""
+
+from __future__ import annotations
+
+import pwd
+from datetime import UTC
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.utils import timezone
+
+from engine.plan import DeployPlan, Hooks, RefKind, RollbackPlan, Secret, Target
+from engine.sandbox import BuildUser, SandboxMode, SandboxSpec
+from projects.secrets import secret_env
+from projects.validators import validate_workspace
+
+from .models import DeployRun, Release, RunHost, Ticket
+
+
+def _target(host) -> Target:
+    return Target(id=host.pk, address=host.address, port=host.port, host_key=host.host_key)
+
+
+def workspace_problem(project) -> str:
+    """Why the project's workspace may not be used (hooks could reach it), or ""."""
+    try:
+        validate_workspace(project.effective_workspace)
+    except ValidationError as exc:
+        return f"refused: the project's workspace is not usable: {' '.join(exc.messages)}"
+    return ""
+
+
+def project_secrets(project) -> tuple[tuple[str, Secret], ...]:
+    """The project's hook secrets, decrypted here in the worker only."""
+    return tuple((name, Secret(value)) for name, value in sorted(secret_env(project).items()))
+
+
+def common_values(run: DeployRun, key: Secret, secrets: tuple[tuple[str, Secret], ...]) -> dict:
+    ticket = run.ticket
+    project = ticket.project
+    return dict(
+        project=project.slug, environment=project.environment.slug, ticket_id=ticket.pk,
+        ticket_title=ticket.title, ref_kind=RefKind(ticket.ref_kind), ref=ticket.ref,
+        run_user=project.run_user, webroot=project.webroot,
+        release_library=project.effective_release_library,
+        hooks=Hooks(*(project.hook_lines(n) for n in ("pre_deploy", "post_deploy", "pre_release", "post_release"))),
+        post_release_delay=project.post_release_delay, max_parallel=project.max_parallel, key=key,
+        command_timeout=settings.WALLE_COMMAND_TIMEOUT,
+        deployed_by=run.triggered_by.get_username() if run.triggered_by else "",
+        sandbox=hook_sandbox(), secrets=secrets,
+    )
+
+
+def hook_sandbox() -> SandboxSpec:
+    """Hide Walle's data dir and every workspace (mirrors included) from
+    deploy-host hooks; as root, run them as the unprivileged build user."""
+    return SandboxSpec(
+        mode=SandboxMode(settings.WALLE_HOOK_SANDBOX),
+        hide=(str(settings.DATA_DIR), str(settings.WALLE_WORKSPACE_ROOT)),
+        build_user=build_user(),
+        network=settings.WALLE_HOOK_NETWORK,
+    )
+
+
+def build_user() -> BuildUser:
+    """The account named by WALLE_BUILD_USER (the system check reports a missing one)."""
+    try:
+        entry = pwd.getpwnam(settings.WALLE_BUILD_USER)
+    except KeyError:
+        # Never silently "nobody": uid 0 is refused by the sandbox with a clear message.
+        return BuildUser(uid=0, gid=0)
+    return BuildUser(uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+def release_name_for(run: DeployRun) -> str:
+    # UTC: local time can go backwards (DST), and keep-N sorts by name.
+    started = (run.started_at or timezone.now()).astimezone(UTC)
+    return f"{started:%Y%m%d-%H%M%S}-{run.ticket_id}"
+
+
+def build_deploy_plan(run: DeployRun, hosts, key: Secret, secrets: tuple = ()) -> DeployPlan:
+    project = run.ticket.project
+    return DeployPlan(
+        **common_values(run, key, secrets), repo_url=project.repo_url, repo_host_key=project.repo_host_key,
+        commit=run.ticket.commit, workspace=project.effective_workspace, excludes=project.exclude_lines,
+        release_name=release_name_for(run), keep_releases=project.keep_releases,
+        targets=tuple(_target(h) for h in hosts), known_releases=known_releases(project),
+    )
+
+
+def known_releases(project) -> frozenset[str]:
+    """Releases of the project that went live or whose deploy succeeded; any
+    other Walle-named dir on a host is a leftover of an interrupted run."""
+    proper = Q(switched_at__isnull=False) | Q(run__status=DeployRun.Status.SUCCEEDED)
+    names = Release.objects.filter(proper, project=project, removed_at__isnull=True).values_list("name", flat=True)
+    return frozenset(names)
+
+
+def rollback_releases(ticket: Ticket, hosts) -> list[tuple[object, str]]:
+    """Per host, the release to restore: the named one, or what was live
+    before the ticket being rolled back (empty when there was nothing)."""
+    if ticket.rollback_release:
+        return [(h, ticket.rollback_release) for h in hosts]
+    # Per host, the earliest run that switched it knows what was live before
+    # this ticket; a later re-run's "previous" is this ticket's own release.
+    previous = dict(
+        RunHost.objects.filter(run__ticket=ticket.rollback_of, status__in=RunHost.LIVE_STATUSES)
+        .order_by("-run__number").values_list("host_id", "previous_release")
+    )
+    return [(h, previous.get(h.pk, "")) for h in hosts]
+
+
+def build_rollback_plan(run: DeployRun, hosts, key: Secret, secrets: tuple = ()) -> RollbackPlan:
+    pairs = rollback_releases(run.ticket, hosts)
+    return RollbackPlan(
+        **common_values(run, key, secrets), commit=run.ticket.commit,
+        releases=tuple((_target(h), name) for h, name in pairs),
+    )

@@ -1,0 +1,172 @@
+"""The reads the pages and the API share: one rule for each, so a filter, a
+log page or a host's state means the same on a page as in the API.
+
+Everything here only reads; changes go through ``releases.workflow``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Max, Q, QuerySet
+from django.db.models.functions import Length
+
+from engine.plan import Stream
+from projects.models import Host, Project
+
+from .models import DeployRun, LogLine, Release, RunHost, Ticket
+
+RUNNING_RUN = (DeployRun.Status.QUEUED, DeployRun.Status.RUNNING)
+
+
+# --- Tickets -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TicketFilter:
+    """What a ticket list may be narrowed by (the list page's form and the API)."""
+
+    project_id: int | None = None
+    environment: str = ""  # slug
+    status: str = ""
+    kind: str = ""
+    author: str = ""  # user name, case-insensitive
+    text: str = ""  # in the title or ref, or the start of the commit
+
+
+def filter_tickets(tickets: QuerySet[Ticket], wanted: TicketFilter) -> QuerySet[Ticket]:
+    """Narrow an already permission-filtered queryset."""
+    if wanted.project_id is not None:
+        tickets = tickets.filter(project_id=wanted.project_id)
+    if wanted.environment:
+        tickets = tickets.filter(project__environment__slug=wanted.environment)
+    if wanted.status:
+        tickets = tickets.filter(status=wanted.status)
+    if wanted.kind:
+        tickets = tickets.filter(kind=wanted.kind)
+    if author := wanted.author.strip():
+        tickets = tickets.filter(author__username__iexact=author)
+    if text := wanted.text.strip():
+        tickets = tickets.filter(Q(title__icontains=text) | Q(ref__icontains=text) | Q(commit__istartswith=text))
+    return tickets
+
+
+# --- Releases and hosts -------------------------------------------------------------
+
+def switched_hosts(ticket: Ticket) -> QuerySet[Host]:
+    """Hosts whose webroot some run of ``ticket`` switched: what a rollback covers."""
+    return Host.objects.filter(
+        run_results__run__ticket=ticket, run_results__status__in=RunHost.LIVE_STATUSES
+    ).distinct()
+
+
+def kept_releases(project: Project):
+    """Release names still on disk (not removed by keep-N), newest first."""
+    return (
+        Release.objects.filter(project=project, removed_at__isnull=True)
+        .values("name").distinct().order_by("-name")
+    )
+
+
+@dataclass(frozen=True)
+class HostChip:
+    name: str  # as the engine names the host (Host.endpoint)
+    label: str
+    state: str
+    text: str
+
+
+def host_chips(ticket: Ticket, run: DeployRun | None) -> list[HostChip]:
+    """A chip per host: the stage of its last console line while the run
+    works, its recorded result after. Two queries, whatever the host count."""
+    hosts = list(ticket.hosts.order_by("address", "port"))
+    if run is None:
+        return [HostChip(h.endpoint, h.label, "idle", "\u2014") for h in hosts]
+    if run.status not in RUNNING_RUN:
+        results = {r.host_id: r for r in run.host_results.all()}
+        return [
+            HostChip(h.endpoint, h.label, results[h.pk].status, results[h.pk].get_status_display())
+            if h.pk in results else HostChip(h.endpoint, h.label, "idle", "\u2014")
+            for h in hosts
+        ]
+    last_seqs = run.log_lines.exclude(host="").values("host").annotate(last=Max("seq")).values("last")
+    last = {
+        row["host"]: row for row in run.log_lines.filter(seq__in=last_seqs).values("host", "stage", "stream")
+    }
+    chips = []
+    for host in hosts:
+        row = last.get(host.endpoint)
+        if row is None:
+            chips.append(HostChip(host.endpoint, host.label, "waiting", "waiting"))
+        else:
+            state = "failed" if row["stream"] == Stream.ERROR else "running"
+            chips.append(HostChip(host.endpoint, host.label, state, row["stage"]))
+    return chips
+
+
+# --- Console log --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LogPage:
+    """Consecutive lines of one run's console, and whether more lie on either side."""
+
+    lines: list[LogLine]
+    more_before: bool
+    more_after: bool
+
+
+EMPTY_PAGE = LogPage([], more_before=False, more_after=False)
+
+
+def log_page(
+    run: DeployRun | None, *, after: int | None = None, before: int | None = None, max_lines: int, max_bytes: int
+) -> LogPage:
+    """One page of a run's console: the lines before ``before`` (or the tail,
+    when neither is given), else the lines after ``after``. Both bounded."""
+    if run is None:
+        return EMPTY_PAGE
+    if before is not None or after is None:
+        return page_before(run, before, max_lines=max_lines, max_bytes=max_bytes)
+    return page_after(run, after, max_lines=max_lines, max_bytes=max_bytes)
+
+
+def page_after(run: DeployRun, after: int, *, max_lines: int, max_bytes: int) -> LogPage:
+    """The first lines with seq > ``after``: at most ``max_lines`` and, beyond
+    the first line, at most ``max_bytes`` of text."""
+    lines, cut = _bounded(run.log_lines.filter(seq__gt=after).order_by("seq"), max_lines, max_bytes)
+    first = lines[0].seq if lines else after + 1
+    return LogPage(lines, more_before=run.log_lines.filter(seq__lt=first).exists(), more_after=cut)
+
+
+def page_before(run: DeployRun, before: int | None, *, max_lines: int, max_bytes: int) -> LogPage:
+    """The last lines with seq < ``before`` (None: the console's tail), in order,
+    bounded like :func:`page_after`."""
+    queryset = run.log_lines.all() if before is None else run.log_lines.filter(seq__lt=before)
+    lines, cut = _bounded(queryset.order_by("-seq"), max_lines, max_bytes)
+    lines.reverse()
+    last = lines[-1].seq if lines else (before - 1 if before is not None else 0)
+    return LogPage(lines, more_before=cut, more_after=run.log_lines.filter(seq__gt=last).exists())
+
+
+def _bounded(ordered: QuerySet[LogLine], max_lines: int, max_bytes: int) -> tuple[list[LogLine], bool]:
+    """The leading lines of ``ordered`` within the bounds, and whether any were
+    left out. Sizes are read first, so no more text than fits is loaded."""
+    sizes = list(ordered.annotate(chars=Length("text")).values_list("seq", "chars")[: max_lines + 1])
+    cut = len(sizes) > max_lines
+    total, seqs = 0, []
+    for seq, chars in sizes[:max_lines]:
+        # A character is at least one byte: this never leaves out a line that fits.
+        if seqs and total + chars > max_bytes:
+            cut = True
+            break
+        total += chars
+        seqs.append(seq)
+    lines = list(ordered.filter(seq__in=seqs)) if seqs else []
+    total, kept = 0, []
+    for line in lines:  # now by real (UTF-8) size
+        size = len(line.text.encode())
+        if kept and total + size > max_bytes:
+            cut = True
+            break
+        total += size
+        kept.append(line)
+    return kept, cut
