@@ -10,6 +10,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from releases import workflow
+from releases.lease import ProjectLease
 from releases.models import DeployRun, LogLine, ProjectLock, Ticket
 from tests.deploy_fixtures import wait_for
 from walleproj import health
@@ -182,7 +183,7 @@ def test_a_lock_takeover_counts_once_and_the_holders_heartbeat_age_is_shown(worl
     dev = world.users["developer"]
     dead_ticket = helpers.make_ticket(world.project, dev, S.QUEUED)
     dead = workflow.start_run(DeployRun.objects.create(ticket=dead_ticket, number=1).pk, "worker-a")
-    assert workflow.acquire_lock(dead, "worker-a")[0]
+    assert ProjectLease(dead, "worker-a").acquire()[0]
     ProjectLock.objects.filter(run=dead).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
     samples = scrape(client)
     age = samples[("walle_project_lock_heartbeat_age_seconds", (("project", "website"),))]
@@ -191,7 +192,7 @@ def test_a_lock_takeover_counts_once_and_the_holders_heartbeat_age_is_shown(worl
 
     next_ticket = helpers.make_ticket(world.project, dev, S.QUEUED)
     taker = workflow.start_run(DeployRun.objects.create(ticket=next_ticket, number=1).pk, "worker-b")
-    taken, note = workflow.acquire_lock(taker, "worker-b")
+    taken, note = ProjectLease(taker, "worker-b").acquire()
     assert taken and "taken over" in note
     samples = scrape(client)
     assert samples[("walle_lock_takeovers_total", (("project", "website"),))] == 1

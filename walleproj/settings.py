@@ -186,7 +186,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT.mkdir(mode=0o700, exist_ok=True)  # inside the private data dir, private too
 # Serve app static files without a collectstatic step too (tests, first run).
 WHITENOISE_USE_FINDERS = True
 STORAGES = {
@@ -285,11 +285,6 @@ LOGGING = {
 # --- Operations: health, metrics, log retention, production security ---------
 # (see docs/production.md). Appended as one section so the rest stays as it was.
 INSTALLED_APPS += ["ops"]
-
-# STATIC_ROOT is made above with the process umask (0755 under the usual 022),
-# which the walle.E001 check then refuses, failing the very first `migrate` or
-# `qcluster` on a fresh data dir: tighten it like the rest of the data dir.
-datadir.secure(DATA_DIR)
 
 # django-q2 keeps its cluster heartbeats (Stat) in the broker's cache. With
 # Redis that is Redis itself; with the ORM broker it is a Django cache, and the

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from projects.checks import run_check
+from projects.config_check import run_check
 from projects.models import Host, Project
 from releases import tasks, workflow
 from releases.models import DeployRun, ProjectLock, Ticket
