@@ -1,0 +1,28 @@
+"""Re-encrypt every stored deploy key and project secret with the newest
+key-encryption key (the first of WALLE_KEY_ENCRYPTION_KEY), so the older keys
+can then be dropped from the list."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from projects.crypto import rotate
+from projects.models import DeployKey, ProjectSecret
+
+
+class Command(BaseCommand):
+    help = "Re-encrypt stored deploy keys and project secrets with the newest WALLE_KEY_ENCRYPTION_KEY."
+
+    def handle(self, *args, **options) -> None:
+        with transaction.atomic():  # all or nothing: a key that fails to decrypt changes no row
+            keys = 0
+            for key in DeployKey.objects.select_for_update():
+                DeployKey.objects.filter(pk=key.pk).update(private_key_encrypted=rotate(key.private_key_encrypted))
+                keys += 1
+            secrets = 0
+            for secret in ProjectSecret.objects.select_for_update():
+                ProjectSecret.objects.filter(pk=secret.pk).update(value_encrypted=rotate(secret.value_encrypted))
+                secrets += 1
+        self.stdout.write(f"Re-encrypted {keys} deploy key(s) and {secrets} project secret(s) with the newest key.")
+        self.stdout.write("Older keys may now be removed from WALLE_KEY_ENCRYPTION_KEY (keep them with old backups).")
