@@ -21,7 +21,8 @@ from django.db import transaction
 from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 
-from .deploy.plan import Stage, Stream
+from engine.plan import Stage, Stream
+
 from .models import DeployRun, LogLine
 
 logger = logging.getLogger(__name__)
