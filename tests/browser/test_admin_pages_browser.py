@@ -1,0 +1,51 @@
+"""Admin pages this hardening added, pressed in a real browser: a project's
+secrets (set, never shown back, deleted) and the bulk approval that shows what
+it approves before it approves it."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from releases.models import Ticket
+from tests import helpers
+from tests.browser.test_story_browser import browser, log_in  # noqa: F401 - the browser fixture
+
+pytestmark = [pytest.mark.browser]
+
+VALUE = "npm_tok_4f3e2d1c0b9a8877"
+
+
+def test_a_maintainer_sets_and_deletes_a_secret_that_is_never_shown_back(transactional_db, world, live_server,
+                                                                          browser):  # noqa: F811
+    page = log_in(browser, live_server.url, "maintainer")
+    page.goto(f"{live_server.url}/admin/projects/project/{world.project.pk}/change/")
+    page.click("text=Secrets")
+    page.fill("#id_name", "NPM_TOKEN")
+    page.fill("#id_value", VALUE)
+    page.click("#secret-form button[type=submit]")
+    row = page.locator("#secrets tbody tr").first
+    expect(row).to_contain_text("NPM_TOKEN")
+    expect(row).to_contain_text("set ")
+    assert VALUE not in page.content()
+    row.locator("button", has_text="Delete").click()
+    expect(page.locator("#secrets")).to_contain_text("No secrets.")
+
+
+def test_bulk_approval_shows_each_ticket_then_approves_what_was_shown(transactional_db, world, live_server,
+                                                                      browser):  # noqa: F811
+    ticket = helpers.make_ticket(world.project, world.users["developer"], title="ship the search page")
+    page = log_in(browser, live_server.url, "owner")
+    page.goto(f"{live_server.url}/admin/releases/ticket/")
+    page.check(f"input[name=_selected_action][value='{ticket.pk}']")
+    page.select_option("select[name=action]", "approve")
+    page.click("button[name=index]")
+    expect(page.locator("h1")).to_contain_text("Approve these tickets?")
+    expect(page.locator("#approve-tickets")).to_contain_text("ship the search page")
+    expect(page.locator("#approve-tickets")).to_contain_text(ticket.commit)
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.PENDING  # nothing approved by the first press
+    page.click("input[type=submit][value=Approve]")
+    expect(page.locator(".messagelist")).to_contain_text("Approved 1 ticket(s).")
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.APPROVED
