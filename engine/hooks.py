@@ -8,8 +8,6 @@ into the hook's text, so ``"; id; "`` in a title is just text to the hook.
 from __future__ import annotations
 
 import os
-import re
-import shlex
 from collections.abc import Callable, Mapping, Sequence
 
 from . import local
@@ -19,7 +17,6 @@ from .sandbox import DEFAULT_SANDBOX, Confinement, SandboxSpec, SandboxUnavailab
 from .ssh import Connection
 
 Runner = Callable[[list[str], OnLine], int]
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class HookError(RuntimeError):
@@ -61,10 +58,10 @@ _LOAD_SECRETS = 'set -a; eval "$(cat)"; set +a; exec "$@"'
 
 
 def _secrets_script(secrets: Mapping[str, str]) -> bytes:
-    for name in secrets:
-        if not ENV_NAME_RE.fullmatch(name):
-            raise HookError(f"bad secret name {name!r}")
-    return "".join(f"{name}={shlex.quote(value)}\n" for name, value in secrets.items()).encode()
+    try:
+        return env_script(secrets)
+    except ValueError as exc:
+        raise HookError(f"bad secret name: {exc}") from None
 
 
 def run_lines(lines: Sequence[str], runner: Runner, on_line: OnLine) -> None:
@@ -99,7 +96,10 @@ def run_local(
     full_env = local.safe_env({**env, "HOME": box.home})
     env_fd = os.memfd_create("walle-hook-env")
     try:
-        os.write(env_fd, env_script({name: value for name, value in full_env.items() if name != "PATH"}))
+        try:
+            os.write(env_fd, env_script({name: value for name, value in full_env.items() if name != "PATH"}))
+        except ValueError as exc:
+            raise HookError(str(exc)) from None
 
         def runner(argv: list[str], out: OnLine) -> int:
             try:

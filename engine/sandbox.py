@@ -121,10 +121,12 @@ def wrap(argv: Sequence[str], spec: SandboxSpec, box: Confinement, env_fd: int |
 
 
 def env_script(env: Mapping[str, str]) -> bytes:
-    """``env`` as shell assignments for ENV_FILE (names checked, values quoted)."""
+    """``env`` as ``NAME='value'`` shell lines (names checked, values quoted): the
+    hook's environment file here, and the secrets script target hooks read from
+    stdin. ValueError for a name that is not a plain variable name."""
     for name in env:
         if not _ENV_NAME_RE.fullmatch(name):
-            raise SandboxUnavailable(f"bad environment variable name {name!r}")
+            raise ValueError(f"bad environment variable name {name!r}")
     return "".join(f"{name}={shlex.quote(value)}\n" for name, value in env.items()).encode()
 
 

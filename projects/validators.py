@@ -82,6 +82,16 @@ def validate_workspace(value: str) -> None:
             raise ValidationError(_("A workspace must not contain Walle's own code or data directory."))
 
 
+def workspace_problem(path: str) -> str:
+    """Why ``path`` may not be used as a workspace (see validate_workspace), or "".
+    For runs and fetches of projects saved before the rule existed."""
+    try:
+        validate_workspace(path)
+    except ValidationError as exc:
+        return " ".join(exc.messages)
+    return ""
+
+
 # --- Host addresses.
 #
 # A Host record names one machine, and "is this host used by another group?" is

@@ -15,7 +15,6 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.core.exceptions import ValidationError
 from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -25,7 +24,7 @@ from engine.masking import MASK, secret_fragments
 from engine.plan import Secret
 from projects.keys import key_for
 from projects.models import Project
-from projects.validators import validate_workspace
+from projects.validators import workspace_problem
 
 from .models import RepositoryFetch
 
@@ -75,10 +74,8 @@ def settings_problem(project: Project) -> str:
         return _config_message(project, str(exc))
     if ssh_host is not None and not project.repo_host_key.strip():
         return _config_message(project, "the git server's host key is not pinned; run the config check to pin it")
-    try:
-        validate_workspace(project.effective_workspace)
-    except ValidationError as exc:
-        return f"The workspace of project {project.name} is not usable: {' '.join(exc.messages)}"
+    if problem := workspace_problem(project.effective_workspace):
+        return f"The workspace of project {project.name} is not usable: {problem}"
     return ""
 
 

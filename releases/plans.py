@@ -11,14 +11,13 @@ import pwd
 from datetime import UTC
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
 from engine.plan import DeployPlan, Hooks, RefKind, RollbackPlan, Secret, Target
 from engine.sandbox import BuildUser, SandboxMode, SandboxSpec
+from projects import validators
 from projects.secrets import secret_env
-from projects.validators import validate_workspace
 
 from .models import DeployRun, Release, RunHost, Ticket
 
@@ -29,11 +28,8 @@ def _target(host) -> Target:
 
 def workspace_problem(project) -> str:
     """Why the project's workspace may not be used (hooks could reach it), or ""."""
-    try:
-        validate_workspace(project.effective_workspace)
-    except ValidationError as exc:
-        return f"refused: the project's workspace is not usable: {' '.join(exc.messages)}"
-    return ""
+    problem = validators.workspace_problem(project.effective_workspace)
+    return f"refused: the project's workspace is not usable: {problem}" if problem else ""
 
 
 def project_secrets(project) -> tuple[tuple[str, Secret], ...]:

@@ -49,3 +49,18 @@ def test_bulk_approval_shows_each_ticket_then_approves_what_was_shown(transactio
     expect(page.locator(".messagelist")).to_contain_text("Approved 1 ticket(s).")
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.APPROVED
+
+
+def test_a_maintainer_rejects_a_ticket_with_a_reason_the_author_then_reads(transactional_db, world, live_server,
+                                                                           browser):  # noqa: F811
+    ticket = helpers.make_ticket(world.project, world.users["developer"], title="risky change")
+    boss = log_in(browser, live_server.url, "owner")
+    boss.goto(f"{live_server.url}/tickets/{ticket.pk}/")
+    boss.fill("textarea[name=reason]", "no tests for the new endpoint")
+    boss.click("#btn-reject")
+    author = log_in(browser, live_server.url, "developer")
+    author.goto(f"{live_server.url}/tickets/{ticket.pk}/")
+    expect(author.locator("body")).to_contain_text("Rejected because")
+    expect(author.locator("body")).to_contain_text("no tests for the new endpoint")
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.REJECTED
