@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from walleproj import datadir
+from walleproj import bind, datadir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -73,8 +73,12 @@ WALLE_KEY_ENCRYPTION_KEYS = env_list("WALLE_KEY_ENCRYPTION_KEY") or [
 ]
 
 DEBUG = env_bool("WALLE_DEBUG", False)
-ALLOWED_HOSTS = env_list("WALLE_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
-CSRF_TRUSTED_ORIGINS = env_list("WALLE_CSRF_TRUSTED_ORIGINS")
+# Whatever address bin/start binds (WALLE_BIND) and prints is allowed unless
+# the operator lists the names; a printed URL that answers 400 is a dead end.
+WALLE_BIND = env_str("WALLE_BIND", "127.0.0.1")
+WALLE_PORT = env_int("WALLE_PORT", 8000)
+ALLOWED_HOSTS = env_list("WALLE_ALLOWED_HOSTS") or bind.bind_hosts(WALLE_BIND)
+CSRF_TRUSTED_ORIGINS = env_list("WALLE_CSRF_TRUSTED_ORIGINS") or bind.trusted_origins(WALLE_BIND, WALLE_PORT)
 
 INSTALLED_APPS = [
     "walleproj.admin.WalleAdminConfig",
