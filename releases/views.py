@@ -73,6 +73,7 @@ def console_state(ticket: Ticket, run: DeployRun | None, details: bool) -> dict:
         "status": ticket.status, "status_label": ticket.get_status_display(),
         "active": ticket.status in Ticket.ACTIVE_STATUSES, "stage": stage, "progress": progress,
         "run": run.number if run else None,
+        "run_status": run.status if run else "", "run_status_label": run.get_status_display() if run else "",
         "hosts": [vars(chip) for chip in queries.host_chips(ticket, run)] if details else [],
     }
 
