@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.admin.utils import lookup_spawns_duplicates
-from django.contrib.auth.models import Group
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import Group, User
 from django.db.models import Q
 from django.utils.html import format_html
 from django.utils.text import smart_split, unescape_string_literal
+from django.utils.translation import gettext_lazy as _
 
 from . import permissions
-from .models import ApiToken, Membership, Team
+from .models import ApiToken, Membership, Team, UserAccount
 
 
 class ScopedAdminMixin:
@@ -71,7 +73,9 @@ class MembershipInline(admin.TabularInline):
     # which Owners do not have, so they could not add members.
 
     def _may(self, request, obj) -> bool:
-        return obj is not None and permissions.can_manage_team(request.user, obj)
+        if obj is None:  # a new group: whoever may create it adds its first members with it
+            return permissions.is_platform_admin(request.user)
+        return permissions.can_manage_team(request.user, obj)
 
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.is_active
@@ -185,6 +189,41 @@ class ApiTokenAdmin(admin.ModelAdmin):
             token.revoke()
 
 
-# Walle's groups are Teams (above); Django's permission groups are not used, and
-# two "Groups" entries in the menu would only confuse.
+class UserMembershipInline(admin.TabularInline):
+    """A person's Walle groups and roles, on their user page."""
+
+    model = Membership
+    fk_name = "user"
+    extra = 0
+    verbose_name = _("group membership")
+    verbose_name_plural = _("groups and roles")
+
+
+@admin.register(UserAccount)
+class UserAccountAdmin(UserAdmin):
+    """Users, managed by platform admins. No Django permission groups or
+    per-model permissions: Walle decides rights from group roles (and grants)."""
+
+    fieldsets = [
+        (None, {"fields": ["username", "password"]}),
+        (_("Personal info"), {"fields": ["first_name", "last_name", "email"]}),
+        (_("Status"), {"fields": ["is_active", "is_superuser"],
+                       "description": _("A superuser is a platform admin: every group, every project.")}),
+        (_("Important dates"), {"fields": ["last_login", "date_joined"], "classes": ["collapse"]}),
+    ]
+    list_display = ["username", "email", "first_name", "last_name", "is_active", "is_superuser"]
+    list_filter = ["is_active", "is_superuser"]
+    filter_horizontal = []
+    inlines = [UserMembershipInline]
+
+    def _admin(self, request, obj=None) -> bool:
+        return permissions.is_platform_admin(request.user)
+
+    has_module_permission = has_view_permission = has_add_permission = _admin
+    has_change_permission = has_delete_permission = _admin
+
+
+# Walle's groups are Teams (above) and its users sit beside them (UserAccount);
+# Django's permission groups are not used, and two "Groups" would only confuse.
 admin.site.unregister(Group)
+admin.site.unregister(User)

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -118,3 +119,13 @@ class ApiToken(models.Model):
     def revoke(self) -> None:
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at"])
+
+
+class UserAccount(User):
+    """Django's user, kept in Walle's own admin section beside its groups, so
+    there is one notion of group (Team) and it sits with the people in it."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("user")
+        verbose_name_plural = _("users")

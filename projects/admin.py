@@ -5,6 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 from guardian.shortcuts import get_users_with_perms
 
@@ -91,13 +92,18 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
     detail_search_fields = ["repo_url", "description"]
     readonly_fields = ["repo_host_key", "created_at", "updated_at"]
     filter_horizontal = ["hosts"]
+    prepopulated_fields = {"slug": ["name"]}
+    # What most projects set once, first; the rarely changed parts collapsed.
     fieldsets = [
         (None, {"fields": ["name", "slug", "team", "environment", "description", "is_active"]}),
-        ("Repository", {"fields": ["repo_url", "repo_mode", "deploy_key", "repo_host_key"]}),
-        ("Deploy host", {"fields": ["workspace", "excludes"]}),
-        ("Targets", {"fields": ["run_user", "webroot", "release_library", "keep_releases", "hosts", "host_lines", "max_parallel"]}),
-        ("Hooks", {"fields": ["pre_deploy", "post_deploy", "pre_release", "post_release", "post_release_delay"]}),
-        ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+        (_("Repository"), {"fields": ["repo_url", "repo_mode"]}),
+        (_("Targets"), {"fields": ["hosts", "host_lines", "webroot", "release_library", "run_user"]}),
+        (_("Hooks"), {"fields": ["pre_deploy", "post_deploy", "pre_release", "post_release"]}),
+        (_("Deploy host and keys"), {"fields": ["workspace", "excludes", "deploy_key", "repo_host_key"],
+                                     "classes": ["collapse"]}),
+        (_("Rollout and retention"), {"fields": ["keep_releases", "max_parallel", "post_release_delay"],
+                                      "classes": ["collapse"]}),
+        (_("History"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
     @admin.display(description="hosts")

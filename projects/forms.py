@@ -4,6 +4,7 @@ from django import forms
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext_lazy as _
 
 from accounts import permissions
 from accounts.models import Team
@@ -21,10 +22,10 @@ class ProjectAdminForm(forms.ModelForm):
     user = None  # set by for_user(); without it the form offers nothing
 
     host_lines = forms.CharField(
-        label="Add hosts",
+        label=_("Add hosts"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "10.0.0.13\n10.0.0.14:2222"}),
-        help_text="One per line: ip, ip:port or [ipv6]:port (port 22 by default). Creates the host if new and links it.",
+        help_text=_("One per line: ip, ip:port or [ipv6]:port (port 22 by default). Creates the host if new and links it."),
     )
 
     class Meta:
@@ -35,6 +36,14 @@ class ProjectAdminForm(forms.ModelForm):
             "hosts", "max_parallel", "pre_deploy", "post_deploy", "pre_release", "post_release",
             "post_release_delay",
         ]
+        # The model's names are the hook names the docs use; people read these.
+        labels = {
+            "pre_deploy": _("Pre-deploy hook (pre_deploy)"),
+            "post_deploy": _("Post-deploy hook (post_deploy)"),
+            "pre_release": _("Pre-release hook (pre_release)"),
+            "post_release": _("Post-release hook (post_release)"),
+            "post_release_delay": _("Pause between hosts (post_release_delay, seconds)"),
+        }
 
     @classmethod
     def for_user(cls, user) -> type[ProjectAdminForm]:

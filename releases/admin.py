@@ -200,6 +200,10 @@ class ProjectLockAdmin(RecordAdmin):
     def has_release_permission(self, request) -> bool:
         return permissions.can_anywhere(request.user, permissions.Action.CONFIGURE)
 
+    def has_module_permission(self, request) -> bool:
+        # Releasing a stuck lock is all one does here: only those who may.
+        return self.has_release_permission(request)
+
     @admin.action(description="Release selected locks (their runs end as failed)", permissions=["release"])
     def release(self, request, queryset) -> None:
         for lock in queryset.select_related("project"):
