@@ -140,7 +140,8 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
         check_object(request, Action.SUBMIT, project)
         resolved = _resolve(project, data["ref"], data["commit"])
         ticket = workflow.submit(
-            request.user, project, title=data["title"], ref=resolved.ref, commit=resolved.commit,
+            request.user, project, title=data["title"] or Ticket.default_title(resolved.ref, resolved.commit),
+            ref=resolved.ref, commit=resolved.commit,
             description=data["description"], hosts=data.get("hosts"),
         )
         return self._render(ticket, status.HTTP_201_CREATED)

@@ -20,7 +20,8 @@ class NewTicketForm(forms.Form):
     project = forms.ModelChoiceField(queryset=Project.objects.none(), widget=forms.HiddenInput)
     ref = forms.CharField(max_length=255, widget=forms.HiddenInput)
     commit = forms.CharField(max_length=40, required=False, widget=forms.HiddenInput)
-    title = forms.CharField(label=_("Title"), max_length=200)
+    title = forms.CharField(label=_("Title"), max_length=200, required=False,
+                            help_text=_("Left empty: the ref and the short commit."))
     description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 3}))
     hosts = forms.ModelMultipleChoiceField(
         label=_("Hosts"), queryset=Host.objects.none(), widget=forms.CheckboxSelectMultiple
@@ -41,6 +42,8 @@ class NewTicketForm(forms.Form):
         project, ref = data.get("project"), data.get("ref")
         if project and ref:
             self.resolved = _resolve_or_error(project, ref, data.get("commit", ""))
+            if not data.get("title", "").strip():
+                data["title"] = Ticket.default_title(self.resolved.ref, self.resolved.commit)
         return data
 
 

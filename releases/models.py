@@ -71,6 +71,11 @@ class Ticket(models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.title}"
 
+    @staticmethod
+    def default_title(ref: str, commit: str) -> str:
+        """The title of a ticket whose author gave none: what it deploys."""
+        return f"{ref} {commit[:7]}"
+
     @property
     def is_rollback(self) -> bool:
         return self.kind == self.Kind.ROLLBACK

@@ -107,7 +107,8 @@ class TicketCreateSerializer(serializers.Serializer):
     an unknown and an invisible project (or host) get the same answer."""
 
     project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.none())
-    title = serializers.CharField(max_length=200)
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
+                                  help_text="empty = the ref and the short commit")
     ref = serializers.CharField(max_length=255, help_text="branch or tag, per the project's mode")
     commit = serializers.CharField(
         max_length=40, required=False, allow_blank=True, default="",

@@ -193,6 +193,7 @@ def ticket_new(request: HttpRequest) -> HttpResponse:
     if request.method == "GET" and ctx["commit"]:
         form = NewTicketForm(request.user, project=project, initial={
             "project": project, "ref": ref, "commit": ctx["commit"], "hosts": list(project.hosts.filter(enabled=True)),
+            "title": Ticket.default_title(ref, ctx["commit"]),
         })
     return render(request, "releases/ticket_new.html", {
         **ctx, "projects": projects, "project": project, "ref": ref, "form": form,
