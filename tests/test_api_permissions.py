@@ -298,7 +298,7 @@ def test_submit_needs_submit_permission(w, persona, code):
     [
         ({"project": 999999, "title": "x", "ref": "master"}, "project"),
         ({"title": "x", "ref": "master"}, "project"),
-        ({"project": "P", "ref": "master"}, "title"),
+        ({"project": "P", "title": "x" * 201, "ref": "master"}, "title"),  # an empty title defaults (issue 10)
         ({"project": "P", "title": "x"}, "ref"),
         ({"project": "P", "title": "x", "ref": "master", "commit": "a" * 41}, "commit"),
     ],
