@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests import helpers
 from webhooks import config
 from webhooks.models import ProjectWebhook, Vendor, WebhookDelivery
 

@@ -164,3 +164,11 @@ def test_the_api_schema_lists_the_webhook_endpoint(tmp_path, db):
     out = tmp_path / "schema.yml"
     call_command("spectacular", "--fail-on-warn", "--file", str(out))
     assert "/api/webhooks/{hook_id}/" in out.read_text()
+
+
+def test_a_flood_is_throttled_before_it_is_even_counted(hook, client):
+    webhook, _ = hook
+    answers = [client.post(webhook.path(), b"{}", content_type="application/json").status_code for _ in range(61)]
+    assert answers == [403] * 60 + [429]
+    webhook.refresh_from_db()
+    assert webhook.rejected_count == 60

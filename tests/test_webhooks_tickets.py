@@ -106,3 +106,17 @@ def test_deploy_at_once_without_approval_is_deployed_by_the_real_worker(site, li
     assert delivery.outcome == Outcome.DEPLOY_QUEUED and ticket.commit == sha
     assert ticket.status == S.SUCCEEDED, ticket.runs.first().error
     assert all(V2_TEXT in page for page in site.pages())
+
+
+@pytest.mark.usefixtures("inline_worker")
+def test_deploy_at_once_on_a_busy_project_leaves_the_ticket_approved_and_says_why(site, live_server):
+    site.project.environment = helpers.environment("test")
+    site.project.save()
+    busy = helpers.make_ticket(site.project, site.users["developer"], status=S.QUEUED, commit=site.commits["v1"])
+    webhook, secret = make_hook(site, branch="master", deploy_at_once=True)
+    sha = site.push("v2", V2_TEXT)
+    _, answer = deliver(live_server.url, webhook, "gitlab", push_payload("gitlab", "refs/heads/master", sha), secret)
+    delivery = WebhookDelivery.objects.get(pk=answer["delivery"])
+    assert delivery.outcome == Outcome.TICKET_OPENED and delivery.ticket.status == S.APPROVED
+    assert f"not deployed at once: Ticket #{busy.pk}" in delivery.detail
+    assert not DeployRun.objects.exists()

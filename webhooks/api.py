@@ -17,6 +17,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from walleproj.metrics import client_address
+
 from . import receiving, vendors
 from .models import ProjectWebhook, WebhookDelivery
 
@@ -33,7 +35,9 @@ class WebhookThrottle(SimpleRateThrottle):
     rate = "60/min"
 
     def get_cache_key(self, request, view) -> str:
-        ident = f"{view.kwargs.get('hook_id', '')}:{self.get_ident(request)}"
+        # Walle's reading of the client address (WALLE_PROXY_COUNT), not DRF's,
+        # which would take a client-written X-Forwarded-For as is.
+        ident = f"{view.kwargs.get('hook_id', '')}:{client_address(request)}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
@@ -78,7 +82,7 @@ class WebhookReceiveView(APIView):
         vendor = vendors.detect(request.headers)
         body = request.body
         if vendor is None or not vendors.verify(vendor, request.headers, body, hook.secret()):
-            receiving.reject(hook, vendor, self.throttle_classes[0]().get_ident(request))
+            receiving.reject(hook, vendor, client_address(request))
             return _problem(_("Wrong or missing signature or token."), status.HTTP_403_FORBIDDEN)
         received = receiving.receive(hook, vendor, request.headers, body)
         code = status.HTTP_202_ACCEPTED if received.outcome == WebhookDelivery.Outcome.QUEUED else status.HTTP_200_OK

@@ -79,7 +79,7 @@ def _verified_commit(delivery: WebhookDelivery) -> str:
     if fetched["outcome"] != fetching.Outcome.OK:
         raise Refused(f"Cannot fetch the repository: {fetched['error']}", Outcome.FAILED)
     try:
-        resolved = repository.resolve(project, delivery.ref, _ask=False)
+        resolved = repository.resolve(project, delivery.ref)  # the fetch above made the mirror
     except repository.RepositoryError as exc:
         raise Refused(f"The repository does not confirm the push: {exc}") from None
     WebhookDelivery.objects.filter(pk=delivery.pk).update(commit=resolved.commit)

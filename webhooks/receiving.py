@@ -33,10 +33,6 @@ class Received:
     delivery: WebhookDelivery | None  # None for a replay: nothing new was stored
     detail: str = ""
 
-    @property
-    def replayed(self) -> bool:
-        return self.delivery is None
-
 
 def reject(hook: ProjectWebhook, vendor: Vendor | None, address: str) -> None:
     """A request with a wrong signature or token: counted and logged, never stored."""
