@@ -101,7 +101,9 @@ def test_unknown_or_disabled_webhooks_answer_404(hook, live_server):
     payload = push_payload("github", "refs/heads/feature", "2" * 40)
     stranger = ProjectWebhook(hook_id="not-a-real-id", project=webhook.project)
     assert deliver(live_server.url, stranger, "github", payload, secret)[0] == 404
-    ProjectWebhook.objects.filter(pk=webhook.pk).update(enabled=False)
+    ProjectWebhook.objects.filter(pk=webhook.pk).update(secret_encrypted="")  # made without config.save_settings
+    assert post(live_server.url + webhook.path(), b"{}", {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": ""})[0] == 404
+    ProjectWebhook.objects.filter(pk=webhook.pk).update(enabled=False, secret_encrypted=webhook.secret_encrypted)
     assert deliver(live_server.url, webhook, "github", payload, secret)[0] == 404
     assert not WebhookDelivery.objects.exists()
 

@@ -32,6 +32,7 @@ def test_signatures_are_checked_per_vendor_scheme():
     assert verify(Vendor.GITLAB, {"X-Gitlab-Token": secret}, body, secret)
     assert not verify(Vendor.GITLAB, {"X-Gitlab-Token": "s3cr\u00e9t"}, body, secret)  # non-ASCII never raises
     assert not verify(Vendor.GITLAB, {}, body, secret)
+    assert not verify(Vendor.GITLAB, {"X-Gitlab-Token": ""}, body, "")  # a webhook without a secret
 
 
 def test_a_github_annotated_tag_push_names_the_tag_object_and_the_commit():

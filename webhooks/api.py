@@ -74,7 +74,10 @@ class WebhookReceiveView(APIView):
         auth=[],
     )
     def post(self, request: Request, hook_id: str) -> Response:
-        hook = ProjectWebhook.objects.select_related("project").filter(hook_id=hook_id, enabled=True).first()
+        hook = (
+            ProjectWebhook.objects.select_related("project").filter(hook_id=hook_id, enabled=True)
+            .exclude(secret_encrypted="").first()
+        )
         if hook is None:
             return _problem(_("No such webhook, or it is disabled."), status.HTTP_404_NOT_FOUND)
         if _declared_length(request) > MAX_BODY:

@@ -69,6 +69,8 @@ def signature(secret: str, body: bytes) -> str:
 def verify(vendor: Vendor, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
     """Is the request signed (GitHub, Gitea) or tokened (GitLab) with ``secret``?
     Compared in constant time; a missing header is a wrong one."""
+    if not secret:
+        return False  # an empty GitLab token would otherwise match an empty secret
     if vendor == Vendor.GITLAB:
         return _same(secret, headers.get("X-Gitlab-Token", ""))
     if vendor == Vendor.GITEA:
