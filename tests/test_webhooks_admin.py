@@ -24,6 +24,7 @@ def test_only_maintainers_of_the_project_open_or_regenerate_its_webhook(client, 
     hook, secret = webhook
     change = f"/admin/webhooks/projectwebhook/{hook.pk}/change/"
     regenerate = f"/admin/webhooks/projectwebhook/{hook.pk}/regenerate/"
+    assert client_for(client, world.users["developer"]).get("/admin/webhooks/projectwebhook/").status_code == 403
     for name in ("developer", "outsider"):
         client_for(client, world.users[name])
         assert client.get(change).status_code in (302, 403), name

@@ -29,6 +29,11 @@ class ProjectWebhookAdmin(ScopedAdminMixin, admin.ModelAdmin):
     fields = ["project", "enabled", "branch", "tag_pattern", "deploy_at_once",
               "acts_as", "rejected_count", "last_rejected_at", "deliveries"]
 
+    def has_view_permission(self, request, obj=None) -> bool:
+        if obj is None:  # the list: only for those who configure some project
+            return permissions.can_anywhere(request.user, Action.CONFIGURE)
+        return super().has_view_permission(request, obj)
+
     def get_readonly_fields(self, request, obj=None):
         fixed = ["acts_as", "rejected_count", "last_rejected_at", "deliveries"]
         # The URL and secret belong to one project; another project gets its own webhook.
