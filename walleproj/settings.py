@@ -329,3 +329,5 @@ if env_bool("WALLE_PROXY_SSL_HEADER", False):
     # Trust X-Forwarded-Proto only when told a proxy sets it (and strips the
     # client's own): otherwise any client could claim to be on HTTPS.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+INSTALLED_APPS += ["webhooks"]  # inbound git webhooks (docs/webhooks.md)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/webhooks/", include("webhooks.urls")),
     path("api/", include("walleproj.api_urls")),
     path("", include("releases.urls")),
 ]
