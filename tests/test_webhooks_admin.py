@@ -61,3 +61,17 @@ def test_deliveries_are_listed_to_those_who_see_the_projects_details(client, wor
     assert "feature" in client_for(client, world.users["reporter"]).get(listing).content.decode()
     assert "feature" not in client_for(client, world.users["guest"]).get(listing).content.decode()
     assert "feature" not in client_for(client, world.users["outsider"]).get(listing).content.decode()
+
+
+def test_the_project_page_links_its_maintainers_to_the_projects_webhook(client, world):
+    project_page = f"/admin/projects/project/{world.project.pk}/change/"
+    body = client_for(client, world.users["maintainer"]).get(project_page).content.decode()
+    assert f'/admin/webhooks/projectwebhook/add/?project={world.project.pk}"' in body
+    add_form = client.get(f"/admin/webhooks/projectwebhook/add/?project={world.project.pk}").content.decode()
+    assert f'<option value="{world.project.pk}" selected>' in add_form
+    hook = ProjectWebhook(project=world.project, branch="master")
+    config.save_settings(world.users["maintainer"], hook)
+    body = client.get(project_page).content.decode()
+    assert f"/admin/webhooks/projectwebhook/{hook.pk}/change/" in body
+    developer_view = client_for(client, world.users["developer"]).get(project_page).content.decode()
+    assert "project-webhook" not in developer_view
