@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
-from . import local
+from . import diffs, local
 from .plan import RefKind, Secret, Stream
 from .ssh import KeyFiles, key_files, known_hosts_line, ssh_argv
 
@@ -604,3 +604,21 @@ def tree_id(directory: str, gitlinks: dict[str, str] | None = None, _prefix: str
 
 def _object_id(kind: bytes, data: bytes) -> bytes:
     return hashlib.sha1(kind + b" %d\0" % len(data) + data).digest()  # noqa: S324 - git's object id
+
+
+def file_diffs(workspace: str, from_sha: str, to_sha: str) -> list[diffs.FileDiff]:
+    """Each file changed between two commits with its content diff, capped
+    (engine/diffs.py); binary files by name only. No textconv, external diff
+    or attribute of the repository changes what a reviewer is shown."""
+    validate_commit(from_sha)
+    validate_commit(to_sha)
+    plain = ("--no-color", "--no-ext-diff", "--no-textconv", "--no-renames")
+    numstat = _git(workspace, "diff", *plain, "--numstat", "-z", from_sha, to_sha, "--").stdout
+    files = diffs.parse_numstat(numstat)
+    shown = diffs.to_show(files)
+    patch = ""
+    if shown:
+        # :(literal) so a file named like a pathspec pattern matches only itself.
+        paths = [f":(literal){diff.path}" for diff in shown]
+        patch = _git(workspace, "diff", *plain, "--unified=3", from_sha, to_sha, "--", *paths).stdout
+    return diffs.attach(files, shown, diffs.split_patch(patch))

@@ -180,6 +180,14 @@ def live_commit(project: Project) -> str:
     return release.commit if release else ""
 
 
+def file_diffs(project: Project, from_sha: str, to_sha: str) -> list:
+    """Content diffs between two commits, as of the worker's last fetch."""
+    try:
+        return git.file_diffs(_mirror(project), from_sha, to_sha)
+    except (git.GitError, ValueError) as exc:
+        raise RepositoryError(str(exc)) from None
+
+
 def preview(project: Project, commit: str) -> dict[str, list]:
     """Commits and changed files between what is live and ``commit``."""
     workspace = _mirror(project)
@@ -188,6 +196,9 @@ def preview(project: Project, commit: str) -> dict[str, list]:
         return {"live": "", "commits": [], "files": [], "first_deploy": True}
     try:
         result = git.compare(workspace, live, commit)
+        status_of = {path: status for status, path in result["files"]}
+        # (status, FileDiff) per file: what a reviewer reads, content capped.
+        changes = [(status_of.get(d.path, "M"), d) for d in git.file_diffs(workspace, live, commit)]
     except (git.GitError, ValueError) as exc:
         raise RepositoryError(str(exc)) from None
-    return {"live": live, **result, "first_deploy": False}
+    return {"live": live, **result, "changes": changes, "first_deploy": False}

@@ -250,7 +250,9 @@ def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actions = ticket_actions(request.user, ticket)
     # Only the console's tail: a run may hold tens of thousands of lines.
     tail = _log_page(run, before=None, max_lines=LOG_TAIL) if run and details else None
+    preview, preview_error = _review(ticket) if details else (None, "")
     return render(request, "releases/ticket_detail.html", {
+        "preview": preview, "preview_error": preview_error,
         "ticket": ticket, "actions": actions, "details": details, "run": run,
         "events": ticket.events.select_related("actor"), "hosts": ticket.hosts.all(),
         "results": run.host_results.select_related("host") if run and details else [],
@@ -260,6 +262,21 @@ def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "rollback_form": RollbackForm(ticket) if actions["rollback"] else None,
         "rollbacks": ticket.rollbacks.all(),
     })
+
+
+# A ticket is reviewed before it runs: then "what it changes" is live -> its commit.
+REVIEWED = (S.PENDING, S.APPROVED, S.REJECTED)
+
+
+def _review(ticket: Ticket) -> tuple[dict | None, str]:
+    """What a deploy ticket awaiting its run would change, for the approver:
+    the same preview its author saw (commits, file diffs), or why it can't be shown."""
+    if ticket.is_rollback or ticket.status not in REVIEWED:
+        return None, ""
+    try:
+        return repository.preview(ticket.project, ticket.commit), ""
+    except repository.RepositoryError as exc:
+        return None, str(exc)
 
 
 def _log_page(run: DeployRun | None, *, before: int | None = None, after: int | None = None,
