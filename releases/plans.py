@@ -19,7 +19,8 @@ from engine.sandbox import BuildUser, SandboxMode, SandboxSpec
 from projects import validators
 from projects.secrets import secret_env
 
-from .models import DeployRun, Release, RunHost, Ticket
+from . import queries
+from .models import DeployRun, Release, Ticket
 
 
 def _target(host) -> Target:
@@ -103,12 +104,7 @@ def rollback_releases(ticket: Ticket, hosts) -> list[tuple[object, str]]:
     before the ticket being rolled back (empty when there was nothing)."""
     if ticket.rollback_release:
         return [(h, ticket.rollback_release) for h in hosts]
-    # Per host, the earliest run that switched it knows what was live before
-    # this ticket; a later re-run's "previous" is this ticket's own release.
-    previous = dict(
-        RunHost.objects.filter(run__ticket=ticket.rollback_of, status__in=RunHost.LIVE_STATUSES)
-        .order_by("-run__number").values_list("host_id", "previous_release")
-    )
+    previous = queries.releases_before(ticket.rollback_of)
     return [(h, previous.get(h.pk, "")) for h in hosts]
 
 

@@ -67,6 +67,26 @@ def kept_releases(project: Project):
     )
 
 
+def releases_before(ticket: Ticket) -> dict[int, str]:
+    """Per host id, the release that was live before ``ticket`` switched it
+    ("" when nothing was). The earliest run that switched a host knows; a later
+    re-run's "previous" is the ticket's own release."""
+    return dict(
+        RunHost.objects.filter(run__ticket=ticket, status__in=RunHost.LIVE_STATUSES)
+        .order_by("-run__number").values_list("host_id", "previous_release")
+    )
+
+
+def rollback_target(ticket: Ticket, release: str = "") -> Release | None:
+    """The release a rollback of ``ticket`` returns every host to: the named
+    one, or what all its hosts served before. None when that differs per host
+    (or was nothing)."""
+    names = {release} if release else set(releases_before(ticket).values())
+    if len(names) != 1 or "" in names:
+        return None
+    return Release.objects.filter(project=ticket.project_id, name=names.pop()).select_related("ticket").first()
+
+
 @dataclass(frozen=True)
 class HostChip:
     name: str  # as the engine names the host (Host.endpoint)

@@ -395,5 +395,14 @@ def ticket_rollback(request: HttpRequest, pk: int) -> HttpResponse:
     except workflow.WorkflowError as exc:
         messages.error(request, str(exc))
         return redirect("ticket_detail", pk=ticket.pk)
-    messages.success(request, _("Rollback ticket #%(id)s opened.") % {"id": rollback.pk})
+    if rollback.status == S.APPROVED and can(request.user, Action.ROLLBACK, rollback):
+        # No approval needed: the confirmation the user just gave runs it.
+        try:
+            workflow.deploy(request.user, rollback)
+        except workflow.WorkflowError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, _("Rolling back: ticket #%(id)s is running.") % {"id": rollback.pk})
+        return redirect("ticket_detail", pk=rollback.pk)
+    messages.success(request, _("Rollback ticket #%(id)s opened; it runs once approved.") % {"id": rollback.pk})
     return redirect("ticket_detail", pk=rollback.pk)

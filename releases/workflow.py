@@ -20,6 +20,7 @@ from accounts.permissions import Action, require
 from engine.plan import Stage, Stream
 from projects.models import Host, Project
 
+from . import queries
 from .models import DeployRun, ProjectLock, RunHost, Ticket, TicketEvent
 from .queries import kept_releases, switched_hosts
 from .runlog import append_line
@@ -269,10 +270,16 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
     if release and not kept_releases(ticket.project).filter(name=release).exists():
         raise WorkflowError(f"Release {release} is not kept on this project's hosts; pick a kept release.")
     status = _initial_status(ticket.project, Ticket.Kind.ROLLBACK)
+    # A rollback ticket names what it returns to, wherever it is listed: the
+    # release, and the ref and commit that release holds.
+    target = queries.rollback_target(ticket, release)
+    back_to = (f"back to {target.name} ({target.ticket.ref} {target.commit[:7]})" if target
+               else "back to what each host served before")
     rollback = Ticket.objects.create(
         project=ticket.project, kind=Ticket.Kind.ROLLBACK, author=actor, status=status,
-        title=title or f"Roll back #{ticket.pk}: {ticket.title}"[:200],
-        ref_kind=ticket.ref_kind, ref=ticket.ref, commit=ticket.commit,
+        title=title or f"Roll back #{ticket.pk}: {back_to}"[:200],
+        ref_kind=target.ticket.ref_kind if target else ticket.ref_kind,
+        ref=target.ticket.ref if target else ticket.ref, commit=target.commit if target else "",
         rollback_of=ticket, rollback_release=release,
     )
     # Only hosts this ticket actually switched go back: after a partial

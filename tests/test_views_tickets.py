@@ -271,7 +271,7 @@ def test_rollback_button_only_for_rollbackers(client, world, persona):
     assert ('id="btn-rollback"' in body) is (persona in {"maintainer", "owner", "admin"})
 
 
-def test_rollback_opens_an_approved_rollback_ticket(client, world):
+def test_rollback_without_approval_runs_at_once_and_names_what_it_returns_to(client, world):
     ticket = finished_deploy(world)
     before = Ticket.objects.count()
     assert login(client, world, "developer").post(reverse("ticket_rollback", args=[ticket.pk])).status_code == 403
@@ -280,9 +280,24 @@ def test_rollback_opens_an_approved_rollback_ticket(client, world):
         reverse("ticket_rollback", args=[ticket.pk]), {"release": "20250101-000000-1"})
     rollback = Ticket.objects.get(rollback_of=ticket)
     assert response["Location"] == reverse("ticket_detail", args=[rollback.pk])
-    assert rollback.status == S.APPROVED and rollback.rollback_release == "20250101-000000-1"
+    # Production rollbacks need no approval: the one confirmation queued the run.
+    assert rollback.status == S.QUEUED and rollback.runs.count() == 1
+    assert rollback.rollback_release == "20250101-000000-1"
+    assert rollback.title == f"Roll back #{ticket.pk}: back to 20250101-000000-1 (master {ticket.commit[:7]})"
+    assert (rollback.ref, rollback.commit) == (ticket.ref, ticket.commit)  # what the release holds
     page = client.get(response["Location"]).content.decode()
-    assert 'id="btn-deploy"' in page and "Run rollback" in page
+    assert 'id="btn-deploy"' not in page and "back to 20250101-000000-1" in page
+
+
+def test_rollback_that_needs_approval_is_requested_not_run(client, world):
+    world.project.environment.rollback_needs_approval = True
+    world.project.environment.save()
+    ticket = finished_deploy(world)
+    page = login(client, world, "maintainer").get(reverse("ticket_detail", args=[ticket.pk])).content.decode()
+    assert "Request rollback" in page and "data-confirm" not in page
+    client.post(reverse("ticket_rollback", args=[ticket.pk]), {"release": "20250101-000000-1"})
+    rollback = Ticket.objects.get(rollback_of=ticket)
+    assert rollback.status == S.PENDING and not rollback.runs.exists()
 
 
 def test_rollback_refuses_a_release_that_is_not_kept(client, world):

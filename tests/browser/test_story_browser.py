@@ -81,6 +81,10 @@ def approve(page: Page, base: str, ticket_id: int) -> None:
 def deploy_and_watch(page: Page, base: str, ticket_id: int) -> None:
     page.goto(f"{base}/tickets/{ticket_id}/")
     page.click("#btn-deploy")
+    watch(page)
+
+
+def watch(page: Page) -> None:
     # The console streams lines while it runs...
     page.wait_for_selector("#log .l", timeout=DEPLOY_TIMEOUT_MS)
     # ...and the status chip reaches "succeeded" without anyone reloading.
@@ -109,13 +113,16 @@ def test_ticket_approve_deploy_and_rollback_in_the_browser(site, qcluster, live_
     deploy_and_watch(dev, base, second)
     assert all(V2_TEXT in page for page in site.pages())
 
-    # The Maintainer rolls the v2 ticket back: production rollbacks start approved.
+    # The Maintainer rolls the v2 ticket back: production rollbacks need no
+    # approval, so one confirmation runs it.
     boss.goto(f"{base}/tickets/{second}/")
+    boss.once("dialog", lambda dialog: dialog.accept())
     boss.click("#btn-rollback")
     boss.wait_for_url(re.compile(rf".*/tickets/(?!{second}/)\d+/$"))
     rollback = int(boss.url.rstrip("/").rsplit("/", 1)[1])
     assert Ticket.objects.get(pk=rollback).rollback_of_id == second
-    deploy_and_watch(boss, base, rollback)
+    expect(boss.locator("h1")).to_contain_text(f"back to {site.project.releases.filter(commit=site.commits['v1']).first().name}")
+    watch(boss)
     wait_for(lambda: all(V1_TEXT in page for page in site.pages()), timeout=30)
 
     dev.goto(f"{base}/")
