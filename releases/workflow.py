@@ -87,6 +87,10 @@ class StaleTicket(InvalidTransition):
     is not what they would approve."""
 
 
+class WindowClosed(WorkflowError):
+    """A deploy outside the environment's deploy window or in a freeze."""
+
+
 STALE_MESSAGE = "The ticket changed since you loaded it; review it again."
 
 
@@ -265,10 +269,6 @@ def _deploy(actor, ticket: Ticket, *, override_reason: str = "", now=None, note:
     run = DeployRun.objects.create(ticket=ticket, number=number, triggered_by=actor)
     transaction.on_commit(lambda: _enqueue(run.pk))
     return run
-
-
-class WindowClosed(WorkflowError):
-    """A deploy outside the environment's deploy window or in a freeze."""
 
 
 def _check_window(actor, ticket: Ticket, override_reason: str, now) -> None:
