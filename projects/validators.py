@@ -277,5 +277,7 @@ def validate_time_zone(value: str) -> None:
 
 def validate_weekdays(value: str) -> None:
     """Digits 0 (Monday) to 6 (Sunday), each at most once, at least one."""
-    if not value or not set(value) <= set("0123456") or len(set(value)) != len(value):
+    if not value:
         raise ValidationError(_("Pick at least one weekday."))
+    if not set(value) <= set("0123456") or len(set(value)) != len(value):
+        raise ValidationError(_("Weekdays are the digits 0 (Monday) to 6 (Sunday), each at most once."))
