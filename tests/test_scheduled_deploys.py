@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import PermissionDenied
+from django.core.management import call_command
 from django.db import close_old_connections
 from django.urls import reverse
 from django.utils import timezone
@@ -270,3 +271,11 @@ def test_the_real_worker_deploys_a_due_scheduled_ticket_to_the_real_hosts(site, 
     assert run.started_at >= at and run.triggered_by == site.users["developer"]
     assert all(V1_TEXT in page for page in site.pages())
     assert done.runs.count() == 1
+
+
+def test_the_api_schema_lists_schedule_unschedule_and_the_override_reason(tmp_path, db):
+    out = tmp_path / "schema.yml"
+    call_command("spectacular", "--fail-on-warn", "--file", str(out))
+    text = out.read_text()
+    assert "/api/tickets/{id}/schedule/" in text and "/api/tickets/{id}/unschedule/" in text
+    assert "override_reason" in text and "scheduled_at" in text
