@@ -8,6 +8,7 @@ Admin actions, HTML views, the API and the worker all call these functions.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -28,6 +29,7 @@ from .queries import kept_releases, switched_hosts
 from .runlog import append_line
 
 S = Ticket.Status
+logger = logging.getLogger(__name__)
 
 # (action, from status) -> to status. The worker's own moves are listed too so
 # the whole life of a ticket reads from one table.
@@ -55,7 +57,7 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 
 EDITABLE = (S.PENDING, S.APPROVED, S.REJECTED)
 
-
+# A ticket's schedule, cleared (a deploy, a cancel, an unschedule, a refusal).
 UNSCHEDULED = {"scheduled_at": None, "scheduled_by": None, "scheduled_version": None}
 
 R = DeployRun.Status
@@ -246,6 +248,8 @@ def deploy(actor, ticket: Ticket, override_reason: str = "") -> DeployRun:
 
 
 def _deploy(actor, ticket: Ticket, *, override_reason: str = "", now=None, note: str = "") -> DeployRun:
+    """deploy() inside the caller's transaction; ``now`` is the clock the
+    window is checked against (a scheduled deploy's sweep time)."""
     require(actor, Action.ROLLBACK if ticket.is_rollback else Action.DEPLOY, ticket)
     _check_window(actor, ticket, override_reason.strip(), now or timezone.now())
     # Serialise deploy requests per project so two tickets cannot both pass the
@@ -346,7 +350,7 @@ def schedule(actor, ticket: Ticket, at, version: int) -> Ticket:
             raise InvalidTransition(_("Only an approved ticket can be scheduled; this one is %(status)s.")
                                     % {"status": ticket.get_status_display().lower()})
         raise StaleTicket(STALE_MESSAGE)
-    zone = ticket.project.environment.calendar()
+    zone = windows.Calendar(ticket.project.environment.time_zone)
     TicketEvent.objects.create(ticket=ticket, actor=actor, action=WindowEvent.SCHEDULE,
                                note=f"{windows.local_text(zone, at)} {zone.zone}")
     ticket.refresh_from_db()
@@ -373,12 +377,21 @@ def run_due_schedules(now) -> list[DeployRun]:
     longer approved, outside its window or whose scheduler lost the right is
     refused: the schedule is cleared and the reason recorded.
     """
-    due = Ticket.objects.filter(scheduled_at__lte=now).order_by("scheduled_at", "pk").values_list("pk", flat=True)
-    return [run for run in (_run_due(pk, now) for pk in list(due)) if run is not None]
+    due = Ticket.objects.filter(scheduled_at__lte=now).order_by("scheduled_at", "pk").values_list(
+        "pk", "project_id")
+    runs = []
+    for pk, project_id in list(due):
+        try:
+            runs.append(_run_due(pk, project_id, now))
+        except Exception:  # one broken ticket must not hold up the others; it is tried again next sweep
+            logger.exception("scheduled deploy of ticket %s failed", pk)
+    return [run for run in runs if run is not None]
 
 
-def _run_due(pk: int, now) -> DeployRun | None:
+def _run_due(pk: int, project_id: int, now) -> DeployRun | None:
     with transaction.atomic():
+        # The project first, then the ticket: the order deploy() locks them in.
+        Project.objects.select_for_update().filter(pk=project_id).first()
         ticket = Ticket.objects.select_for_update().select_related("scheduled_by").filter(
             pk=pk, scheduled_at__lte=now).first()
         if ticket is None or not Ticket.objects.filter(
