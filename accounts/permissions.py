@@ -355,3 +355,13 @@ def visible_deploy_keys(user) -> QuerySet:
         return DeployKey.objects.all()
     used = visible_projects(user, Action.CONFIGURE).filter(deploy_key__isnull=False).values("deploy_key")
     return DeployKey.objects.filter(Q(team__in=teams_user_maintains(user).values("pk")) | Q(pk__in=used))
+
+
+# --- Deploy windows -----------------------------------------------------------------
+# Deploying outside an environment's deploy window (or in a freeze) is an
+# Owner's call: MANAGE on the project, the right that also hands it to others.
+# Rollbacks are always allowed and need no override.
+
+
+def can_override_window(user, obj: Model) -> bool:
+    return can(user, Action.MANAGE, obj)

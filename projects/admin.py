@@ -14,16 +14,46 @@ from accounts.admin import ScopedAdminMixin
 
 from . import secrets
 from .config_check import run_check
-from .forms import GrantForm, ProjectAdminForm, SecretDeleteForm, SecretForm, link_pasted_hosts
+from .forms import DeployWindowForm, GrantForm, ProjectAdminForm, SecretDeleteForm, SecretForm, link_pasted_hosts
 from .keys import fill_new_key, key_for
-from .models import DeployKey, Environment, Host, Project
+from .models import DeployFreeze, DeployKey, DeployWindow, Environment, Host, Project
+
+
+class PlatformInline(admin.TabularInline):
+    """Rows of an environment: everyone may read them, platform admins edit."""
+
+    extra = 0
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return permissions.is_platform_admin(request.user)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return permissions.is_platform_admin(request.user)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return permissions.is_platform_admin(request.user)
+
+
+class DeployWindowInline(PlatformInline):
+    model = DeployWindow
+    form = DeployWindowForm
+    verbose_name_plural = _("deploy windows (none = deploys at any time)")
+
+
+class DeployFreezeInline(PlatformInline):
+    model = DeployFreeze
 
 
 @admin.register(Environment)
 class EnvironmentAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "order", "deploy_needs_approval", "rollback_needs_approval", "allow_self_approval"]
+    list_display = ["name", "slug", "order", "deploy_needs_approval", "rollback_needs_approval", "allow_self_approval",
+                    "time_zone"]
     list_editable = []
     prepopulated_fields = {"slug": ["name"]}
+    inlines = [DeployWindowInline, DeployFreezeInline]
 
     def has_module_permission(self, request) -> bool:
         return request.user.is_active

@@ -4,13 +4,14 @@ from django import forms
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q, QuerySet
+from django.utils.dates import WEEKDAYS
 from django.utils.translation import gettext_lazy as _
 
 from accounts import permissions
 from accounts.models import Team
 
 from . import validators
-from .models import DeployKey, Host, Project
+from .models import DeployKey, DeployWindow, Host, Project
 from .validators import parse_host_line, parse_host_lines
 
 
@@ -196,3 +197,24 @@ class SecretDeleteForm(forms.Form):
 
 
 __all__ = ["GrantForm", "ProjectAdminForm", "SecretDeleteForm", "SecretForm", "link_pasted_hosts"]
+
+
+class DeployWindowForm(forms.ModelForm):
+    """A window's weekdays as seven boxes; stored as digits ("0123" = Mon-Thu)."""
+
+    weekdays = forms.MultipleChoiceField(
+        label=DeployWindow._meta.get_field("weekdays").verbose_name,
+        choices=[(str(day), name) for day, name in WEEKDAYS.items()], widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = DeployWindow
+        fields = ["weekdays", "start", "end"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["weekdays"] = list(self.instance.weekdays)
+
+    def clean_weekdays(self) -> str:
+        return "".join(sorted(self.cleaned_data["weekdays"]))

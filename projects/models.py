@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Team
 
-from . import crypto, validators
+from . import crypto, validators, windows
 
 slug_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9._-]{0,63}$",
@@ -35,6 +35,10 @@ class Environment(models.Model):
         default=False,
         help_text=_("Separation of duties: leave off for production."),
     )
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, default="UTC", validators=[validators.validate_time_zone],
+        help_text=_("IANA name, e.g. Asia/Shanghai: deploy windows, freezes and schedules are read in it."),
+    )
 
     class Meta:
         ordering = ["order", "name"]
@@ -42,6 +46,62 @@ class Environment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def calendar(self) -> windows.Calendar:
+        """Its deploy windows and freezes as plain values (see projects.windows)."""
+        return windows.Calendar(
+            zone=self.time_zone,
+            windows=tuple(w.as_window() for w in self.deploy_windows.all()),
+            freezes=tuple(f.as_freeze() for f in self.deploy_freezes.all()),
+        )
+
+
+class DeployWindow(models.Model):
+    """A weekly stretch in which the environment accepts deploys. An
+    environment without windows accepts them at any time (freezes aside)."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="deploy_windows")
+    # The weekdays as digits, Monday = 0: "0123" = Mon-Thu.
+    weekdays = models.CharField(_("weekdays"), max_length=7, validators=[validators.validate_weekdays])
+    start = models.TimeField(_("opens at"))
+    end = models.TimeField(_("closes at"), help_text=_("Not after the opening time: closes on the next day."))
+
+    class Meta:
+        ordering = ["environment", "start", "id"]
+        verbose_name = _("deploy window")
+
+    def __str__(self) -> str:
+        return windows.describe(windows.Calendar("UTC", (self.as_window(),)))
+
+    def clean(self) -> None:
+        if self.start is not None and self.start == self.end:
+            raise ValidationError({"end": _("A window must close at another time than it opens.")})
+
+    def as_window(self) -> windows.Window:
+        return windows.Window(frozenset(int(d) for d in self.weekdays), self.start, self.end)
+
+
+class DeployFreeze(models.Model):
+    """Whole days (in the environment's time zone) without deploys, e.g. a holiday."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="deploy_freezes")
+    start = models.DateField(_("first day"))
+    end = models.DateField(_("last day"), help_text=_("Included."))
+    reason = models.CharField(_("reason"), max_length=200)
+
+    class Meta:
+        ordering = ["environment", "start", "id"]
+        verbose_name = _("deploy freeze")
+
+    def __str__(self) -> str:
+        return f"{self.start} - {self.end}: {self.reason}"
+
+    def clean(self) -> None:
+        if self.start and self.end and self.end < self.start:
+            raise ValidationError({"end": _("The last day cannot come before the first day.")})
+
+    def as_freeze(self) -> windows.Freeze:
+        return windows.Freeze(self.start, self.end, self.reason)
 
 
 class DeployKey(models.Model):

@@ -22,6 +22,8 @@ from django.utils.translation import gettext as _
 
 from engine import git, validate
 
+from .windows import is_valid_zone
+
 
 def _wrap(check: Callable[[], object]) -> None:
     try:
@@ -266,3 +268,16 @@ def validate_secret_value(value: str) -> None:
         raise ValidationError(_("A secret cannot contain NUL bytes."))
     if len(value.encode()) > SECRET_MAX_BYTES:
         raise ValidationError(_("A secret may be at most %(n)d bytes.") % {"n": SECRET_MAX_BYTES})
+
+
+def validate_time_zone(value: str) -> None:
+    if not is_valid_zone(value):
+        raise ValidationError(_("%(zone)s is not a known IANA time zone (e.g. Asia/Shanghai, UTC).") % {"zone": value})
+
+
+def validate_weekdays(value: str) -> None:
+    """Digits 0 (Monday) to 6 (Sunday), each at most once, at least one."""
+    if not value:
+        raise ValidationError(_("Pick at least one weekday."))
+    if not set(value) <= set("0123456") or len(set(value)) != len(value):
+        raise ValidationError(_("Weekdays are the digits 0 (Monday) to 6 (Sunday), each at most once."))

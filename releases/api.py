@@ -4,8 +4,11 @@ and moves the status."""
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
@@ -24,10 +27,12 @@ from .forms import BadParameter, parse_count
 from .models import DeployRun, Ticket
 from .serializers import (
     ApproveSerializer,
+    DeploySerializer,
     LogSerializer,
     NoteSerializer,
     ReasonSerializer,
     RollbackSerializer,
+    ScheduleSerializer,
     TicketCreateSerializer,
     TicketDetailSerializer,
     TicketEditSerializer,
@@ -92,7 +97,7 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
     object_actions = {"log": Action.VIEW_DETAILS}
 
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, (workflow.InvalidTransition, workflow.Conflict)):
+        if isinstance(exc, (workflow.InvalidTransition, workflow.Conflict, workflow.WindowClosed)):
             exc = StateConflict(str(exc))
         elif isinstance(exc, workflow.WorkflowError):
             exc = Refused(str(exc))
@@ -170,12 +175,33 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
         note = _valid(NoteSerializer, request)["note"]
         return self._render(workflow.cancel(request.user, ticket, note))
 
-    @extend_schema(request=None, responses={202: TicketDetailSerializer})
+    @extend_schema(request=DeploySerializer, responses={202: TicketDetailSerializer})
     @action(detail=True, methods=["post"])
     def deploy(self, request: Request, pk: str | None = None) -> Response:
-        run = workflow.deploy(request.user, self.get_object())
+        """Queue a run. Outside the deploy window (or in a freeze) it is
+        refused (409) naming the next window, unless an Owner gives
+        ``override_reason``; rollbacks are always allowed."""
+        ticket = self.get_object()
+        reason = _valid(DeploySerializer, request)["override_reason"]
+        run = workflow.deploy(request.user, ticket, override_reason=reason)
         # 202: the run is queued for the worker; follow it through /log/.
         return self._render(run.ticket, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=ScheduleSerializer, responses=TicketDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def schedule(self, request: Request, pk: str | None = None) -> Response:
+        """Deploy the approved ticket, as it is at ``version``, at ``at`` (as
+        you). At that time it is refused if the ticket changed or the window
+        is closed. Scheduling again moves the time."""
+        ticket = self.get_object()
+        with timezone.override(ZoneInfo(ticket.project.environment.time_zone)):
+            data = _valid(ScheduleSerializer, request)
+        return self._render(workflow.schedule(request.user, ticket, data["at"], data["version"]))
+
+    @extend_schema(request=None, responses=TicketDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def unschedule(self, request: Request, pk: str | None = None) -> Response:
+        return self._render(workflow.unschedule(request.user, self.get_object()))
 
     @extend_schema(request=RollbackSerializer, responses={201: TicketDetailSerializer})
     @action(detail=True, methods=["post"])

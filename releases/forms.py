@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from django import forms
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.permissions import Action, visible_projects
@@ -173,3 +176,32 @@ class EditTicketForm(forms.Form):
         if "hosts" in data and set(data["hosts"]) != set(ticket.hosts.all()):
             hosts = list(data["hosts"])
         return fields, hosts
+
+
+class ZonedDateTimeField(forms.DateTimeField):
+    """A datetime-local value read in the environment's time zone, not the site's.
+    A wall time the clocks skip or repeat is refused with Django's own message."""
+
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+    def __init__(self, zone: str, **kwargs) -> None:
+        kwargs.setdefault("input_formats", ["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
+        super().__init__(**kwargs)
+        self.zone = ZoneInfo(zone)
+
+    def to_python(self, value):
+        with timezone.override(self.zone):
+            return super().to_python(value)
+
+
+class ScheduleForm(forms.Form):
+    """When to deploy a ticket, and the version of it the user saw."""
+
+    at = forms.DateTimeField()  # replaced per environment in __init__
+    version = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
+
+    def __init__(self, ticket: Ticket, *args, **kwargs) -> None:
+        kwargs.setdefault("initial", {"version": ticket.version})
+        super().__init__(*args, **kwargs)
+        self.zone = ticket.project.environment.time_zone
+        self.fields["at"] = ZonedDateTimeField(self.zone, label=_("Deploy at"))

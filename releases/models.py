@@ -56,6 +56,13 @@ class Ticket(models.Model):
     # Bumped by every edit (workflow.edit). An approval names the version its
     # approver reviewed, so content changed meanwhile is never approved unseen.
     version = models.PositiveIntegerField(_("version"), default=1)
+    # A scheduled deploy (workflow.schedule): run at scheduled_at as
+    # scheduled_by, only if the ticket is still the version scheduled.
+    scheduled_at = models.DateTimeField(_("scheduled for"), null=True, blank=True)
+    scheduled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    scheduled_version = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -66,6 +73,7 @@ class Ticket(models.Model):
             models.Index(fields=["project", "status"], name="ticket_project_status"),
             models.Index(fields=["status", "-created_at"], name="ticket_status_created"),
             models.Index(fields=["author", "-created_at"], name="ticket_author_created"),
+            models.Index(fields=["scheduled_at"], name="ticket_scheduled_at"),
         ]
 
     def __str__(self) -> str:
@@ -105,6 +113,16 @@ class TicketEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action}: {self.from_status or '-'} -> {self.to_status or '-'}"
+
+
+class WindowEvent(models.TextChoices):
+    """TicketEvent actions of deploy windows and scheduled deploys (the audit
+    log and notifications read them)."""
+
+    WINDOW_OVERRIDE = "window_override", _("Deployed outside the deploy window")
+    SCHEDULE = "schedule", _("Scheduled")
+    UNSCHEDULE = "unschedule", _("Unscheduled")
+    SCHEDULE_REFUSED = "schedule_refused", _("Scheduled deploy refused")
 
 
 class RunStatus(models.TextChoices):

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 from django.db.models import Max, Q, QuerySet
 from django.db.models.functions import Length
+from django.utils.translation import gettext as _
 
 from engine.plan import Stream
+from projects import windows
 from projects.models import Host, Project
 
 from .models import DeployRun, LogLine, Release, RunHost, Ticket
@@ -20,6 +22,40 @@ RUNNING_RUN = (DeployRun.Status.QUEUED, DeployRun.Status.RUNNING)
 
 
 # --- Tickets -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WindowState:
+    """Whether a ticket may deploy now, in words for the ticket page and API."""
+
+    open: bool
+    text: str
+
+
+def window_state(ticket: Ticket, now) -> WindowState | None:
+    """The deploy window of the ticket's environment at ``now``; None when it
+    does not matter (no windows or freezes, or a rollback, always allowed)."""
+    env = ticket.project.environment
+    cal = env.calendar()
+    if ticket.is_rollback or not cal.restricted:
+        return None
+    closed = windows.closed_message(cal, now, env.name)
+    if closed:
+        return WindowState(False, closed)
+    until = windows.open_until(cal, now)
+    if until is None:
+        return WindowState(True, _("Deploys open now."))
+    same_day = until.astimezone(cal.tz).date() == now.astimezone(cal.tz).date()
+    shown = f"{until.astimezone(cal.tz):%H:%M}" if same_day else windows.local_text(cal, until)
+    return WindowState(True, _("Deploys open now until %(until)s %(zone)s.") % {"until": shown, "zone": cal.zone})
+
+
+def scheduled_for(ticket: Ticket) -> str:
+    """"Mon 2026-12-07 11:00 Asia/Shanghai": a schedule in the environment's zone."""
+    if ticket.scheduled_at is None:
+        return ""
+    cal = windows.Calendar(ticket.project.environment.time_zone)
+    return f"{windows.local_text(cal, ticket.scheduled_at)} {cal.zone}"
+
 
 @dataclass(frozen=True)
 class TicketFilter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django_q.models import Schedule
 
 REAPER = "walle: fail runs whose worker died"
+SCHEDULED_DEPLOYS = "walle: start scheduled deploys whose time has come"
 LOG_RETENTION = "walle: remove console logs older than WALLE_LOG_RETENTION_DAYS"
 
 
@@ -12,6 +13,11 @@ def ensure_schedules() -> None:
     Schedule.objects.update_or_create(
         name=REAPER,
         defaults={"func": "releases.tasks.reap_stale_runs", "schedule_type": Schedule.MINUTES, "minutes": 1,
+                  "repeats": -1},
+    )
+    Schedule.objects.update_or_create(
+        name=SCHEDULED_DEPLOYS,
+        defaults={"func": "releases.tasks.run_scheduled_deploys", "schedule_type": Schedule.MINUTES, "minutes": 1,
                   "repeats": -1},
     )
     Schedule.objects.update_or_create(

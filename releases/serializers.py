@@ -68,7 +68,8 @@ class TicketSerializer(serializers.ModelSerializer):
         model = Ticket
         fields = (
             "id", "project", "project_name", "environment", "kind", "status", "title", "ref_kind", "ref",
-            "commit", "author", "rollback_of", "rollback_release", "version", "created_at", "updated_at",
+            "commit", "author", "rollback_of", "rollback_release", "version", "scheduled_at", "created_at",
+            "updated_at",
         )
         read_only_fields = fields
 
@@ -176,6 +177,21 @@ class NoteSerializer(serializers.Serializer):
 class ApproveSerializer(NoteSerializer):
     """An approval names the version of the ticket it approves."""
 
+    version = serializers.IntegerField(min_value=1, help_text=SEEN_VERSION_HELP)
+
+
+class DeploySerializer(serializers.Serializer):
+    override_reason = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, default="",
+        help_text="outside the environment's deploy window or in a freeze: an Owner's reason to deploy anyway "
+                  "(recorded); without it such a deploy is refused with the next open window",
+    )
+
+
+class ScheduleSerializer(serializers.Serializer):
+    at = serializers.DateTimeField(
+        help_text="ISO 8601; without an offset it is read in the environment's time zone. Must be in the future."
+    )
     version = serializers.IntegerField(min_value=1, help_text=SEEN_VERSION_HELP)
 
 

@@ -17,6 +17,7 @@ import threading
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 
 from engine import pipeline
 from engine.pipeline import RunCallbacks
@@ -62,6 +63,12 @@ def reap_stale_runs() -> int:
     for run in reaped:
         remove_build_dirs(run)
     return len(reaped)
+
+
+def run_scheduled_deploys() -> int:
+    """django-q2 schedule (every minute): queue the scheduled deploys whose time
+    has come; return how many were queued (refusals are ticket events)."""
+    return len(workflow.run_due_schedules(timezone.now()))
 
 
 def remove_dead_workers_files() -> list[str]:

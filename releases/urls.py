@@ -18,6 +18,8 @@ urlpatterns = [
     path("tickets/<int:pk>/reject/", views.ticket_reject, name="ticket_reject"),
     path("tickets/<int:pk>/cancel/", views.ticket_cancel, name="ticket_cancel"),
     path("tickets/<int:pk>/deploy/", views.ticket_deploy, name="ticket_deploy"),
+    path("tickets/<int:pk>/schedule/", views.ticket_schedule, name="ticket_schedule"),
+    path("tickets/<int:pk>/unschedule/", views.ticket_unschedule, name="ticket_unschedule"),
     path("tickets/<int:pk>/rollback/", views.ticket_rollback, name="ticket_rollback"),
     path("account/", include("accounts.urls")),
 ]

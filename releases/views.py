@@ -18,18 +18,36 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import escape
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.permissions import Action, can, get_visible_or_404, require, visible, visible_projects
+from accounts.permissions import (
+    Action,
+    can,
+    can_override_window,
+    get_visible_or_404,
+    require,
+    visible,
+    visible_projects,
+)
 from engine.git import GitError
 from engine.plan import Stage
 from projects.models import Project, RepoMode
 
 from . import queries, repository, workflow
-from .forms import BadParameter, EditTicketForm, NewTicketForm, RejectForm, RollbackForm, TicketFilterForm, parse_count
+from .forms import (
+    BadParameter,
+    EditTicketForm,
+    NewTicketForm,
+    RejectForm,
+    RollbackForm,
+    ScheduleForm,
+    TicketFilterForm,
+    parse_count,
+)
 from .models import DeployRun, LogLine, Release, Ticket
 
 S = Ticket.Status
@@ -48,12 +66,15 @@ def _moves(action: str, status: str) -> bool:
 def ticket_actions(user, ticket: Ticket) -> dict[str, bool]:
     """Which buttons to show: the policy allows it AND the status allows it."""
     status = ticket.status
+    # Running a rollback ticket needs the rollback right, as in workflow.deploy.
+    may_run = can(user, Action.ROLLBACK if ticket.is_rollback else Action.DEPLOY, ticket)
     return {
         "approve": _moves("approve", status) and can(user, Action.APPROVE, ticket),
         "reject": _moves("reject", status) and can(user, Action.APPROVE, ticket),
-        # Running a rollback ticket needs the rollback right, as in workflow.deploy.
-        "deploy": _moves("deploy", status)
-        and can(user, Action.ROLLBACK if ticket.is_rollback else Action.DEPLOY, ticket),
+        "deploy": _moves("deploy", status) and may_run,
+        "override": _moves("deploy", status) and may_run and can_override_window(user, ticket),
+        "schedule": status == S.APPROVED and may_run,
+        "unschedule": ticket.scheduled_at is not None and may_run,
         "cancel": _moves("cancel", status) and can(user, Action.CANCEL, ticket),
         "edit": status in workflow.EDITABLE and can(user, Action.EDIT, ticket),
         "rollback": not ticket.is_rollback and can(user, Action.ROLLBACK, ticket)
@@ -251,9 +272,13 @@ def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # Only the console's tail: a run may hold tens of thousands of lines.
     tail = _log_page(run, before=None, max_lines=LOG_TAIL) if run and details else None
     preview, preview_error = _review(ticket) if details else (None, "")
+    window = queries.window_state(ticket, timezone.now())
     return render(request, "releases/ticket_detail.html", {
         "preview": preview, "preview_error": preview_error,
         "ticket": ticket, "actions": actions, "details": details, "run": run,
+        "window": window, "deploy_closed": bool(window and not window.open),
+        "schedule_form": ScheduleForm(ticket) if actions["schedule"] else None,
+        "scheduled_for": queries.scheduled_for(ticket),
         "events": ticket.events.select_related("actor"), "hosts": ticket.hosts.all(),
         "results": run.host_results.select_related("host") if run and details else [],
         "lines": tail.lines if tail else [], "more_before": bool(tail and tail.more_before),
@@ -378,8 +403,29 @@ def ticket_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def ticket_deploy(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, _visible_ticket(request, pk), lambda t: workflow.deploy(request.user, t),
+    # An Owner's "Override window" form posts a reason; the workflow decides.
+    reason = request.POST.get("override_reason", "")
+    return _act(request, _visible_ticket(request, pk), lambda t: workflow.deploy(request.user, t, reason),
                 _("Deploy queued."))
+
+
+@login_required
+@require_POST
+def ticket_schedule(request: HttpRequest, pk: int) -> HttpResponse:
+    ticket = _visible_ticket(request, pk)
+    form = ScheduleForm(ticket, request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
+        return redirect("ticket_detail", pk=ticket.pk)
+    at, version = form.cleaned_data["at"], form.cleaned_data["version"]
+    return _act(request, ticket, lambda t: workflow.schedule(request.user, t, at, version), _("Deploy scheduled."))
+
+
+@login_required
+@require_POST
+def ticket_unschedule(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, _visible_ticket(request, pk), lambda t: workflow.unschedule(request.user, t),
+                _("Schedule removed."))
 
 
 @login_required

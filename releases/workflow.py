@@ -8,24 +8,29 @@ Admin actions, HTML views, the API and the worker all call these functions.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from accounts.permissions import Action, require
+from accounts.permissions import Action, can_override_window, require
 from engine.plan import Stage, Stream
+from projects import windows
 from projects.models import Host, Project
 
 from . import queries
-from .models import DeployRun, ProjectLock, RunHost, Ticket, TicketEvent
+from .models import DeployRun, ProjectLock, RunHost, Ticket, TicketEvent, WindowEvent
 from .queries import kept_releases, switched_hosts
 from .runlog import append_line
 
 S = Ticket.Status
+logger = logging.getLogger(__name__)
 
 # (action, from status) -> to status. The worker's own moves are listed too so
 # the whole life of a ticket reads from one table.
@@ -52,6 +57,9 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 }
 
 EDITABLE = (S.PENDING, S.APPROVED, S.REJECTED)
+
+# A ticket's schedule, cleared (a deploy, a cancel, an unschedule, a refusal).
+UNSCHEDULED = {"scheduled_at": None, "scheduled_by": None, "scheduled_version": None}
 
 R = DeployRun.Status
 
@@ -80,6 +88,10 @@ class Conflict(WorkflowError):
 class StaleTicket(InvalidTransition):
     """The ticket was edited after the approver loaded it: what they reviewed
     is not what they would approve."""
+
+
+class WindowClosed(WorkflowError):
+    """A deploy outside the environment's deploy window or in a freeze."""
 
 
 STALE_MESSAGE = "The ticket changed since you loaded it; review it again."
@@ -219,16 +231,28 @@ def reject(actor, ticket: Ticket, reason: str, *, version: int | None = None) ->
 def cancel(actor, ticket: Ticket, note: str = "") -> Ticket:
     require(actor, Action.CANCEL, ticket)
     Ticket.objects.select_for_update().filter(pk=ticket.pk).first()
-    ticket = _move(ticket, "cancel", actor, note)
+    ticket = _move(ticket, "cancel", actor, note, **UNSCHEDULED)
     for run in DeployRun.objects.filter(ticket=ticket, status=R.QUEUED):
         _move_run(run, "cancel", finished_at=timezone.now())
     return ticket
 
 
 @transaction.atomic
-def deploy(actor, ticket: Ticket) -> DeployRun:
-    """Queue a run of an approved (or failed) ticket on the background worker."""
+def deploy(actor, ticket: Ticket, override_reason: str = "") -> DeployRun:
+    """Queue a run of an approved (or failed) ticket on the background worker.
+
+    Outside the environment's deploy window (or in a freeze) only an Owner may
+    deploy, giving ``override_reason``; rollbacks are always allowed. The
+    window is checked when the run is queued, not when the worker starts it.
+    """
+    return _deploy(actor, ticket, override_reason=override_reason)
+
+
+def _deploy(actor, ticket: Ticket, *, override_reason: str = "", now=None, note: str = "") -> DeployRun:
+    """deploy() inside the caller's transaction; ``now`` is the clock the
+    window is checked against (a scheduled deploy's sweep time)."""
     require(actor, Action.ROLLBACK if ticket.is_rollback else Action.DEPLOY, ticket)
+    _check_window(actor, ticket, override_reason.strip(), now or timezone.now())
     # Serialise deploy requests per project so two tickets cannot both pass the
     # "nothing else is running" check.
     Project.objects.select_for_update().filter(pk=ticket.project_id).first()
@@ -241,11 +265,31 @@ def deploy(actor, ticket: Ticket) -> DeployRun:
         raise Conflict(f"Ticket #{busy.pk} of this project is {busy.get_status_display().lower()}; "
                        "deploy again when it has finished.")
     _check_hosts(ticket.project, ticket.hosts.all())  # hosts may have been disabled or removed since
-    ticket = _move(ticket, "deploy", actor)
+    if ticket.scheduled_at is not None:
+        # Deployed by hand before its time: the schedule is done with.
+        TicketEvent.objects.create(ticket=ticket, actor=actor, action=WindowEvent.UNSCHEDULE,
+                                   note=_("deployed before its scheduled time"))
+    ticket = _move(ticket, "deploy", actor, note, **UNSCHEDULED)
     number = (ticket.runs.aggregate(n=Max("number"))["n"] or 0) + 1
     run = DeployRun.objects.create(ticket=ticket, number=number, triggered_by=actor)
     transaction.on_commit(lambda: _enqueue(run.pk))
     return run
+
+
+def _check_window(actor, ticket: Ticket, override_reason: str, now) -> None:
+    """Refuse a deploy while the environment is closed, naming the next window;
+    an Owner's override with a reason is recorded instead."""
+    if ticket.is_rollback:
+        return  # undoing a bad deploy must never wait for a window
+    env = ticket.project.environment
+    closed = windows.closed_message(env.calendar(), now, env.name)
+    if closed is None:
+        return
+    if not override_reason:
+        raise WindowClosed(closed)
+    if not can_override_window(actor, ticket):
+        raise PermissionDenied(_("Only an Owner of the project may deploy outside the deploy window."))
+    TicketEvent.objects.create(ticket=ticket, actor=actor, action=WindowEvent.WINDOW_OVERRIDE, note=override_reason)
 
 
 def _enqueue(run_id: int) -> None:
@@ -290,6 +334,93 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
         note=f"rollback of #{ticket.pk}" + (f" to {release}" if release else ""),
     )
     return rollback
+
+
+# --- Scheduled deploys ----------------------------------------------------------
+
+@transaction.atomic
+def schedule(actor, ticket: Ticket, at, version: int) -> Ticket:
+    """Set an approved ticket, as it was at ``version``, to deploy at ``at``
+    (an aware datetime in the future) as ``actor``. Scheduling again moves it."""
+    require(actor, Action.ROLLBACK if ticket.is_rollback else Action.DEPLOY, ticket)
+    if at <= timezone.now():
+        raise WorkflowError(_("Pick a time in the future."))
+    if not ticket.is_rollback:
+        env = ticket.project.environment
+        closed = windows.closed_message(env.calendar(), at, env.name)
+        if closed:
+            raise WindowClosed(_("Deploys are closed at that time. %(why)s") % {"why": closed})
+    match = {"pk": ticket.pk, "status": S.APPROVED, "version": version}
+    if not Ticket.objects.filter(**match).update(scheduled_at=at, scheduled_by=actor, scheduled_version=version):
+        ticket.refresh_from_db()
+        if ticket.status != S.APPROVED:
+            raise InvalidTransition(_("Only an approved ticket can be scheduled; this one is %(status)s.")
+                                    % {"status": ticket.get_status_display().lower()})
+        raise StaleTicket(STALE_MESSAGE)
+    zone = windows.Calendar(ticket.project.environment.time_zone)
+    TicketEvent.objects.create(ticket=ticket, actor=actor, action=WindowEvent.SCHEDULE,
+                               note=f"{windows.local_text(zone, at)} {zone.zone}")
+    ticket.refresh_from_db()
+    return ticket
+
+
+@transaction.atomic
+def unschedule(actor, ticket: Ticket) -> Ticket:
+    """Drop a ticket's schedule; it stays approved."""
+    require(actor, Action.ROLLBACK if ticket.is_rollback else Action.DEPLOY, ticket)
+    if not Ticket.objects.filter(pk=ticket.pk, scheduled_at__isnull=False).update(**UNSCHEDULED):
+        raise InvalidTransition(_("This ticket is not scheduled."))
+    TicketEvent.objects.create(ticket=ticket, actor=actor, action=WindowEvent.UNSCHEDULE)
+    ticket.refresh_from_db()
+    return ticket
+
+
+def run_due_schedules(now) -> list[DeployRun]:
+    """Start every scheduled ticket whose time has come (never one before its
+    time), as the user who scheduled it; returns the runs queued.
+
+    Each ticket is claimed with a compare-and-set on its schedule, so of two
+    workers sweeping at once only one starts it. A ticket edited since, no
+    longer approved, outside its window or whose scheduler lost the right is
+    refused: the schedule is cleared and the reason recorded.
+    """
+    due = Ticket.objects.filter(scheduled_at__lte=now).order_by("scheduled_at", "pk").values_list(
+        "pk", "project_id")
+    runs = []
+    for pk, project_id in list(due):
+        try:
+            runs.append(_run_due(pk, project_id, now))
+        except Exception:  # one broken ticket must not hold up the others; it is tried again next sweep
+            logger.exception("scheduled deploy of ticket %s failed", pk)
+    return [run for run in runs if run is not None]
+
+
+def _run_due(pk: int, project_id: int, now) -> DeployRun | None:
+    with transaction.atomic():
+        # The project first, then the ticket: the order deploy() locks them in.
+        Project.objects.select_for_update().filter(pk=project_id).first()
+        ticket = Ticket.objects.select_for_update().select_related("scheduled_by").filter(
+            pk=pk, scheduled_at__lte=now).first()
+        if ticket is None or not Ticket.objects.filter(
+            pk=pk, scheduled_at=ticket.scheduled_at, scheduled_version=ticket.scheduled_version
+        ).update(**UNSCHEDULED):
+            return None  # unscheduled meanwhile, or another worker claimed it
+        user, version = ticket.scheduled_by, ticket.scheduled_version
+        ticket.refresh_from_db()
+        try:
+            if ticket.status != S.APPROVED:
+                raise WorkflowError(_("The ticket is %(status)s, no longer approved.")
+                                    % {"status": ticket.get_status_display().lower()})
+            if ticket.version != version:
+                raise WorkflowError(_("The ticket was edited after it was scheduled; review it and schedule "
+                                      "it again."))
+            if user is None:
+                raise WorkflowError(_("The user who scheduled it no longer exists."))
+            with transaction.atomic():  # a refused deploy leaves nothing behind but the refusal
+                return _deploy(user, ticket, now=now, note=_("scheduled deploy"))
+        except (WorkflowError, PermissionDenied) as exc:
+            TicketEvent.objects.create(ticket=ticket, action=WindowEvent.SCHEDULE_REFUSED, note=str(exc))
+            return None
 
 
 # --- The worker's moves -------------------------------------------------------
