@@ -12,5 +12,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include("walleproj.api_urls")),
+    path("", include("audit.urls")),
     path("", include("releases.urls")),
 ]
