@@ -111,10 +111,10 @@ def _owners(model, field, instance, reverse: bool, pk_set) -> list[models.Model]
     return list(model._default_manager.filter(pk__in=pk_set))
 
 
-def _m2m_changed(kind: Kind, model, field, sender, instance, action, reverse, pk_set, **kwargs) -> None:
+def _m2m_changed(kind: Kind, owner_model, field, sender, instance, action, reverse, pk_set, **kwargs) -> None:
     """One entry per owner and call, with the whole list before and after."""
     if action.startswith("pre_"):
-        owners = _owners(model, field, instance, reverse, pk_set)
+        owners = _owners(owner_model, field, instance, reverse, pk_set)
         instance._audit_m2m = [(owner, names(getattr(owner, field.name).all())) for owner in owners]
         return
     for owner, before in instance.__dict__.pop("_audit_m2m", []):
