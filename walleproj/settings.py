@@ -274,6 +274,8 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "releases.models.DeployRun.Status",
         "RunHostStatusEnum": "releases.models.RunHost.Status",
         "RepoModeEnum": "projects.models.RepoMode",
+        "AuditKindEnum": "audit.models.Kind",
+        "TicketKindEnum": "releases.models.Ticket.Kind",
     },
 }
 
