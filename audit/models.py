@@ -107,11 +107,6 @@ class AuditEntry(models.Model):
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name or '-'} {self.kind} {self.action} {self.object_repr}"
 
-    @property
-    def action_display(self) -> str:
-        """A configuration action's label; a ticket event's action as written."""
-        return Change(self.action).label if self.action in Change.values else self.action
-
     def save(self, *args, **kwargs) -> None:
         if not self._state.adding:
             raise AppendOnlyError(APPEND_ONLY)
@@ -119,3 +114,8 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError(APPEND_ONLY)
+
+    @property
+    def action_display(self) -> str:
+        """A configuration action's label; a ticket event's action as written."""
+        return Change(self.action).label if self.action in Change.values else self.action
