@@ -14,6 +14,7 @@ from functools import partial
 from django.apps import apps
 from django.db import models
 from django.db.models.signals import m2m_changed, post_save, pre_delete, pre_save
+from guardian.models.models import BaseGenericObjectPermission, BaseObjectPermission
 
 from accounts.models import Team
 from accounts.permissions import project_of
@@ -44,7 +45,7 @@ TRACKED: list[tuple[str, Kind]] = [
 LOCK_ACTIONS = {"release_lock", "lock_taken_over"}
 
 
-def _grant_scope(grant: models.Model) -> list[Scope]:
+def _grant_scope(grant: BaseGenericObjectPermission) -> list[Scope]:
     if grant.content_type.model_class() is Project:
         return [Scope.of_project(int(grant.object_pk))]
     return [Scope()]
@@ -61,7 +62,7 @@ def scopes_of(instance: models.Model) -> list[Scope]:
         return [Scope(*row) for row in rows] or [Scope()]
     if isinstance(instance, Team):
         return [Scope(team_id=instance.pk)]
-    if hasattr(instance, "object_pk") and hasattr(instance, "content_type_id"):
+    if isinstance(instance, BaseGenericObjectPermission):
         return _grant_scope(instance)
     if getattr(instance, "project_id", None) is not None:
         return [Scope.of_project(instance.project_id)]
@@ -71,7 +72,7 @@ def scopes_of(instance: models.Model) -> list[Scope]:
 
 
 def _describe(instance: models.Model) -> str:
-    if hasattr(instance, "object_pk") and hasattr(instance, "permission_id"):
+    if isinstance(instance, BaseObjectPermission):
         holder = getattr(instance, "user", None) or getattr(instance, "group", None)
         return f"{instance.permission.codename} → {holder}"
     return str(instance)
