@@ -21,6 +21,8 @@ SECRET = "changed"
 # keys and fingerprints are public and shown.
 SECRET_SUFFIXES = ("_encrypted", "_hash")
 SECRET_WORDS = ("secret", "password", "private")
+# Bookkeeping that changes on its own (every login), not configuration.
+IGNORED_FIELDS = {"last_login"}
 
 
 def is_secret(field_name: str) -> bool:
@@ -33,7 +35,8 @@ def tracked_fields(model: type[models.Model]) -> list[models.Field]:
     not timestamps Django sets by itself on every save."""
     return [
         f for f in model._meta.concrete_fields
-        if not f.primary_key and not getattr(f, "auto_now", False) and not getattr(f, "auto_now_add", False)
+        if not f.primary_key and f.name not in IGNORED_FIELDS
+        and not getattr(f, "auto_now", False) and not getattr(f, "auto_now_add", False)
     ]
 
 

@@ -37,6 +37,7 @@ class Kind(models.TextChoices):
     DEPLOY_KEY = "deploy_key", _("Deploy key")
     SECRET = "secret", _("Project secret")
     GRANT = "grant", _("Grant")
+    USER = "user", _("User account")
     TOKEN = "token", _("API token")
     CHANNEL = "channel", _("Notification channel")
     WEBHOOK = "webhook", _("Git webhook")

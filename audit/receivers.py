@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import partial
 
 from django.apps import apps
+from django.conf import settings
 from django.db import models
 from django.db.models.signals import m2m_changed, post_save, pre_delete, pre_save
 from guardian.models.models import BaseGenericObjectPermission, BaseObjectPermission
@@ -33,6 +34,7 @@ TRACKED: list[tuple[str, Kind]] = [
     ("accounts.Team", Kind.GROUP),
     ("accounts.Membership", Kind.MEMBER),
     ("accounts.ApiToken", Kind.TOKEN),
+    (settings.AUTH_USER_MODEL, Kind.USER),
     ("guardian.UserObjectPermission", Kind.GRANT),
     ("guardian.GroupObjectPermission", Kind.GRANT),
     ("notifications.Channel", Kind.CHANNEL),

@@ -215,3 +215,17 @@ def test_tracked_models_that_are_not_installed_are_skipped(monkeypatch):
     monkeypatch.setattr(receivers, "TRACKED", [("projects.Project", Kind.PROJECT), ("nosuchapp.Channel", Kind.CHANNEL),
                                                ("projects.NoSuchModel", Kind.DEPLOY_WINDOW)])
     assert receivers.tracked_models() == [(Project, Kind.PROJECT)]
+
+
+def test_making_someone_a_platform_admin_is_recorded_but_logging_in_is_not(world, client):
+    user = world.users["developer"]
+    assert client.login(username="developer", password=helpers.PASSWORD)  # updates last_login only
+    user.refresh_from_db()
+    assert user.last_login is not None
+    assert not AuditEntry.objects.filter(kind=Kind.USER, object_id=str(user.pk), action=Change.CHANGED).exists()
+    user.is_superuser = True
+    user.set_password("another-long-password-77")
+    user.save()
+    entry = latest(kind=Kind.USER, action=Change.CHANGED)
+    assert entry.changes == {"password": SECRET, "is_superuser": [False, True]}
+    assert entry.project_id is None and entry.team_id is None  # platform admins only
