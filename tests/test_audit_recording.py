@@ -229,3 +229,18 @@ def test_making_someone_a_platform_admin_is_recorded_but_logging_in_is_not(world
     entry = latest(kind=Kind.USER, action=Change.CHANGED)
     assert entry.changes == {"password": SECRET, "is_superuser": [False, True]}
     assert entry.project_id is None and entry.team_id is None  # platform admins only
+
+
+def test_deleting_a_secret_and_a_shared_host_is_recorded_in_their_projects(world):
+    secrets.set_secret(world.users["maintainer"], world.project, "NPM_TOKEN", SECRET_VALUE)
+    assert secrets.delete_secret(world.users["maintainer"], world.project, "NPM_TOKEN")
+    gone = latest(kind=Kind.SECRET)
+    assert gone.action == Change.DELETED and gone.project_id == world.project.pk
+    assert gone.changes["value_encrypted"] == SECRET and gone.changes["name"] == ["NPM_TOKEN", None]
+    host = helpers.make_host("10.1.1.4")
+    world.project.hosts.add(host)
+    world.other_project.hosts.add(host)
+    host.delete()
+    deleted = AuditEntry.objects.filter(kind=Kind.HOST, action=Change.DELETED)
+    assert sorted(deleted.values_list("project_id", flat=True)) == sorted([world.project.pk, world.other_project.pk])
+    assert {e.changes["address"][0] for e in deleted} == {"10.1.1.4"}
