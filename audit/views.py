@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -13,11 +14,12 @@ from releases.forms import BadParameter, parse_count
 
 from . import export, queries
 from .forms import AuditFilterForm
+from .models import AuditEntry
 
 PAGE_SIZE = 50
 
 
-def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, object]:
+def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, QuerySet[AuditEntry]]:
     """The form and the entries it selects (none when a filter is invalid:
     showing everything instead would hide that the filter was not applied)."""
     form = AuditFilterForm(request.user, request.GET)
