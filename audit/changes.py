@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 from django.utils import translation
 from django.utils.translation import gettext
@@ -51,8 +52,10 @@ def readable(instance: models.Model, field: models.Field) -> Any:
     if value is None:
         return None
     if field.is_relation:
-        related = getattr(instance, field.name, None)
-        return str(related) if related is not None else str(value)
+        try:
+            return str(getattr(instance, field.name))
+        except ObjectDoesNotExist:  # a row deleted in the same transaction: its id says what it was
+            return str(value)
     if field.choices:
         with translation.override(settings.LANGUAGE_CODE):
             return str(dict(field.flatchoices).get(value, value))
