@@ -365,3 +365,20 @@ def visible_deploy_keys(user) -> QuerySet:
 
 def can_override_window(user, obj: Model) -> bool:
     return can(user, Action.MANAGE, obj)
+
+
+# --- The audit log ---------------------------------------------------------------
+# Platform admins read every entry; others read the entries of projects they
+# configure and of groups they maintain (a Maintainer sees his groups'), and
+# nothing else: the same rule for the page, its CSV and the API.
+
+
+def visible_audit_entries(user, queryset: QuerySet) -> QuerySet:
+    if is_platform_admin(user):
+        return queryset
+    if not user.is_authenticated or not user.is_active:
+        return queryset.none()
+    return queryset.filter(
+        Q(project_id__in=visible_projects(user, Action.CONFIGURE).values("pk"))
+        | Q(team_id__in=teams_user_maintains(user).values("pk"))
+    )

@@ -44,3 +44,19 @@ def test_only_those_who_may_release_locks_see_project_locks_and_nobody_else_sees
     models = _models_on_index(client)
     assert "projectlock" in models and "useraccount" not in models
     assert client.get("/admin/accounts/useraccount/").status_code == 403
+
+
+def test_a_user_changed_on_their_admin_page_is_in_the_audit_log(client, world):
+    from audit.models import AuditEntry, Kind
+
+    developer = world.users["developer"]
+    client.force_login(world.users["admin"])
+    page = f"/admin/accounts/useraccount/{developer.pk}/change/"
+    form = {"username": developer.username, "first_name": "Dev", "last_name": "", "email": "dev@example.com",
+            "is_active": "on", "is_superuser": "on", "last_login_0": "", "last_login_1": "",
+            "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
+            "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"}
+    response = client.post(page, form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    entry = AuditEntry.objects.filter(kind=Kind.USER).latest("created_at")
+    assert entry.changes["is_superuser"] == [False, True] and entry.actor_id == world.users["admin"].pk

@@ -95,6 +95,8 @@ INSTALLED_APPS = [
     "accounts",
     "projects",
     "releases",
+    "audit",
+    "webhooks",  # inbound git webhooks (docs/webhooks.md)
 ]
 
 MIDDLEWARE = [
@@ -108,6 +110,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    "audit.context.AuditContextMiddleware",
 ]
 
 ROOT_URLCONF = "walleproj.urls"
@@ -276,6 +279,8 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "releases.models.DeployRun.Status",
         "RunHostStatusEnum": "releases.models.RunHost.Status",
         "RepoModeEnum": "projects.models.RepoMode",
+        "AuditKindEnum": "audit.models.Kind",
+        "TicketKindEnum": "releases.models.Ticket.Kind",
     },
 }
 
@@ -330,4 +335,3 @@ if env_bool("WALLE_PROXY_SSL_HEADER", False):
     # client's own): otherwise any client could claim to be on HTTPS.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-INSTALLED_APPS += ["webhooks"]  # inbound git webhooks (docs/webhooks.md)

@@ -13,5 +13,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/webhooks/", include("webhooks.urls")),
     path("api/", include("walleproj.api_urls")),
+    path("", include("audit.urls")),
     path("", include("releases.urls")),
 ]
