@@ -21,6 +21,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
+from django.utils.translation import gettext as _
 from guardian.shortcuts import get_objects_for_user
 
 from .models import Membership, Role
@@ -150,12 +151,22 @@ def require(user, action: Action | str, obj: Model) -> None:
 
 
 def denial_reason(user, action: Action | str, obj: Model) -> str:
+    """Why ``user`` may not do ``action`` on ``obj``, in words for them: the
+    API's errors and the disabled buttons of the pages say the same."""
     action = Action(action)
-    if action == Action.APPROVE and has_project_action(user, Action.APPROVE, project_of(obj)):
-        return "You submitted this ticket; in this environment someone else must approve it."
+    project = project_of(obj)
+    group = {"group": project.team.name} if project is not None and project.team_id else {"group": "?"}
+    if action == Action.APPROVE and has_project_action(user, Action.APPROVE, project):
+        return _("You submitted this ticket; in this environment someone else must approve it.")
+    if action == Action.APPROVE:
+        return _("Only Maintainers and Owners of %(group)s approve its tickets.") % group
     if action == Action.EDIT and getattr(obj, "author_id", None) != user.pk:
-        return "Only the submitter may edit a ticket."
-    return f"You do not have permission to {action.value.replace('_', ' ')} here."
+        return _("Only the submitter may edit a ticket.")
+    if action == Action.DEPLOY:
+        return _("Only its submitter or a Maintainer of %(group)s deploys this ticket.") % group
+    if action == Action.ROLLBACK:
+        return _("Only Maintainers and Owners of %(group)s roll back.") % group
+    return _("You do not have permission to %(action)s here.") % {"action": action.value.replace("_", " ")}
 
 
 def visible_projects(user, action: Action | str = Action.VIEW) -> QuerySet:

@@ -28,6 +28,7 @@ from accounts.permissions import (
     Action,
     can,
     can_override_window,
+    denial_reason,
     get_visible_or_404,
     require,
     visible,
@@ -80,6 +81,35 @@ def ticket_actions(user, ticket: Ticket) -> dict[str, bool]:
         "rollback": not ticket.is_rollback and can(user, Action.ROLLBACK, ticket)
         and queries.switched_hosts(ticket).exists(),
     }
+
+
+def blocked_actions(user, ticket: Ticket, actions: dict[str, bool]) -> dict[str, str]:
+    """Buttons the ticket's status offers but the policy refuses this user,
+    with the policy's reason: shown disabled, so an action never just vanishes.
+    Only for people who work on the project (Developers and up)."""
+    if not can(user, Action.SUBMIT, ticket.project):
+        return {}
+    status = ticket.status
+    offered = {
+        "approve": (_moves("approve", status), Action.APPROVE),
+        "deploy": (_moves("deploy", status), Action.ROLLBACK if ticket.is_rollback else Action.DEPLOY),
+        "rollback": (not ticket.is_rollback and status == S.SUCCEEDED, Action.ROLLBACK),
+    }
+    return {
+        name: denial_reason(user, action, ticket)
+        for name, (on_offer, action) in offered.items() if on_offer and not actions[name]
+        and (name != "rollback" or queries.switched_hosts(ticket).exists())
+    }
+
+
+def waiting_for(ticket: Ticket) -> str:
+    """Who a pending ticket waits for, named by group."""
+    if ticket.status != S.PENDING:
+        return ""
+    if ticket.project.environment.allow_self_approval:
+        return _("Waiting for approval by a Maintainer or Owner of %(group)s.") % {"group": ticket.project.team.name}
+    return _("Waiting for approval by a Maintainer or Owner of %(group)s other than its submitter.") % {
+        "group": ticket.project.team.name}
 
 
 def console_state(ticket: Ticket, run: DeployRun | None, details: bool) -> dict:
@@ -274,6 +304,7 @@ def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
     preview, preview_error = _review(ticket) if details else (None, "")
     window = queries.window_state(ticket, timezone.now())
     return render(request, "releases/ticket_detail.html", {
+        "blocked": blocked_actions(request.user, ticket, actions), "waiting_for": waiting_for(ticket),
         "preview": preview, "preview_error": preview_error,
         "ticket": ticket, "actions": actions, "details": details, "run": run,
         "window": window, "deploy_closed": bool(window and not window.open),
