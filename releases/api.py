@@ -11,10 +11,11 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework import exceptions, mixins, renderers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from accounts.drf import PolicyErrorsMixin, WallePermission, check_object
 from accounts.permissions import Action, visible
@@ -88,6 +89,26 @@ TICKET_FILTERS = [
 ]
 # Anything else on the list is refused rather than silently ignored.
 LIST_PARAMS = {p.name for p in TICKET_FILTERS} | {"page", "format"}
+
+
+class LogTextRenderer(renderers.BaseRenderer):
+    """A run's console as plain text, one line per console line, for curl and
+    terminals: ``Accept: text/plain`` or ``?format=txt``. Errors come as their
+    message."""
+
+    media_type = "text/plain"
+    format = "txt"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        if not isinstance(data, dict) or "lines" not in data:
+            detail = data.get("detail", data) if isinstance(data, dict) else data
+            return f"{detail}\n".encode()
+        text = "".join(
+            f"{line['time']} {line['host'] or 'walle'} {line['stage']} {line['stream']}: {line['text']}\n"
+            for line in data["lines"]
+        )
+        return text.encode()
 
 
 class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -248,7 +269,7 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
         ],
         responses=LogSerializer,
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], renderer_classes=[*api_settings.DEFAULT_RENDERER_CLASSES, LogTextRenderer])
     def log(self, request: Request, pk: str | None = None) -> Response:
         """A page of the run's console: at most ``limit`` lines and about
         WALLE_API_LOG_PAGE_BYTES of text (one longer line still comes alone).
@@ -271,7 +292,11 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
             "next_before": lines[0].seq if lines else (before if before is not None else after + 1),
             "more_before": page.more_before,
         }
-        return Response(LogSerializer(data).data)
+        body = LogSerializer(data).data
+        # For curl: where to go on, as headers beside the plain text.
+        paging = {"X-Walle-Status": data["status"], "X-Walle-Next-After": str(body["next_after"]),
+                  "X-Walle-More": "true" if body["more"] else "false"}
+        return Response(body, headers=paging)
 
 
 def _valid(serializer_class: type, request: Request) -> dict:
