@@ -129,3 +129,20 @@ class UserAccount(User):
         proxy = True
         verbose_name = _("user")
         verbose_name_plural = _("users")
+
+
+class UserPreference(models.Model):
+    """What a person chose for themselves; kept with the account so it follows
+    them to every browser (a cookie would not)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference")
+    language = models.CharField(
+        _("language"), max_length=10, blank=True, choices=settings.LANGUAGES,
+        help_text=_("Empty: the browser's language."),
+    )
+
+    class Meta:
+        verbose_name = _("preference")
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.language or 'browser'}"
