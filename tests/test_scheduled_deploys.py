@@ -177,7 +177,7 @@ def test_a_scheduler_who_lost_the_right_to_deploy_is_refused(world, approved):
     assert workflow.run_due_schedules(at) == []
     approved.refresh_from_db()
     assert approved.status == S.APPROVED and not approved.runs.exists()
-    assert "permission to deploy" in refusal(approved)
+    assert "Only its submitter or a Maintainer of web deploys this ticket." in refusal(approved)
 
 
 def test_a_manual_deploy_clears_the_schedule(world, approved):
