@@ -12,5 +12,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include("walleproj.api_urls")),
+    path("api/notifications/", include("notifications.urls")),
     path("", include("releases.urls")),
 ]
