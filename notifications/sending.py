@@ -125,7 +125,8 @@ def deliver(delivery_id: int, attempts: int = ATTEMPTS) -> str:
                 return f"failed: {error}"
             continue
         except Exception as exc:  # a bug must still end the delivery, never leave it "sending"
-            logger.exception("notifications: delivery %s crashed", delivery_id)
+            # No traceback: its messages may quote the URL, which holds the robot's key.
+            logger.error("notifications: delivery %s crashed: %s", delivery_id, type(exc).__name__)
             _finish(delivery, ok=False, error=f"internal error: {type(exc).__name__}")
             return "crashed"
         _record_attempt(delivery, attempt, status, "")
@@ -171,6 +172,7 @@ def _secrets_of(channel: Channel) -> list[str]:
     pieces = [url, channel.decrypted_secret(), parts.path, parts.query]
     pieces += [value for _, value in parse_qsl(parts.query)]
     pieces += [segment for segment in parts.path.split("/") if len(segment) >= 8]
+    pieces += [p.strip() for p in pieces]  # http.client quotes a URL trimmed
     return sorted({p for p in pieces if len(p) >= 4}, key=len, reverse=True)
 
 

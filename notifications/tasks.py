@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from django.db import close_old_connections
-
 from . import sending
 
 
 def deliver(delivery_id: int) -> str:
-    """django-q2 task: send one delivery (bounded attempts, each with a timeout)."""
-    try:
-        return sending.deliver(delivery_id)
-    finally:
-        close_old_connections()
+    """django-q2 task: send one delivery (bounded attempts, each with a timeout).
+    The worker closes stale database connections before each task itself."""
+    return sending.deliver(delivery_id)

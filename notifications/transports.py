@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -108,9 +109,9 @@ _opener = urllib.request.build_opener(_NoRedirects)
 
 def post(request: Request, timeout: float) -> tuple[int, bytes]:
     """POST and return (status, reply); SendError for anything but a 2xx."""
-    http = urllib.request.Request(request.url, data=request.body, headers=request.headers, method="POST")
+    outgoing = urllib.request.Request(request.url, data=request.body, headers=request.headers, method="POST")
     try:
-        with _opener.open(http, timeout=timeout) as reply:
+        with _opener.open(outgoing, timeout=timeout) as reply:
             return reply.status, reply.read(MAX_REPLY)
     except urllib.error.HTTPError as exc:
         retry = exc.code >= 500 or exc.code == 429
@@ -119,7 +120,7 @@ def post(request: Request, timeout: float) -> tuple[int, bytes]:
         raise SendError(f"no answer within {timeout:g}s", retry=True) from None
     except urllib.error.URLError as exc:
         raise SendError(f"cannot connect: {exc.reason}", retry=True) from None
-    except (OSError, ValueError) as exc:  # reset connections, malformed replies
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # resets, malformed URLs or replies
         raise SendError(f"{type(exc).__name__}: {exc}", retry=True) from None
 
 
