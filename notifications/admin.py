@@ -59,7 +59,7 @@ class ChannelAdmin(admin.ModelAdmin):
         (_("Destination"), {"fields": ["url", "url_hint", "secret", "secret_state", "recipients"]}),
     ]
 
-    @admin.display(description=_("signing secret"))
+    @admin.display(description=_("stored secret"))
     def secret_state(self, obj) -> str:
         return _("set (never shown)") if obj and obj.has_secret else _("not set")
 

@@ -10,13 +10,14 @@ from django.utils.translation import gettext_lazy as _
 from accounts import permissions
 from projects.models import Environment
 
-from .models import SIGNED_KINDS, SUBSCRIBABLE, URL_KINDS, Channel, validate_webhook_url
+from .models import SIGNED_KINDS, SUBSCRIBABLE, URL_KINDS, Channel, all_events, validate_webhook_url
 
 
 class ChannelForm(forms.ModelForm):
     events = forms.MultipleChoiceField(
         label=_("Events"), choices=[(e.value, e.label) for e in SUBSCRIBABLE],
-        widget=forms.CheckboxSelectMultiple, required=False,
+        widget=forms.CheckboxSelectMultiple, initial=all_events,
+        error_messages={"required": _("Choose at least one event.")},
     )
     url = forms.CharField(
         label=_("Webhook URL"), required=False, max_length=2000, strip=True,

@@ -94,7 +94,7 @@ class Channel(models.Model):
     # Secrets: written, never read back (like DeployKey.private_key_encrypted).
     url_encrypted = models.TextField(editable=False, blank=True)
     secret_encrypted = models.TextField(editable=False, blank=True)
-    url_hint = models.CharField(_("URL"), max_length=300, editable=False, blank=True)
+    url_hint = models.CharField(_("stored URL"), max_length=300, editable=False, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -77,6 +77,7 @@ def test_saving_with_the_secret_fields_left_empty_keeps_the_stored_ones(client, 
     ("url", "", "This kind of channel needs its webhook URL."),
     ("secret", "", "This kind of channel needs its signing secret."),
     ("events", ["deploy_everything"], "Select a valid choice."),
+    ("events", [], "Choose at least one event."),
 ])
 def test_bad_input_is_refused_with_a_clear_error_and_nothing_is_saved(client, w, receiver, field, value, error):  # noqa: F811
     response = login(client, w.users["maintainer"]).post(
@@ -257,3 +258,15 @@ def test_the_api_lists_a_tickets_deliveries_to_those_who_see_its_details(w, rece
     events = [d["event"] for d in response.json()["results"]]
     assert events == (["submitted"] if persona in DETAILS else [])
     assert api(w.users[persona]).get("/api/notifications/deliveries/?ticket=x").status_code == 400
+
+
+def test_the_api_schema_lists_the_notification_endpoints_without_warnings(tmp_path, db):
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yml"
+    call_command("spectacular", "--fail-on-warn", "--file", str(out))
+    text = out.read_text()
+    for endpoint in ("/api/notifications/channels/", "/api/notifications/channels/{id}/test/",
+                     "/api/notifications/deliveries/"):
+        assert f"{endpoint}:" in text
+    assert "NotificationKindEnum" in text and "DeliveryStatusEnum" in text

@@ -339,3 +339,9 @@ EMAIL_USE_TLS = env_bool("WALLE_EMAIL_STARTTLS", False)
 EMAIL_USE_SSL = env_bool("WALLE_EMAIL_SSL", False)
 EMAIL_TIMEOUT = env_int("WALLE_EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env_str("WALLE_EMAIL_FROM", "walle@localhost")
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "NotificationKindEnum": "notifications.models.Kind",
+    "TicketKindEnum": "releases.models.Ticket.Kind",  # two "kind" fields now: name both
+    "NotificationEventEnum": "notifications.models.Event",
+    "DeliveryStatusEnum": "notifications.models.Delivery.Status",
+})
