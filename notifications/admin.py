@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from accounts import permissions
@@ -48,7 +48,7 @@ class DeliveryInline(admin.TabularInline):
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     form = ChannelForm
-    list_display = ["name", "kind", "scope", "enabled", "url_hint", "has_secret"]
+    list_display = ["name", "kind", "where", "enabled", "url_hint", "has_secret"]
     list_filter = ["kind", "enabled", "environment"]
     search_fields = ["name"]
     readonly_fields = ["url_hint", "secret_state"]
@@ -58,6 +58,10 @@ class ChannelAdmin(admin.ModelAdmin):
         (_("Where"), {"fields": ["project", "environment"]}),
         (_("Destination"), {"fields": ["url", "url_hint", "secret", "secret_state", "recipients"]}),
     ]
+
+    @admin.display(description=_("where"))
+    def where(self, obj) -> str:
+        return obj.scope
 
     @admin.display(description=_("stored secret"))
     def secret_state(self, obj) -> str:

@@ -6,12 +6,13 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 
 from accounts.permissions import can_configure_channel
 
 from .models import SIGNED_KINDS, URL_KINDS, Channel, Kind
 
-DENIED = "Project channels are configured by the project's Maintainers; environment defaults by platform admins."
+DENIED = _lazy("Project channels are configured by the project's Maintainers; environment defaults by platform admins.")
 
 
 def _stored(channel: Channel) -> Channel | None:
@@ -25,7 +26,7 @@ def save_channel(actor, channel: Channel, *, url: str = "", secret: str = "") ->
     as stored and as it will be (no moving a channel into someone else's project)."""
     stored = _stored(channel)
     if (stored is not None and not can_configure_channel(actor, stored)) or not can_configure_channel(actor, channel):
-        raise PermissionDenied(DENIED)
+        raise PermissionDenied(str(DENIED))
     if url:
         try:
             channel.set_url(url)
@@ -51,5 +52,5 @@ def _check_complete(channel: Channel) -> None:
 
 def delete_channel(actor, channel: Channel) -> None:
     if not can_configure_channel(actor, channel):
-        raise PermissionDenied(DENIED)
+        raise PermissionDenied(str(DENIED))
     channel.delete()

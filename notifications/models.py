@@ -59,7 +59,11 @@ MAX_URL_LENGTH = 2000
 
 def validate_webhook_url(url: str) -> None:
     """Only http(s) URLs with a host, on one line: the worker POSTs to it."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ValidationError(_("This URL cannot be read; check the host and port.")) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError(_("Enter an http:// or https:// URL with a host."))
     if len(url) > MAX_URL_LENGTH or any(c.isspace() or ord(c) < 32 for c in url):

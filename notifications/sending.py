@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.permissions import can_configure_channel
 from projects.models import Project
@@ -88,7 +89,7 @@ def send_test(actor, channel: Channel) -> Delivery:
     """Send a test message now, once, in this process, so whoever pressed the
     button sees the outcome at once; recorded like any delivery."""
     if not can_configure_channel(actor, channel):
-        raise PermissionDenied("Only those who configure this channel may test it.")
+        raise PermissionDenied(_("Only those who configure this channel may test it."))
     delivery = Delivery.objects.create(
         channel=channel, event=Event.TEST,
         channel_name=channel.name, kind=channel.kind, requested_by=actor,

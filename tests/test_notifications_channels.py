@@ -270,3 +270,24 @@ def test_the_api_schema_lists_the_notification_endpoints_without_warnings(tmp_pa
                      "/api/notifications/deliveries/"):
         assert f"{endpoint}:" in text
     assert "NotificationKindEnum" in text and "DeliveryStatusEnum" in text
+
+
+@pytest.mark.parametrize("persona", ALL)
+def test_a_channel_reads_for_those_who_see_details_and_never_shows_its_secrets(client, w, receiver, persona):  # noqa: F811
+    channel = make_channel(Kind.DINGTALK, receiver, project=w.project)
+    response = login(client, w.users[persona]).get(reverse("admin:notifications_channel_change", args=[channel.pk]))
+    body = response.content.decode()
+    assert KEY not in body and SECRET not in body
+    if persona in DETAILS:
+        assert response.status_code == 200 and "dingtalk channel" in body
+        assert ('name="_save"' in body) is (persona in CONFIGURES)
+        assert ('id="btn-send-test"' in body) is (persona in CONFIGURES)
+    else:
+        assert response.status_code in (302, 403)
+
+
+def test_a_url_that_cannot_be_read_is_refused_clearly(client, w, receiver):  # noqa: F811
+    response = login(client, w.users["maintainer"]).post(
+        reverse("admin:notifications_channel_add"), form(receiver, project=w.project.pk, url="http://[::1/hook"))
+    assert "This URL cannot be read; check the host and port." in response.content.decode()
+    assert not Channel.objects.exists()
