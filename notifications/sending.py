@@ -45,6 +45,13 @@ def channels_for(project: Project) -> list[Channel]:
     return list(Channel.objects.filter(scope, enabled=True))
 
 
+def has_channels(project_id: int) -> bool:
+    """Could any channel hear about this project's tickets? (Cheap; ignores events and opt-outs.)"""
+    return Channel.objects.filter(
+        Q(project_id=project_id) | Q(environment__projects__id=project_id), enabled=True
+    ).exists()
+
+
 def notify_event(ticket_event_id: int) -> list[Delivery]:
     """After commit: queue a delivery for each channel that wants this event."""
     try:

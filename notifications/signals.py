@@ -5,6 +5,7 @@ events and must not know about notifications (nothing may fail or slow a
 deploy because a chat robot is down). The receiver only registers a callback
 for after the commit (never inside the workflow's transaction), and that
 callback swallows its own errors (``robust=True`` and ``notify_event``).
+Inside the transaction it only asks whether the project has any channel at all.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .events import ACTION_EVENTS
 def ticket_event_saved(sender, instance: TicketEvent, created: bool, raw: bool = False, **kwargs) -> None:
     if not created or raw or instance.action not in ACTION_EVENTS:
         return
-    from .sending import notify_event
+    from .sending import has_channels, notify_event
 
-    transaction.on_commit(partial(notify_event, instance.pk), robust=True)
+    # One indexed read: where no channel could hear it, nothing is left to run after the commit.
+    if has_channels(instance.ticket.project_id):
+        transaction.on_commit(partial(notify_event, instance.pk), robust=True)

@@ -288,3 +288,18 @@ def test_a_notification_bug_never_reaches_the_workflow_caller(world, receiver, m
     ticket = workflow.submit(world.users["developer"], world.project, title="ship", ref="master", commit="f" * 40)
     assert Ticket.objects.get(pk=ticket.pk).status == S.PENDING
     assert not Delivery.objects.exists()
+
+
+def test_an_event_where_no_channel_listens_leaves_nothing_to_run_after_the_commit(world, receiver,  # noqa: F811
+                                                                                  django_capture_on_commit_callbacks):
+    first = helpers.make_ticket(world.project, world.users["developer"])
+    make_channel(Kind.SLACK, receiver, project=world.other_project)
+    make_channel(Kind.WECOM, receiver, environment=world.project.environment, enabled=False)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        workflow.approve(world.users["owner"], first, version=first.version)
+    assert callbacks == []
+    make_channel(Kind.WEBHOOK, receiver, environment=world.project.environment)
+    second = helpers.make_ticket(world.project, world.users["developer"])
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        workflow.approve(world.users["owner"], second, version=second.version)
+    assert len(callbacks) == 1
