@@ -178,7 +178,7 @@ def test_a_receiver_that_never_answers_fails_after_the_bounded_attempts(world, r
     [delivery] = _queued(event)
     started = time.monotonic()
     sending.deliver(delivery.pk)
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 4.0  # waiting for each answer would take 4.5 s
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (D.FAILED, sending.ATTEMPTS)
     assert "no answer within 0.3s" in delivery.last_error
