@@ -158,6 +158,7 @@ class DeliveryAdmin(admin.ModelAdmin):
                     "last_error"]
     list_filter = ["status", "event", "kind"]
     list_select_related = ["ticket"]
+    search_fields = ["channel_name", "ticket__title", "last_error"]
     date_hierarchy = "created_at"
 
     def get_queryset(self, request):

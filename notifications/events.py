@@ -103,7 +103,8 @@ def _who(run, ticket_event: TicketEvent | None) -> str:
 def ticket_message(ticket: Ticket, event: str, ticket_event: TicketEvent | None) -> Message:
     run = ticket.latest_run()
     label = Event(event).label
-    title = f"[{ticket.project.environment}] {ticket.project.name}: {label} — #{ticket.pk} {ticket.title}"
+    # "Walle" first: a robot that only accepts messages with a keyword can use it.
+    title = f"Walle [{ticket.project.environment}] {ticket.project.name}: {label} — #{ticket.pk} {ticket.title}"
     note = ticket_event.note if ticket_event is not None and event in NOTE_EVENTS else ""
     return Message(
         event=event, title=title, project=ticket.project.name, project_slug=ticket.project.slug,

@@ -83,8 +83,14 @@ def wecom_request(url: str, message: Message) -> Request:
     return Request(url, _json({"msgtype": "markdown", "markdown": {"content": markdown(message)}}), _headers())
 
 
+def slack_escape(text: str) -> str:
+    """Slack reads <...> as links and mentions (<!channel> pings everyone): a
+    ticket title must stay text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_request(url: str, message: Message) -> Request:
-    return Request(url, _json({"text": message.as_text()}), _headers())
+    return Request(url, _json({"text": slack_escape(message.as_text())}), _headers())
 
 
 def webhook_request(url: str, secret: str, message: Message, now_s: int, delivery_id: int) -> Request:

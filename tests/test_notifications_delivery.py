@@ -95,7 +95,7 @@ def test_each_robot_accepts_the_signed_message_that_names_the_deploy(world, rece
     assert got.verified, got.problem
     text = got.body.decode()
     host = world.project.hosts.get().name
-    for expected in ("website", "production", f"#{ticket.pk}", ticket.title, "maintainer", "master",
+    for expected in ("Walle [production] website", f"#{ticket.pk}", ticket.title, "maintainer", "master",
                      ticket.commit[:8], host, "12.0s", f"https://walle.example.com/tickets/{ticket.pk}/",
                      str(Event.SUCCEEDED.label)):
         assert expected in text, (expected, text)
@@ -303,3 +303,12 @@ def test_an_event_where_no_channel_listens_leaves_nothing_to_run_after_the_commi
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         workflow.approve(world.users["owner"], second, version=second.version)
     assert len(callbacks) == 1
+
+
+def test_a_ticket_title_cannot_ping_a_whole_slack_channel(world, receiver, inline_worker):  # noqa: F811
+    make_channel(Kind.SLACK, receiver, project=world.project)
+    ticket = helpers.make_ticket(world.project, world.users["developer"], title="hotfix <!channel> & <@U123>")
+    event = ticket.events.get()
+    sending.notify_event(event.pk)
+    text = receiver.received[0].json["text"]
+    assert "hotfix &lt;!channel&gt; &amp; &lt;@U123&gt;" in text and "<!channel>" not in text
