@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 ATTEMPTS = 3
 TIMEOUT = 5.0  # seconds, per attempt
 BACKOFF = (1.0, 4.0)  # seconds before the 2nd and the 3rd attempt
+# The worker stops a delivery task after this (attempts and waits take about
+# 20 s; a name lookup, which the per-attempt timeout does not cover, may hang).
+TASK_TIMEOUT = 60
 MAX_ERROR = 500
 HIDDEN = "[hidden]"
 
@@ -86,7 +89,8 @@ def _enqueue(delivery: Delivery) -> None:
     from django_q.tasks import async_task
 
     try:
-        async_task("notifications.tasks.deliver", delivery.pk, task_name=f"walle-notify-{delivery.pk}")
+        async_task("notifications.tasks.deliver", delivery.pk, task_name=f"walle-notify-{delivery.pk}",
+                   timeout=TASK_TIMEOUT)
     except Exception as exc:  # broker down: say so on the delivery instead of leaving it queued
         logger.warning("notifications: could not queue delivery %s: %s", delivery.pk, type(exc).__name__)
         _finish(delivery, ok=False, error=f"could not be queued: {type(exc).__name__}")
