@@ -23,7 +23,7 @@ from projects.models import Project
 from releases.models import TicketEvent
 
 from . import transports
-from .events import event_for, ticket_message, trial_message
+from .events import Message, event_for, ticket_message, trial_message
 from .models import Channel, Delivery, Event, Kind, ProjectNotificationSettings
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,11 @@ def deliver(delivery_id: int, attempts: int = ATTEMPTS) -> str:
     if channel is None:
         _finish(delivery, ok=False, error="the channel was deleted")
         return "channel deleted"
-    hidden = _secrets_of(channel)
+    try:
+        hidden = _secrets_of(channel)
+    except Exception as exc:  # e.g. encrypted with a key-encryption key no longer configured
+        _finish(delivery, ok=False, error=f"cannot decrypt the channel's URL or secret: {type(exc).__name__}")
+        return "undecryptable"
     for attempt in range(1, attempts + 1):
         if attempt > 1:
             time.sleep(BACKOFF[min(attempt - 2, len(BACKOFF) - 1)])
@@ -163,7 +167,7 @@ def send_once(delivery: Delivery, channel: Channel) -> int | None:
     return status
 
 
-def build_request(channel: Channel, message, delivery_id: int) -> transports.Request:
+def build_request(channel: Channel, message: Message, delivery_id: int) -> transports.Request:
     url, secret, now = channel.decrypted_url(), channel.decrypted_secret(), time.time()
     if channel.kind == Kind.DINGTALK:
         return transports.dingtalk_request(url, secret, message, int(now * 1000))
@@ -182,7 +186,7 @@ def _secrets_of(channel: Channel) -> list[str]:
     url = channel.decrypted_url()
     parts = urlsplit(url)
     pieces = [url, channel.decrypted_secret(), parts.path, parts.query]
-    pieces += [value for _, value in parse_qsl(parts.query)]
+    pieces += [value for _name, value in parse_qsl(parts.query)]
     pieces += [segment for segment in parts.path.split("/") if len(segment) >= 8]
     pieces += [p.strip() for p in pieces]  # http.client quotes a URL trimmed
     return sorted({p for p in pieces if len(p) >= 4}, key=len, reverse=True)
