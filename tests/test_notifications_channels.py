@@ -291,3 +291,20 @@ def test_a_url_that_cannot_be_read_is_refused_clearly(client, w, receiver):  # n
         reverse("admin:notifications_channel_add"), form(receiver, project=w.project.pk, url="http://[::1/hook"))
     assert "This URL cannot be read; check the host and port." in response.content.decode()
     assert not Channel.objects.exists()
+
+
+def test_key_rotation_re_encrypts_channel_urls_and_secrets(w, receiver, settings):  # noqa: F811
+    import io
+
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    channel = make_channel(Kind.FEISHU, receiver, project=w.project)
+    old = settings.WALLE_KEY_ENCRYPTION_KEYS[0]
+    settings.WALLE_KEY_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), old]
+    out = io.StringIO()
+    call_command("walle_rotate_keys", stdout=out)
+    assert "Re-encrypted 2 other stored secret(s)" in out.getvalue()
+    settings.WALLE_KEY_ENCRYPTION_KEYS = settings.WALLE_KEY_ENCRYPTION_KEYS[:1]  # the old key is gone
+    channel.refresh_from_db()
+    assert (channel.decrypted_url(), channel.decrypted_secret()) == (receiver.url("feishu"), SECRET)

@@ -312,3 +312,16 @@ def test_a_ticket_title_cannot_ping_a_whole_slack_channel(world, receiver, inlin
     sending.notify_event(event.pk)
     text = receiver.received[0].json["text"]
     assert "hotfix &lt;!channel&gt; &amp; &lt;@U123&gt;" in text and "<!channel>" not in text
+
+
+def test_a_channel_no_configured_key_can_decrypt_fails_its_delivery_clearly(world, receiver, settings):  # noqa: F811
+    from cryptography.fernet import Fernet
+
+    make_channel(Kind.WEBHOOK, receiver, project=world.project)
+    _, event = deployed_ticket(world)
+    [delivery] = _queued(event)
+    settings.WALLE_KEY_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the key file was lost
+    sending.deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == D.FAILED and "cannot decrypt the channel's URL or secret" in delivery.last_error
+    assert not receiver.received
