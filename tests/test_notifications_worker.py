@@ -1,6 +1,7 @@
 """The real path: a workflow action writes a ticket event, the commit hands a
 delivery to the broker, and the real django-q2 worker process (qcluster)
-signs and sends it to the real receiver on 127.0.0.1."""
+signs and sends it to the real receiver on 127.0.0.1; and a real deploy to
+real hosts succeeds while every notification about it fails."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 
 from notifications.models import Delivery, Event, Kind
 from releases import workflow
-from tests.deploy_fixtures import wait_for
+from releases.models import Ticket
+from tests.deploy_fixtures import V1_TEXT, open_approved_ticket, wait_for
 from tests.notify_receiver import receiver  # noqa: F401 - the receiver fixture
 
 from .test_notifications_delivery import make_channel
@@ -46,3 +48,25 @@ def test_the_worker_delivers_signed_messages_for_real_ticket_events(transactiona
 
     wait_for(all_sent, timeout=30)
     assert Delivery.objects.filter(ticket=ticket).count() == 4
+
+
+@pytest.mark.sshd
+def test_a_real_deploy_succeeds_while_every_notification_fails(site, receiver, worker_base_url, qcluster):  # noqa: F811
+    make_channel(Kind.WEBHOOK, receiver, project=site.project)
+    receiver.script = [(500, b"down for maintenance", 0.0)] * 60  # the receiver is broken all along
+    ticket = open_approved_ticket(site, "v1")
+    workflow.deploy(site.users["developer"], ticket)
+
+    wait_for(lambda: Ticket.objects.get(pk=ticket.pk).status in Ticket.FINAL_STATUSES + (Ticket.Status.FAILED,),
+             timeout=180)
+    assert Ticket.objects.get(pk=ticket.pk).status == Ticket.Status.SUCCEEDED
+    assert all(V1_TEXT in page for page in site.pages())
+
+    expected = {Event.SUBMITTED, Event.APPROVED, Event.STARTED, Event.SUCCEEDED}
+    failed = Delivery.objects.filter(ticket=ticket, status=Delivery.Status.FAILED)
+    wait_for(lambda: failed.count() == len(expected), timeout=120)
+    assert set(failed.values_list("event", flat=True)) == expected
+    assert set(failed.values_list("attempts", "http_status")) == {(3, 500)}  # bounded retries, each recorded
+    succeeded = [r for r in receiver.received if r.json["event"] == Event.SUCCEEDED][0]
+    assert succeeded.verified and succeeded.json["duration"] > 0
+    assert sorted(succeeded.json["hosts"]) == sorted(h.name for h in site.host_records)
