@@ -16,11 +16,13 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.drf import PolicyErrorsMixin
+from accounts.drf import PolicyErrorsMixin, WallePermission
 from accounts.permissions import (
     Action,
     can_configure_channel,
     is_platform_admin,
+    require,
+    visible,
     visible_channels,
     visible_deliveries,
     visible_projects,
@@ -28,7 +30,7 @@ from accounts.permissions import (
 from projects.models import Environment
 
 from . import channels, sending
-from .models import SUBSCRIBABLE, Channel, Delivery
+from .models import SUBSCRIBABLE, Channel, Delivery, ProjectNotificationSettings
 
 
 class ChannelSerializer(serializers.ModelSerializer):
@@ -127,3 +129,37 @@ class DeliveryViewSet(PolicyErrorsMixin, viewsets.ReadOnlyModelViewSet):
                     raise ValidationError({name: "Give a numeric id."})
                 queryset = queryset.filter(**{f"{name}_id": int(value)})
         return visible_deliveries(self.request.user, queryset)
+
+
+class ProjectSettingsSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ProjectNotificationSettings
+        fields = ["id", "project", "use_environment_defaults"]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["project"].queryset = visible_projects(self.context["request"].user, Action.CONFIGURE)
+        return fields
+
+
+class ProjectSettingsViewSet(PolicyErrorsMixin, viewsets.ModelViewSet):
+    """Whether a project's tickets also go to its environment's default channels
+    (no entry: they do)."""
+
+    serializer_class = ProjectSettingsSerializer
+    permission_classes = [WallePermission]
+    object_actions = {"update": Action.CONFIGURE, "partial_update": Action.CONFIGURE, "destroy": Action.CONFIGURE}
+
+    def get_queryset(self) -> QuerySet[ProjectNotificationSettings]:
+        queryset = ProjectNotificationSettings.objects.select_related("project").order_by("project__name", "pk")
+        return visible(self.request.user, queryset, Action.VIEW_DETAILS)
+
+    def perform_create(self, serializer: ProjectSettingsSerializer) -> None:
+        require(self.request.user, Action.CONFIGURE, serializer.validated_data["project"])
+        serializer.save()
+
+    def perform_update(self, serializer: ProjectSettingsSerializer) -> None:
+        # Moving the entry to another project needs CONFIGURE there too (also the field's choices).
+        project = serializer.validated_data.get("project", serializer.instance.project)
+        require(self.request.user, Action.CONFIGURE, project)
+        serializer.save()

@@ -30,12 +30,13 @@ ACTION_EVENTS: dict[str, Event] = {
     "fail": Event.FAILED,
     "lock_taken_over": Event.LOCK_TAKEN_OVER,
     "window_override": Event.WINDOW_OVERRIDDEN,
+    "schedule_refused": Event.SCHEDULE_REFUSED,  # nobody is watching at the scheduled time
 }
 
 # Events whose note is worth sending: a reason a person wrote, or the
 # takeover's explanation. A failed run's error stays on the ticket page (it
 # can quote build output, which is not for every chat group).
-NOTE_EVENTS = (Event.REJECTED, Event.LOCK_TAKEN_OVER, Event.WINDOW_OVERRIDDEN)
+NOTE_EVENTS = (Event.REJECTED, Event.LOCK_TAKEN_OVER, Event.WINDOW_OVERRIDDEN, Event.SCHEDULE_REFUSED)
 MAX_NOTE = 500
 
 

@@ -31,6 +31,7 @@ class Event(models.TextChoices):
     ROLLED_BACK = "rolled_back", _("Rolled back")
     LOCK_TAKEN_OVER = "lock_taken_over", _("Lock taken over")
     WINDOW_OVERRIDDEN = "window_overridden", _("Deploy window overridden")
+    SCHEDULE_REFUSED = "schedule_refused", _("Scheduled deploy refused")
     TEST = "test", _("Test message")
 
 

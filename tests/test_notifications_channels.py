@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 from accounts import grants
 from accounts.permissions import Action
 from notifications.models import Channel, Delivery, Event, Kind
+from projects.models import Project
 from tests.notify_receiver import KEY, SECRET, receiver  # noqa: F401 - the receiver fixture
 
 from . import helpers
@@ -267,7 +268,7 @@ def test_the_api_schema_lists_the_notification_endpoints_without_warnings(tmp_pa
     call_command("spectacular", "--fail-on-warn", "--file", str(out))
     text = out.read_text()
     for endpoint in ("/api/notifications/channels/", "/api/notifications/channels/{id}/test/",
-                     "/api/notifications/deliveries/"):
+                     "/api/notifications/deliveries/", "/api/notifications/project-settings/"):
         assert f"{endpoint}:" in text
     assert "NotificationKindEnum" in text and "DeliveryStatusEnum" in text
 
@@ -308,3 +309,18 @@ def test_key_rotation_re_encrypts_channel_urls_and_secrets(w, receiver, settings
     settings.WALLE_KEY_ENCRYPTION_KEYS = settings.WALLE_KEY_ENCRYPTION_KEYS[:1]  # the old key is gone
     channel.refresh_from_db()
     assert (channel.decrypted_url(), channel.decrypted_secret()) == (receiver.url("feishu"), SECRET)
+
+
+@pytest.mark.parametrize(("persona", "code"), [("reporter", 400), ("outsider", 400), ("maintainer", 201)])
+def test_the_api_turns_environment_defaults_off_only_for_those_who_configure(w, persona, code):
+    response = api(w.users[persona]).post("/api/notifications/project-settings/", {
+        "project": w.project.pk, "use_environment_defaults": False}, format="json")
+    assert response.status_code == code, response.content
+    stored = list(Project.objects.filter(notification_settings__use_environment_defaults=False))
+    assert stored == ([w.project] if code == 201 else [])
+    if code == 201:
+        url = f"/api/notifications/project-settings/{response.json()['id']}/"
+        assert api(w.users["reporter"]).get(url).json()["use_environment_defaults"] is False
+        refused = api(w.users["reporter"]).patch(url, {"use_environment_defaults": True}, format="json")
+        assert refused.status_code == 403
+        assert api(w.users["guest"]).get(url).status_code == 404

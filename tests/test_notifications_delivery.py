@@ -58,7 +58,7 @@ def no_backoff(monkeypatch):
 
 def test_every_mapped_action_is_one_the_workflow_writes():
     written = {action for action, _ in workflow.TRANSITIONS} | {"submit", "lock_taken_over", "release_lock"}
-    planned = {"window_override"}  # written by the deploy-window work
+    planned = {"window_override", "schedule_refused"}  # written by the deploy-window and schedule work
     assert set(ACTION_EVENTS) - written - planned == set()
 
 
@@ -72,6 +72,8 @@ def test_every_mapped_action_is_one_the_workflow_writes():
     ("fail", Ticket.Kind.ROLLBACK, Event.FAILED),
     ("lock_taken_over", Ticket.Kind.DEPLOY, Event.LOCK_TAKEN_OVER),
     ("window_override", Ticket.Kind.DEPLOY, Event.WINDOW_OVERRIDDEN),
+    ("schedule_refused", Ticket.Kind.DEPLOY, Event.SCHEDULE_REFUSED),
+    ("schedule", Ticket.Kind.DEPLOY, None),
     ("deploy", Ticket.Kind.DEPLOY, None),  # queued: "started" follows
     ("cancel", Ticket.Kind.DEPLOY, None),
     ("edit", Ticket.Kind.DEPLOY, None),
