@@ -134,10 +134,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(headers.get("content-length", 0)))
         vendor = parts.path.split("/")[1]
         if vendor == "redirect":
+            # Recorded before answering: the test reads it as soon as the client has the answer.
+            r.received.append(Received(vendor, parts.path, query, headers, body, False, "redirect"))
             self.send_response(302)
             self.send_header("Location", r.url("webhook"))
             self.end_headers()
-            r.received.append(Received(vendor, parts.path, query, headers, body, False, "redirect"))
             return
         problem = {
             "dingtalk": lambda: check_dingtalk(r, query, headers, body),
