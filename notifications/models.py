@@ -126,8 +126,10 @@ class Channel(models.Model):
     def clean(self) -> None:
         if bool(self.project_id) == bool(self.environment_id):
             raise ValidationError(_("Choose a project or an environment, not both."))
-        unknown = set(self.events or []) - set(all_events())
-        if unknown or not isinstance(self.events, list):
+        if not isinstance(self.events, list):
+            raise ValidationError({"events": _("Give the events as a list.")})
+        unknown = set(self.events) - set(all_events())
+        if unknown:
             raise ValidationError({"events": _("Unknown events: %(names)s") % {"names": ", ".join(sorted(unknown))}})
         if self.kind == Kind.EMAIL:
             self.recipients = "\n".join(self.recipient_list())
@@ -221,6 +223,7 @@ class Delivery(models.Model):
     http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)  # claimed by a worker
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 from django.core.exceptions import PermissionDenied
@@ -113,8 +114,9 @@ def send_test(actor, channel: Channel) -> Delivery:
 def deliver(delivery_id: int, attempts: int = ATTEMPTS) -> str:
     """Send one delivery; try up to ``attempts`` times while failures are
     worth retrying (timeouts, connection errors, 5xx, 429)."""
+    fail_abandoned_deliveries()
     if not Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.QUEUED).update(
-        status=Delivery.Status.SENDING
+        status=Delivery.Status.SENDING, started_at=timezone.now()
     ):
         return f"delivery {delivery_id} was already sent or claimed"
     delivery = Delivery.objects.select_related("channel", "ticket__project__environment", "ticket_event__actor",
@@ -149,6 +151,17 @@ def deliver(delivery_id: int, attempts: int = ATTEMPTS) -> str:
         _finish(delivery, ok=True)
         return "sent"
     return "failed"
+
+
+def fail_abandoned_deliveries() -> int:
+    """End deliveries whose worker died or was stopped mid-send (claimed longer
+    ago than any task may run), so none stays "sending" for ever. Every
+    delivery task sweeps first: no schedule needed."""
+    cutoff = timezone.now() - timedelta(seconds=TASK_TIMEOUT * 2)
+    return Delivery.objects.filter(status=Delivery.Status.SENDING, started_at__lt=cutoff).update(
+        status=Delivery.Status.FAILED, finished_at=timezone.now(),
+        last_error="abandoned: the worker stopped while sending",
+    )
 
 
 def send_once(delivery: Delivery, channel: Channel) -> int | None:

@@ -327,3 +327,22 @@ def test_a_channel_no_configured_key_can_decrypt_fails_its_delivery_clearly(worl
     delivery.refresh_from_db()
     assert delivery.status == D.FAILED and "cannot decrypt the channel's URL or secret" in delivery.last_error
     assert not receiver.received
+
+
+def test_a_delivery_abandoned_mid_send_is_failed_by_the_next_delivery_task(world, receiver):  # noqa: F811
+    make_channel(Kind.SLACK, receiver, project=world.project)
+    _, first = deployed_ticket(world)
+    _, second = deployed_ticket(world)
+    [abandoned] = _queued(first)
+    [recent] = _queued(second)
+    # A worker claimed the first one ten minutes ago and died; the second is being sent right now.
+    Delivery.objects.filter(pk=abandoned.pk).update(status=D.SENDING,
+                                                    started_at=timezone.now() - timedelta(minutes=10))
+    Delivery.objects.filter(pk=recent.pk).update(status=D.SENDING, started_at=timezone.now())
+    _, third = deployed_ticket(world)
+    [fresh] = _queued(third)
+    assert sending.deliver(fresh.pk) == "sent"
+    abandoned.refresh_from_db()
+    recent.refresh_from_db()
+    assert abandoned.status == D.FAILED and "abandoned" in abandoned.last_error
+    assert recent.status == D.SENDING
