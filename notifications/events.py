@@ -12,7 +12,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from releases.models import Ticket, TicketEvent
+from releases.models import DeployRun, Ticket, TicketEvent
 
 from .models import Event
 
@@ -92,7 +92,7 @@ class Message:
         return "\n".join([self.title, *self.lines()])
 
 
-def _who(run, ticket_event: TicketEvent | None) -> str:
+def _who(run: DeployRun | None, ticket_event: TicketEvent | None) -> str:
     if ticket_event is not None and ticket_event.actor is not None:
         return ticket_event.actor.get_username()
     # The worker's moves have no actor: name whoever pressed deploy.
@@ -107,10 +107,12 @@ def ticket_message(ticket: Ticket, event: str, ticket_event: TicketEvent | None)
     # "Walle" first: a robot that only accepts messages with a keyword can use it.
     title = f"Walle [{ticket.project.environment}] {ticket.project.name}: {label} — #{ticket.pk} {ticket.title}"
     note = ticket_event.note if ticket_event is not None and event in NOTE_EVENTS else ""
+    # The status the event moved the ticket to, not whatever it is by the time this is sent.
+    moved_to = ticket_event.to_status if ticket_event is not None and ticket_event.to_status else ticket.status
     return Message(
         event=event, title=title, project=ticket.project.name, project_slug=ticket.project.slug,
         environment=str(ticket.project.environment), ticket_id=ticket.pk, ticket_title=ticket.title,
-        ticket_kind=ticket.kind, status=ticket.get_status_display(), who=_who(run, ticket_event),
+        ticket_kind=ticket.kind, status=str(Ticket.Status(moved_to).label), who=_who(run, ticket_event),
         ref=ticket.ref, commit=(run.commit if run and run.commit else ticket.commit),
         hosts=[h.name for h in ticket.hosts.order_by("address", "port")],
         duration=run.duration if run else None, note=note[:MAX_NOTE], url=ticket_url(ticket.pk),

@@ -346,3 +346,11 @@ def test_a_delivery_abandoned_mid_send_is_failed_by_the_next_delivery_task(world
     recent.refresh_from_db()
     assert abandoned.status == D.FAILED and "abandoned" in abandoned.last_error
     assert recent.status == D.SENDING
+
+
+def test_a_late_message_names_the_status_the_event_set_not_the_current_one(world, receiver, inline_worker):  # noqa: F811
+    make_channel(Kind.WEBHOOK, receiver, project=world.project)
+    ticket = helpers.make_ticket(world.project, world.users["developer"])  # its "submit" event: pending approval
+    Ticket.objects.filter(pk=ticket.pk).update(status=S.APPROVED)  # approved before the message went out
+    sending.notify_event(ticket.events.get().pk)
+    assert receiver.received[0].json["status"] == str(S.PENDING.label)
