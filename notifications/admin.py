@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.forms.models import BaseInlineFormSet
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
@@ -18,16 +19,26 @@ from . import channels, sending
 from .forms import ChannelForm
 from .models import Channel, Delivery, ProjectNotificationSettings
 
+RECENT_DELIVERIES = 20
+
+
+class RecentDeliveries(BaseInlineFormSet):
+    """Only the newest deliveries: a busy channel has thousands."""
+
+    def get_queryset(self):
+        return super().get_queryset()[:RECENT_DELIVERIES]
+
 
 class DeliveryInline(admin.TabularInline):
     model = Delivery
+    formset = RecentDeliveries
     fields = ["created_at", "event", "ticket", "status", "attempts", "http_status", "last_error"]
     readonly_fields = fields
     extra = 0
     max_num = 0
     can_delete = False
     ordering = ["-created_at", "-id"]
-    verbose_name_plural = _("Recent deliveries")
+    verbose_name_plural = _("Recent deliveries (the newest 20; all under Notification deliveries)")
 
     def get_queryset(self, request):
         # An environment default's deliveries cover every project there: show

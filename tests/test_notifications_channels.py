@@ -324,3 +324,14 @@ def test_the_api_turns_environment_defaults_off_only_for_those_who_configure(w, 
         refused = api(w.users["reporter"]).patch(url, {"use_environment_defaults": True}, format="json")
         assert refused.status_code == 403
         assert api(w.users["guest"]).get(url).status_code == 404
+
+
+def test_a_channel_page_lists_only_its_newest_deliveries(client, w, receiver):  # noqa: F811
+    channel = make_channel(Kind.SLACK, receiver, project=w.project)
+    for n in range(25):
+        Delivery.objects.create(channel=channel, channel_name=channel.name, kind=channel.kind, event=Event.TEST,
+                                status=Delivery.Status.FAILED, last_error=f"error number {n:02d}")
+    page = login(client, w.users["maintainer"]).get(
+        reverse("admin:notifications_channel_change", args=[channel.pk])).content.decode()
+    assert "error number 24" in page and "error number 05" in page
+    assert "error number 04" not in page
