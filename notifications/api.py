@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -51,7 +52,8 @@ class ChannelSerializer(serializers.ModelSerializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         # Choices from the policy: a project one may not configure is "invalid", like one that does not exist.
         fields = super().get_fields()
-        user = self.context["request"].user
+        request = self.context.get("request")
+        user = request.user if request is not None else AnonymousUser()
         fields["project"].queryset = visible_projects(user, Action.CONFIGURE)
         if not is_platform_admin(user):
             fields["environment"].queryset = Environment.objects.none()
@@ -138,7 +140,9 @@ class ProjectSettingsSerializer(serializers.ModelSerializer):
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
-        fields["project"].queryset = visible_projects(self.context["request"].user, Action.CONFIGURE)
+        request = self.context.get("request")
+        user = request.user if request is not None else AnonymousUser()
+        fields["project"].queryset = visible_projects(user, Action.CONFIGURE)
         return fields
 
 
