@@ -24,7 +24,7 @@ def other_encrypted_fields() -> list[tuple[type[models.Model], str]]:
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt stored deploy keys and project secrets with the newest WALLE_KEY_ENCRYPTION_KEY."
+    help = "Re-encrypt stored deploy keys, project secrets and other *_encrypted fields with the newest key."
 
     def handle(self, *args, **options) -> None:
         with transaction.atomic():  # all or nothing: a key that fails to decrypt changes no row
