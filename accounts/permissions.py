@@ -393,3 +393,40 @@ def visible_audit_entries(user, queryset: QuerySet) -> QuerySet:
         Q(project_id__in=visible_projects(user, Action.CONFIGURE).values("pk"))
         | Q(team_id__in=teams_user_maintains(user).values("pk"))
     )
+
+
+# --- Notification channels ----------------------------------------------------
+# A project's channels are its configuration (CONFIGURE to change, VIEW_DETAILS
+# to see). An environment's default channels reach every project there, so
+# only platform admins change them; Maintainers may see them (to decide whether
+# their project keeps them).
+
+
+def can_configure_channel(user, channel) -> bool:
+    """May ``user`` create, change, delete or test ``channel`` (as it stands)?"""
+    if channel.project_id is not None:
+        return can(user, Action.CONFIGURE, channel.project)
+    return is_platform_admin(user)
+
+
+def visible_channels(user, queryset: QuerySet) -> QuerySet:
+    """Channels ``user`` may see: those of projects whose details they see,
+    and environment defaults for Maintainers anywhere."""
+    if is_platform_admin(user):
+        return queryset
+    mine = Q(project__in=visible_projects(user, Action.VIEW_DETAILS).values("pk"))
+    if is_maintainer_somewhere(user):
+        mine |= Q(project__isnull=True)
+    return queryset.filter(mine)
+
+
+def visible_deliveries(user, queryset: QuerySet) -> QuerySet:
+    """Deliveries about tickets whose details ``user`` sees, and test messages
+    of channels they see."""
+    from notifications.models import Channel
+
+    if is_platform_admin(user):
+        return queryset
+    tickets = Q(ticket__project__in=visible_projects(user, Action.VIEW_DETAILS).values("pk"))
+    tests = Q(ticket__isnull=True, channel__in=visible_channels(user, Channel.objects.all()).values("pk"))
+    return queryset.filter(tickets | tests)

@@ -31,6 +31,7 @@ from django_q.brokers import get_broker
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from notifications.models import Delivery
 from releases.models import DeployRun, LogLine, ProjectLock, TicketEvent
 from walleproj import health
 
@@ -163,6 +164,21 @@ def lock_heartbeats() -> Metric:
     return family
 
 
+def notification_failures() -> Metric:
+    family = CounterMetricFamily(
+        "walle_notification_failures",
+        "Notifications that failed after their last attempt, by channel kind and event (test messages included).",
+        labels=["kind", "event"],
+    )
+    rows = (
+        Delivery.objects.filter(status=Delivery.Status.FAILED)
+        .values_list("kind", "event").annotate(n=Count("pk")).order_by()
+    )
+    for kind, event, n in rows:
+        family.add_metric([kind, event], n)
+    return family
+
+
 def broker_and_workers() -> Iterator[Metric]:
     up = GaugeMetricFamily("walle_broker_up", "1 if the task broker answered this scrape.")
     queue = GaugeMetricFamily("walle_broker_queue_size", "Tasks waiting in the broker for a worker.")
@@ -203,6 +219,7 @@ class WalleCollector:
         yield runs_active()
         yield lock_takeovers()
         yield lock_heartbeats()
+        yield notification_failures()
         yield from broker_and_workers()
 
 

@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "releases",
     "audit",
     "webhooks",  # inbound git webhooks (docs/webhooks.md)
+    "notifications",  # docs/notifications.md
 ]
 
 MIDDLEWARE = [
@@ -336,3 +337,20 @@ if env_bool("WALLE_PROXY_SSL_HEADER", False):
     # client's own): otherwise any client could claim to be on HTTPS.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# --- Notifications (docs/notifications.md) -----------------------------------
+# Links in messages: the worker that sends them has no request to take the host from.
+WALLE_BASE_URL = env_str("WALLE_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Email channels (Django's SMTP backend); a timeout so a dead mail server cannot hold a worker.
+EMAIL_HOST = env_str("WALLE_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("WALLE_EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("WALLE_EMAIL_USER")
+EMAIL_HOST_PASSWORD = env_str("WALLE_EMAIL_PASSWORD")
+EMAIL_USE_TLS = env_bool("WALLE_EMAIL_STARTTLS", False)
+EMAIL_USE_SSL = env_bool("WALLE_EMAIL_SSL", False)
+EMAIL_TIMEOUT = env_int("WALLE_EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("WALLE_EMAIL_FROM", "walle@localhost")
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "NotificationKindEnum": "notifications.models.Kind",
+    "NotificationEventEnum": "notifications.models.Event",
+    "DeliveryStatusEnum": "notifications.models.Delivery.Status",
+})

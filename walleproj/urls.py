@@ -15,6 +15,7 @@ urlpatterns = [
     path("language/", set_language, name="set_language"),
     path("api/webhooks/", include("webhooks.urls")),
     path("api/", include("walleproj.api_urls")),
+    path("api/notifications/", include("notifications.urls")),
     path("", include("audit.urls")),
     path("", include("releases.urls")),
 ]
