@@ -339,7 +339,7 @@ if env_bool("WALLE_PROXY_SSL_HEADER", False):
 
 # --- Notifications (docs/notifications.md) -----------------------------------
 # Links in messages: the worker that sends them has no request to take the host from.
-WALLE_BASE_URL = env_str("WALLE_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+WALLE_BASE_URL = (env_str("WALLE_BASE_URL") or bind.open_urls(WALLE_BIND, WALLE_PORT)[0]).rstrip("/")
 # Email channels (Django's SMTP backend); a timeout so a dead mail server cannot hold a worker.
 EMAIL_HOST = env_str("WALLE_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("WALLE_EMAIL_PORT", 25)
