@@ -66,6 +66,8 @@ class Ticket(models.Model):
             models.Index(fields=["project", "status"], name="ticket_project_status"),
             models.Index(fields=["status", "-created_at"], name="ticket_status_created"),
             models.Index(fields=["author", "-created_at"], name="ticket_author_created"),
+            # The ticket lists' order: without it every page sorts all visible tickets.
+            models.Index(fields=["-created_at", "-id"], name="ticket_created"),
         ]
 
     def __str__(self) -> str:
