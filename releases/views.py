@@ -116,7 +116,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     # the dashboard slow (the ticket list pages through them).
     pending = approvable(user, Ticket.objects.filter(status=S.PENDING))
     to_approve = list(pending.select_related("project__environment", "author")[:DASHBOARD_ROWS])
-    more_to_approve = pending.count() - len(to_approve) if len(to_approve) == DASHBOARD_ROWS else 0
+    more_to_approve = pending.count() - len(to_approve)
     running = visible(user, Ticket.objects.filter(status__in=Ticket.ACTIVE_STATUSES)).select_related(
         "project__environment", "author")
     live = visible(user, Release.objects.filter(is_live=True)).select_related(
