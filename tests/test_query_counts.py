@@ -111,3 +111,20 @@ def test_the_log_endpoints_cost_the_same_queries_for_10_lines_or_500(maintainer_
     for side, reader in enumerate((api, maintainer_client)):
         assert len(reader.get(urls[long][side]).json()["lines"]) == 500
         assert queries_of(lambda: reader.get(urls[long][side])) == queries_of(lambda: reader.get(urls[short][side]))  # noqa: B023 - called at once
+
+
+def test_a_token_used_again_within_a_minute_is_not_rewritten(world):
+    from datetime import timedelta
+
+    from accounts.models import ApiToken
+
+    token, raw = ApiToken.issue(world.users["developer"], "poller")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert api.get("/api/tickets/").status_code == 200
+    first = ApiToken.objects.get(pk=token.pk).last_used_at
+    assert api.get("/api/tickets/").status_code == 200
+    assert ApiToken.objects.get(pk=token.pk).last_used_at == first  # not rewritten, so no row lock to wait for
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=first - timedelta(minutes=2))
+    assert api.get("/api/tickets/").status_code == 200
+    assert ApiToken.objects.get(pk=token.pk).last_used_at > first
