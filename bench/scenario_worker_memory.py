@@ -83,7 +83,9 @@ def test_worker_memory(site, qcluster):
     lines = run.log_lines.count()
     print()
     print(f"hook output                  {HOOK_MB} MB ({HOOK_MB * 10_000:,} lines of 100 bytes) on one target")
-    print(f"deploy took                  {took:.1f} s; console stored {lines:,} lines (capped)")
+    marker = run.log_lines.filter(text__startswith="[log limit]").values_list("text", flat=True).first() or ""
+    print(f"deploy took                  {took:.1f} s; console stored {lines:,} lines")
+    print(f"cap marker                   {marker[:110]}")
     for pid, peak in sorted(peaks.items()):
         print(f"process {pid:>7} {names.get(pid, '?'):<14} RSS before {before.get(pid, 0) / 1024:6.1f} MB, peak {peak / 1024:6.1f} MB")
     worst = max(peaks.values()) / 1024
