@@ -148,6 +148,7 @@ def measure(db: str, endpoints, users: dict, rounds: int) -> int:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     base = f"http://127.0.0.1:{port}"
     worst = 0.0
+    loads = os.getloadavg()  # the figures mean little on a busy machine: say how busy it was
     try:
         _wait_until_up(opener, f"{base}/healthz")
         print(f"{'endpoint':32} {'user':28} {'median':>8} {'p95':>8}   target p95 < {TARGET_MS:.0f} ms")
@@ -166,7 +167,8 @@ def measure(db: str, endpoints, users: dict, rounds: int) -> int:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
         log.close()
-    print(f"{db}: worst p95 {worst:.1f} ms (target {TARGET_MS:.0f} ms)")
+    print(f"{db}: worst p95 {worst:.1f} ms (target {TARGET_MS:.0f} ms); "
+          f"load average before {loads[0]:.1f}, after {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     return 0
 
 
