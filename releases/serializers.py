@@ -191,7 +191,10 @@ class ConsoleLinesSerializer(serializers.ListSerializer):
     is LogLineSerializer's, field for field (the time through its own field)."""
 
     def to_representation(self, data: Any) -> list[dict[str, Any]]:
-        time = self.child.fields["time"]
+        time = self.child.fields["time"]  # this serializer's own copy of the field
+        # The time zone once per page, not once per line (each lookup goes
+        # through asgiref's Local); DRF uses the field's ``timezone`` when set.
+        time.timezone = time.default_timezone()
         return [
             {"seq": line.seq, "time": time.to_representation(line.created_at), "host": line.host,
              "stage": line.stage, "stream": line.stream, "text": line.text}

@@ -128,3 +128,21 @@ def test_a_token_used_again_within_a_minute_is_not_rewritten(world):
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=first - timedelta(minutes=2))
     assert api.get("/api/tickets/").status_code == 200
     assert ApiToken.objects.get(pk=token.pk).last_used_at > first
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai"])
+def test_api_log_lines_read_as_one_serializer_per_line_would_give_them(world, zone):
+    import zoneinfo
+
+    from django.utils import timezone
+
+    from releases.serializers import LogLineSerializer
+
+    ticket = ticket_with_log(world, 3)
+    api = APIClient()
+    api.force_authenticate(world.users["maintainer"])
+    with timezone.override(zoneinfo.ZoneInfo(zone)):
+        served = api.get(f"/api/tickets/{ticket.pk}/log/").json()["lines"]
+        one_by_one = [LogLineSerializer(line).data for line in LogLine.objects.filter(run__ticket=ticket)]
+    assert served == one_by_one
+    assert served[0]["time"].endswith("Z" if zone == "UTC" else "+08:00")
