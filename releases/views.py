@@ -44,7 +44,7 @@ S = Ticket.Status
 STAGES = [stage.value for stage in Stage]
 LOG_BATCH = 2000  # lines per JSON answer; the poller asks again at once when there are more
 LOG_TAIL = 500  # lines the ticket page renders; earlier ones load on request
-DASHBOARD_ROWS = 50  # tickets the dashboard lists as waiting for approval; the rest are counted
+DASHBOARD_ROWS = 25  # tickets the dashboard lists as waiting for approval; the rest are counted
 
 
 # --- helpers -------------------------------------------------------------------
