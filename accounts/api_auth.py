@@ -29,10 +29,12 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
         now = timezone.now()
         # Kept to the minute: a write on every request would make the clients
-        # polling with one token queue behind each other's row lock.
-        ApiToken.objects.filter(pk=token.pk).exclude(last_used_at__gte=now - LAST_USED_PRECISION).update(
-            last_used_at=now
-        )
+        # polling with one token queue behind each other's row lock. The
+        # condition is repeated in the update for requests racing each other.
+        if token.last_used_at is None or token.last_used_at < now - LAST_USED_PRECISION:
+            ApiToken.objects.filter(pk=token.pk).exclude(last_used_at__gte=now - LAST_USED_PRECISION).update(
+                last_used_at=now
+            )
         return token.user, token
 
     def authenticate_header(self, request) -> str:
