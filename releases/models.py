@@ -74,6 +74,8 @@ class Ticket(models.Model):
             models.Index(fields=["status", "-created_at"], name="ticket_status_created"),
             models.Index(fields=["author", "-created_at"], name="ticket_author_created"),
             models.Index(fields=["scheduled_at"], name="ticket_scheduled_at"),
+            # The ticket lists' order: without it every page sorts all visible tickets.
+            models.Index(fields=["-created_at", "-id"], name="ticket_created"),
         ]
 
     def __str__(self) -> str:

@@ -7,6 +7,8 @@ Everything here only reads; changes go through ``releases.workflow``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
 from django.db.models import Max, Q, QuerySet
 from django.db.models.functions import Length
@@ -123,6 +125,22 @@ def rollback_target(ticket: Ticket, release: str = "") -> Release | None:
     return Release.objects.filter(project=ticket.project_id, name=names.pop()).select_related("ticket").first()
 
 
+def live_rows(live: QuerySet[Release]) -> list[dict]:
+    """The dashboard's "live now": one row per project and live commit (hosts
+    on the same commit collapse into a count), each shown by its release on
+    the first host by address. Plain tuples are read for every live release;
+    model instances only for the rows shown."""
+    firsts: dict[tuple[int, str], int] = {}
+    hosts: dict[tuple[int, str], int] = {}
+    for pk, project_id, commit in live.order_by("project__name", "host__address").values_list(
+        "pk", "project_id", "commit"
+    ):
+        firsts.setdefault((project_id, commit), pk)
+        hosts[(project_id, commit)] = hosts.get((project_id, commit), 0) + 1
+    shown = {release.pk: release for release in live.filter(pk__in=list(firsts.values()))}
+    return [{"release": shown[pk], "hosts": hosts[key]} for key, pk in firsts.items() if pk in shown]
+
+
 @dataclass(frozen=True)
 class HostChip:
     name: str  # as the engine names the host (Host.endpoint)
@@ -161,11 +179,27 @@ def host_chips(ticket: Ticket, run: DeployRun | None) -> list[HostChip]:
 
 # --- Console log --------------------------------------------------------------------
 
+class ConsoleLine(NamedTuple):
+    """One console line as pages and the API show it: a plain row, because a
+    page holds up to thousands of them and a model instance each costs more
+    than the query."""
+
+    seq: int
+    created_at: datetime
+    host: str
+    stage: str
+    stream: str
+    text: str
+
+
+CONSOLE_FIELDS = ConsoleLine._fields
+
+
 @dataclass(frozen=True)
 class LogPage:
     """Consecutive lines of one run's console, and whether more lie on either side."""
 
-    lines: list[LogLine]
+    lines: list[ConsoleLine]
     more_before: bool
     more_after: bool
 
@@ -203,7 +237,7 @@ def page_before(run: DeployRun, before: int | None, *, max_lines: int, max_bytes
     return LogPage(lines, more_before=cut, more_after=run.log_lines.filter(seq__gt=last).exists())
 
 
-def _bounded(ordered: QuerySet[LogLine], max_lines: int, max_bytes: int) -> tuple[list[LogLine], bool]:
+def _bounded(ordered: QuerySet[LogLine], max_lines: int, max_bytes: int) -> tuple[list[ConsoleLine], bool]:
     """The leading lines of ``ordered`` within the bounds, and whether any were
     left out. Sizes are read first, so no more text than fits is loaded."""
     sizes = list(ordered.annotate(chars=Length("text")).values_list("seq", "chars")[: max_lines + 1])
@@ -216,7 +250,10 @@ def _bounded(ordered: QuerySet[LogLine], max_lines: int, max_bytes: int) -> tupl
             break
         total += chars
         seqs.append(seq)
-    lines = list(ordered.filter(seq__in=seqs)) if seqs else []
+    # The chosen lines are the leading ones of ``ordered``, so they are exactly
+    # its lines between the lowest and highest seq: a range, not a list of seqs.
+    window = ordered.filter(seq__gte=min(seqs), seq__lte=max(seqs)) if seqs else ordered.none()
+    lines = [ConsoleLine._make(row) for row in window.values_list(*CONSOLE_FIELDS)]
     total, kept = 0, []
     for line in lines:  # now by real (UTF-8) size
         size = len(line.text.encode())

@@ -202,12 +202,30 @@ class RollbackSerializer(serializers.Serializer):
     )
 
 
+class ConsoleLinesSerializer(serializers.ListSerializer):
+    """A page of lines without a serializer run per line: a page holds up to
+    2,000 lines, and DRF's per-field machinery cost ~25 µs a line. The output
+    is LogLineSerializer's, field for field (the time through its own field)."""
+
+    def to_representation(self, data: Any) -> list[dict[str, Any]]:
+        time = self.child.fields["time"]  # this serializer's own copy of the field
+        # The time zone once per page, not once per line (each lookup goes
+        # through asgiref's Local); DRF uses the field's ``timezone`` when set.
+        time.timezone = time.default_timezone()
+        return [
+            {"seq": line.seq, "time": time.to_representation(line.created_at), "host": line.host,
+             "stage": line.stage, "stream": line.stream, "text": line.text}
+            for line in data
+        ]
+
+
 class LogLineSerializer(serializers.ModelSerializer):
     time = serializers.DateTimeField(source="created_at", read_only=True)
 
     class Meta:
         model = LogLine
         fields = ("seq", "time", "host", "stage", "stream", "text")
+        list_serializer_class = ConsoleLinesSerializer
 
 
 class LogSerializer(serializers.Serializer):

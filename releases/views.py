@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.permissions import (
     Action,
+    approvable,
     can,
     can_override_window,
     denial_reason,
@@ -49,12 +50,13 @@ from .forms import (
     TicketFilterForm,
     parse_count,
 )
-from .models import DeployRun, LogLine, Release, Ticket
+from .models import DeployRun, Release, Ticket
 
 S = Ticket.Status
 STAGES = [stage.value for stage in Stage]
 LOG_BATCH = 2000  # lines per JSON answer; the poller asks again at once when there are more
 LOG_TAIL = 500  # lines the ticket page renders; earlier ones load on request
+DASHBOARD_ROWS = 25  # tickets the dashboard lists as waiting for approval; the rest are counted
 
 
 # --- helpers -------------------------------------------------------------------
@@ -129,7 +131,7 @@ def console_state(ticket: Ticket, run: DeployRun | None, details: bool) -> dict:
     }
 
 
-def _line(line: LogLine) -> dict:
+def _line(line: queries.ConsoleLine) -> dict:
     return {"seq": line.seq, "time": line.created_at.strftime("%H:%M:%S"), "host": line.host,
             "stage": line.stage, "stream": line.stream, "text": line.text}
 
@@ -155,19 +157,18 @@ def _act(request: HttpRequest, ticket: Ticket, perform: Callable[[Ticket], objec
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     user = request.user
-    pending = visible(user, Ticket.objects.filter(status=S.PENDING), Action.APPROVE)
-    to_approve = [t for t in pending.select_related("project__environment", "author") if can(user, Action.APPROVE, t)]
+    # The newest few, and how many more: a backlog of thousands must not make
+    # the dashboard slow (the ticket list pages through them).
+    pending = approvable(user, Ticket.objects.filter(status=S.PENDING))
+    to_approve = list(pending.select_related("project__environment", "author")[:DASHBOARD_ROWS])
+    more_to_approve = pending.count() - len(to_approve)
     running = visible(user, Ticket.objects.filter(status__in=Ticket.ACTIVE_STATUSES)).select_related(
         "project__environment", "author")
     live = visible(user, Release.objects.filter(is_live=True)).select_related(
-        "project__environment", "ticket__author", "run__triggered_by").order_by("project__name", "host__address")
-    # One row per project and live commit; hosts on the same commit collapse.
-    rows: dict[tuple[int, str], dict] = {}
-    for release in live:
-        row = rows.setdefault((release.project_id, release.commit), {"release": release, "hosts": 0})
-        row["hosts"] += 1
+        "project__environment", "ticket__author", "run__triggered_by")
     return render(request, "releases/dashboard.html", {
-        "to_approve": to_approve, "running": running, "live_rows": list(rows.values()),
+        "to_approve": to_approve, "more_to_approve": more_to_approve, "running": running,
+        "live_rows": queries.live_rows(live),
         "can_submit": visible_projects(user, Action.SUBMIT).exists(),
     })
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django import template
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString
+from django.utils.timezone import template_localtime
 
 register = template.Library()
 
@@ -16,3 +21,21 @@ def short(sha: str) -> str:
 @register.inclusion_tag("releases/_status.html")
 def status_chip(ticket) -> dict:
     return {"status": ticket.status, "label": ticket.get_status_display()}
+
+
+CONSOLE_ROW = (
+    '<span class="l {}" data-host="{}" data-seq="{}"><span class="t">{}</span>'
+    '<span class="h">{}</span><span class="s">{}</span><span class="x">{}</span></span>'
+)
+
+
+@register.filter
+def console_lines(lines: Iterable) -> SafeString:
+    """The ticket page's console rows (up to LOG_TAIL of them) in one pass: a
+    template loop cost about 0.2 ms a row. Every value is escaped, as the
+    template did; times are local, as the template's ``time`` filter showed them."""
+    return format_html_join("", CONSOLE_ROW, (
+        (line.stream, line.host or "-", line.seq, template_localtime(line.created_at).strftime("%H:%M:%S"),
+         line.host or "walle", line.stage, line.text)
+        for line in lines
+    ))
