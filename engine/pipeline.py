@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import git, hooks, hostops, local, rsync, sandbox, validate
+from . import git, hooks, hostops, local, rsync, sandbox, stamps, validate
 from .git import GitError
 from .hooks import HookError
 from .hostops import Current, HostOpError
@@ -72,6 +72,7 @@ class _Host:
     conn: Connection | None = None
     current: Current = field(default_factory=Current)
     created: bool = False  # this run created the new release dir on the host
+    connect_error: Exception | None = None  # connecting failed while the build ran
     stage: Stage = Stage.PREPARE
 
     @property
@@ -366,13 +367,27 @@ class _Deploy(_Run):
         return self.outcome(release_name=self.deploy_plan.release_name)
 
     def build_once(self) -> Outcome | None:
+        # Logging in to the hosts (and reading where their webroots point)
+        # changes nothing on them, so it overlaps the build instead of waiting for it.
+        connecting = threading.Thread(target=self.pool.map, args=(self.connect_early, self.hosts), daemon=True)
+        connecting.start()
         try:
             self.build()
         except _LOCAL_ERRORS as exc:
             message = self.log.mask(f"{self.stage.value} failed: {exc}")
             self.error(None, self.stage, message)
             return self.outcome(f"{message}; no host was touched", self.deploy_plan.release_name)
+        finally:
+            connecting.join()
         return None
+
+    def connect_early(self, host: _Host) -> bool:
+        """Connect while the build runs; a failure waits for the host's turn."""
+        try:
+            self.connect(host)
+        except Exception as exc:  # noqa: BLE001 - re-raised in prepare(), where host failures are handled
+            host.connect_error = exc
+        return True
 
     def prepare_every_host(self) -> Outcome | None:
         self.each(self.prepare, self.hosts, stop_others=True)
@@ -388,8 +403,8 @@ class _Deploy(_Run):
 
     def keep_newest_releases(self) -> Outcome | None:
         if all(h.result.state == HostState.DONE for h in self.hosts):
-            for host in self.hosts:  # cleanup problems are logged, never fatal
-                self.prune(host)
+            # Cleanup problems are logged, never fatal; hosts are pruned in parallel.
+            self.pool.map(self.prune, self.hosts)
         return None
 
     def build(self) -> None:
@@ -413,13 +428,20 @@ class _Deploy(_Run):
         os.makedirs(builds, mode=0o700, exist_ok=True)
         self.build_dir = os.path.join(builds, plan.release_name)
         self.hook_home = self.build_dir + ".home"
-        tree = git.export(plan.workspace, self.commit, self.build_dir, timeout=plan.command_timeout)
-        self.info(None, self.stage, f"exported {self.commit} (tree {tree}, verified) to {self.build_dir}")
-        if plan.hooks.pre_deploy or plan.hooks.post_deploy:
-            os.mkdir(self.hook_home, 0o700)
-            sandbox.prepare_for(plan.sandbox, [self.build_dir, self.hook_home])
+        tree, written = git.export_incremental(plan.workspace, self.commit, self.build_dir, timeout=plan.command_timeout)
+        self.info(
+            None, self.stage, f"exported {self.commit} (tree {tree}, verified; {written} entries written) to {self.build_dir}"
+        )
+        if not (plan.hooks.pre_deploy or plan.hooks.post_deploy):
+            return
+        os.mkdir(self.hook_home, 0o700)
+        sandbox.prepare_for(plan.sandbox, [self.build_dir, self.hook_home])
+        exported = stamps.snapshot(self.build_dir)  # after the chown, which changes ctimes
         self.run_local_hooks(Stage.PRE_DEPLOY, plan.hooks.pre_deploy)
         self.run_local_hooks(Stage.POST_DEPLOY, plan.hooks.post_deploy)
+        # rsync trusts size + mtime; hooks may write new content with an old time.
+        count = stamps.stamp_changed(self.build_dir, exported)
+        self.info(None, self.stage, f"{count} files written by the hooks got a time from their content")
 
     def remove_stale_builds(self, builds: str) -> None:
         """Build dirs of earlier runs are leftovers of a crashed worker: the
@@ -453,7 +475,10 @@ class _Deploy(_Run):
         """Connect, create the release dir, rsync, pre_release: everything but the switch."""
         plan = self.deploy_plan
         self.check_stop()
-        self.connect(host)
+        if host.connect_error is not None:
+            raise host.connect_error
+        if host.conn is None:
+            self.connect(host)
         self.check_stop()
         assert host.conn is not None
         path = hostops.make_release_dir(host.conn, plan.release_library, host.release, self.lines(host))
@@ -470,6 +495,7 @@ class _Deploy(_Run):
             release_path=path,
             excludes=plan.excludes,
             link_dest=link_dest,
+            compress=plan.compress,
             timeout=plan.command_timeout,
             on_line=self.lines(host),
             connect_timeout=plan.connect_timeout,

@@ -95,7 +95,8 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         (None, {"fields": ["name", "slug", "team", "environment", "description", "is_active"]}),
         ("Repository", {"fields": ["repo_url", "repo_mode", "deploy_key", "repo_host_key"]}),
         ("Deploy host", {"fields": ["workspace", "excludes"]}),
-        ("Targets", {"fields": ["run_user", "webroot", "release_library", "keep_releases", "hosts", "host_lines", "max_parallel"]}),
+        ("Targets", {"fields": ["run_user", "webroot", "release_library", "keep_releases", "hosts", "host_lines", "max_parallel",
+                                 "compress_transfer"]}),
         ("Hooks", {"fields": ["pre_deploy", "post_deploy", "pre_release", "post_release", "post_release_delay"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
