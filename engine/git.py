@@ -443,21 +443,57 @@ def export_incremental(workspace: str, sha: str, dest: str, *, timeout: int = 60
     exactly as :func:`export` verifies. A cache that fails that check is
     rebuilt from scratch once.
     """
+    def copy(cache: str, gitlinks: dict[str, str], deadline: float) -> str:
+        shutil.rmtree(dest, ignore_errors=True)  # a copy of a cache that failed the check
+        return _copy_verified(cache, dest, gitlinks, deadline)
+
+    with export_cache_lock(workspace):
+        return _refresh_cache(workspace, sha, timeout, copy)
+
+
+def export_in_place(workspace: str, sha: str, *, timeout: int = 600) -> tuple[str, int, str]:
+    """Bring the workspace's export cache to ``sha``'s tree and verify it there;
+    return (tree id, entries written, the directory). For runs without build
+    hooks, which copy straight from it: the caller holds
+    :func:`export_cache_lock` from before this call until it has read the files."""
+    def verify(cache: str, gitlinks: dict[str, str], deadline: float) -> str:
+        return tree_id(os.path.join(cache, _CACHE_TREE), gitlinks)
+
+    tree, written = _refresh_cache(workspace, sha, timeout, verify)
+    return tree, written, os.path.join(workspace, EXPORT_CACHE_DIR, _CACHE_TREE)
+
+
+@contextmanager
+def export_cache_lock(workspace: str) -> Iterator[None]:
+    """Held while the export cache is changed or read (workspaces are per
+    project and runs of a project never overlap; this makes sure of it)."""
+    os.makedirs(workspace, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(workspace, ".walle-export.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _refresh_cache(
+    workspace: str, sha: str, timeout: int, check: Callable[[str, dict[str, str], float], str]
+) -> tuple[str, int]:
+    """Update the cache to ``sha``'s tree; ``check`` returns the tree id of what
+    will be deployed (the cache itself or a copy). A mismatch rebuilds the cache once."""
     validate_commit(sha)
     tree = commit_tree(workspace, sha)
     deadline = time.monotonic() + timeout
     cache = os.path.join(workspace, EXPORT_CACHE_DIR)
-    with _workspace_lock(workspace):  # projects may share a workspace, and so its cache
-        entries = _tree_entries(workspace, tree)
-        written = _update_cache(workspace, cache, entries, deadline)
-        gitlinks = {e.path: e.oid for e in entries if e.mode == _GITLINK}
-        if _copy_verified(cache, dest, gitlinks, deadline) != tree:
-            shutil.rmtree(dest, ignore_errors=True)
-            written = _update_cache(workspace, cache, entries, deadline, fresh=True)
-            found = _copy_verified(cache, dest, gitlinks, deadline)
-            if found != tree:
-                raise GitError(f"the exported files do not match commit {sha} (tree {found} instead of {tree})")
-        _write_cache_id(cache, tree)
+    entries = _tree_entries(workspace, tree)
+    gitlinks = {e.path: e.oid for e in entries if e.mode == _GITLINK}
+    written = _update_cache(workspace, cache, entries, deadline)
+    if check(cache, gitlinks, deadline) != tree:
+        written = _update_cache(workspace, cache, entries, deadline, fresh=True)
+        found = check(cache, gitlinks, deadline)
+        if found != tree:
+            raise GitError(f"the exported files do not match commit {sha} (tree {found} instead of {tree})")
+    _write_cache_id(cache, tree)
     return tree, written
 
 

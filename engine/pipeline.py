@@ -11,6 +11,7 @@ Operational failures never raise: the result is an :class:`Outcome`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -348,7 +349,9 @@ class _Deploy(_Run):
     def __init__(self, plan: DeployPlan, log: MaskingLog, callbacks: RunCallbacks) -> None:
         super().__init__(plan, log, [(t, plan.release_name) for t in plan.targets], callbacks)
         self.deploy_plan = plan
-        self.build_dir = ""
+        self.build_dir = ""  # the build hooks' copy of the export; "" when there are no such hooks
+        self.source_dir = ""  # what is copied to the targets: the build dir, or the export itself
+        self.held = contextlib.ExitStack()  # the export cache's lock, while the copy reads from it
         self.hook_home = ""
         self.stage = Stage.PREPARE
 
@@ -426,21 +429,34 @@ class _Deploy(_Run):
         self.resolved(git.resolve(plan.workspace, plan.ref_kind, plan.ref, plan.commit))
         self.info(None, self.stage, f"{RefKind(plan.ref_kind).value} {plan.ref} is commit {self.commit}")
         os.makedirs(builds, mode=0o700, exist_ok=True)
-        self.build_dir = os.path.join(builds, plan.release_name)
-        self.hook_home = self.build_dir + ".home"
-        tree, written = git.export_incremental(plan.workspace, self.commit, self.build_dir, timeout=plan.command_timeout)
-        self.info(
-            None, self.stage, f"exported {self.commit} (tree {tree}, verified; {written} entries written) to {self.build_dir}"
-        )
-        if not (plan.hooks.pre_deploy or plan.hooks.post_deploy):
-            return
+        if plan.hooks.pre_deploy or plan.hooks.post_deploy:
+            self.build_with_hooks(os.path.join(builds, plan.release_name))
+        else:
+            self.export_for_copy()
+
+    def export_for_copy(self) -> None:
+        """No hook changes the export: copy straight from the workspace's
+        verified export cache, held locked until the copies are done."""
+        plan = self.deploy_plan
+        self.held.enter_context(git.export_cache_lock(plan.workspace))
+        tree, written, self.source_dir = git.export_in_place(plan.workspace, self.commit, timeout=plan.command_timeout)
+        self.info(None, self.stage, f"exported {self.commit} (tree {tree}, verified; {written} entries written)")
+
+    def build_with_hooks(self, build_dir: str) -> None:
+        """A copy of the export for pre_deploy/post_deploy to change, then
+        content-derived times for whatever they wrote."""
+        plan = self.deploy_plan
+        self.build_dir = self.source_dir = build_dir
+        self.hook_home = build_dir + ".home"
+        tree, written = git.export_incremental(plan.workspace, self.commit, build_dir, timeout=plan.command_timeout)
+        self.info(None, self.stage, f"exported {self.commit} (tree {tree}, verified; {written} entries written) to {build_dir}")
         os.mkdir(self.hook_home, 0o700)
-        sandbox.prepare_for(plan.sandbox, [self.build_dir, self.hook_home])
-        exported = stamps.snapshot(self.build_dir)  # after the chown, which changes ctimes
+        sandbox.prepare_for(plan.sandbox, [build_dir, self.hook_home])
+        exported = stamps.snapshot(build_dir)  # after the chown, which changes ctimes
         self.run_local_hooks(Stage.PRE_DEPLOY, plan.hooks.pre_deploy)
         self.run_local_hooks(Stage.POST_DEPLOY, plan.hooks.post_deploy)
         # rsync trusts size + mtime; hooks may write new content with an old time.
-        count = stamps.stamp_changed(self.build_dir, exported)
+        count = stamps.stamp_changed(build_dir, exported)
         self.info(None, self.stage, f"{count} files written by the hooks got a time from their content")
 
     def remove_stale_builds(self, builds: str) -> None:
@@ -488,7 +504,7 @@ class _Deploy(_Run):
         link_dest = host.current.path if host.current.release else ""
         self.info(host, host.stage, f"copying the build to {path}")
         status = rsync.transfer(
-            source_dir=self.build_dir,
+            source_dir=self.source_dir,
             target=host.target,
             user=plan.run_user,
             key=plan.key,
@@ -583,6 +599,7 @@ class _Deploy(_Run):
     def close(self) -> None:
         """Close connections and remove the local build dir (the mirror stays)."""
         super().close()
+        self.held.close()
         for path in (self.build_dir, self.hook_home):
             if path:
                 shutil.rmtree(path, ignore_errors=True)

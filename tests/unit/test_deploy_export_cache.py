@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from engine import git, stamps
-from tests.unit.test_deploy_export import _files, _push, mirror  # noqa: F401 - fixture
+from tests.unit import test_deploy_export
+from tests.unit.test_deploy_export import _files, _push
 from tests.unit.test_deploy_git_repo import commit, sh_git
+
+mirror = test_deploy_export.mirror  # the same fixture: a workspace whose mirror a work repo pushes to
 
 
 def _export(m: dict, sha: str, name: str) -> tuple[Path, int]:
@@ -136,3 +139,19 @@ def test_a_content_time_is_the_export_time_of_the_same_blob(tmp_path: Path, size
     (tmp_path / "f").write_bytes(data)
     oid = sh_git(tmp_path, "hash-object", "f")
     assert stamps.content_mtime(str(tmp_path / "f")) == git.blob_mtime(oid)
+
+
+def test_without_hooks_the_cache_itself_is_verified_and_handed_out(mirror: dict) -> None:
+    work = mirror["work"]
+    one = commit(work, {"index.html": "one", "other.txt": "o"}, "one")
+    two = commit(work, {"index.html": "two"}, "two")
+    _push(mirror)
+    with git.export_cache_lock(mirror["ws"]):
+        tree, written, path = git.export_in_place(mirror["ws"], one)
+    assert written == 2 and tree == sh_git(work, "rev-parse", f"{one}^{{tree}}")
+    assert _files(Path(path)) == {"index.html": "one", "other.txt": "o"}
+    (Path(path) / "other.txt").write_text("tampered")  # not changed by the next commit
+    with git.export_cache_lock(mirror["ws"]):
+        _, written, path = git.export_in_place(mirror["ws"], two)
+    assert written == 2  # the check failed, so the cache was written again from scratch
+    assert _files(Path(path)) == {"index.html": "two", "other.txt": "o"}
