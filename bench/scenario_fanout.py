@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import cProfile
 import io
+import itertools
 import json
 import logging
 import os
@@ -52,6 +53,7 @@ PROFILE = bool(os.environ.get("BENCH_PROFILE"))
 ADDRESSES = [f"127.0.0.{101 + n}" for n in range(max([*SIZES, *HOG_SIZES, LIVE_LOG_HOSTS]))]
 DEADLINE = 600  # seconds any one step may take
 LIVE_HOOK = "for i in 1 2 3 4 5; do date +%s.%N; sleep 0.2; done"
+_turns = itertools.count()
 
 
 # -- the emulated link -------------------------------------------------------------
@@ -327,11 +329,12 @@ def ratio(walle: float, base: float) -> str:
     return f"{walle / base:5.2f}x" if base else "  -  "
 
 
-def row(label: str, base: float, walle: float, base_bytes: int | None = None, walle_bytes: int | None = None) -> None:
+def row(label: str, base: float, walle: float, base_bytes: int | None = None, walle_bytes: int | None = None,
+        note: str = "") -> None:
     text = f"  {label:<24} baseline {base:6.2f} s   Walle {walle:6.2f} s   {ratio(walle, base)}"
     if base_bytes is not None and walle_bytes is not None:
         text += f"   sent {base_bytes / 1e6:7.2f} MB vs {walle_bytes / 1e6:7.2f} MB  {ratio(walle_bytes, base_bytes)}"
-    print(text, flush=True)
+    print(text + (f"   ({note})" if note else ""), flush=True)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -394,14 +397,22 @@ def fan_out(size: int, hosts, proxy: Proxy, baseline: Baseline, walle: Walle, sh
     figures = {}
     for phase in ("cold", "incremental"):
         sha = v1 if phase == "cold" else v2
-        proxy.command("reset")
-        base = baseline.deploy(chosen, sha, f"{phase}-{size}", "" if phase == "cold" else f"cold-{size}")
-        base_bytes = proxy.sent()
-        proxy.command("reset")
+        link_dest = "" if phase == "cold" else f"cold-{size}"
         profile = PROFILE and phase == "incremental" and size == max(SIZES)
-        elapsed, ticket, run = walle.deploy(sha, profile=profile)
+        # Who goes first alternates from one measurement to the next, so
+        # neither always meets the disks and caches the other left behind.
+        first_baseline = next(_turns) % 2 == 0
+        base = walle_result = None
+        for turn in ("baseline", "walle") if first_baseline else ("walle", "baseline"):
+            proxy.command("reset")
+            if turn == "baseline":
+                base = (baseline.deploy(chosen, sha, f"{phase}-{size}", link_dest), proxy.sent())
+            else:
+                walle_result = (*walle.deploy(sha, profile=profile), proxy.sent())
+        assert base and walle_result
+        elapsed, ticket, run, walle_bytes = walle_result
+        row(f"{phase} ({size} hosts)", base[0], elapsed, base[1], walle_bytes, "" if first_baseline else "Walle first")
         figures[phase] = (ticket, run)
-        row(f"{phase} ({size} hosts)", base, elapsed, base_bytes, proxy.sent())
         if phase == "incremental":
             print(f"    Walle's stages (s from start to last line): {stage_times(run)}")
     base = baseline.switch(chosen, f"cold-{size}")
