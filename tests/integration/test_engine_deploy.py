@@ -161,6 +161,18 @@ def test_hook_output_with_a_fixed_time_and_size_is_never_reused_from_the_previou
     assert built.read_text() == second_sha[:8] and built.stat().st_nlink > 1
 
 
+def test_the_copy_is_compressed_unless_the_plan_turns_it_off(engine: Engine) -> None:
+    engine.commit({"index.html": "zstd\n" * 100})
+    compressed = engine.deploy()
+    plain = engine.deploy(compress=False)
+    assert compressed.ok and plain.ok, (compressed.error, plain.error)
+    copies = [t for t in engine.texts(stage=Stage.TRANSFER, stream=Stream.INFO) if t.startswith("$ rsync ")]
+    assert len(copies) == 6
+    assert all("--compress" in text.split() for text in copies[:3])
+    assert not any("--compress" in text.split() for text in copies[3:])
+    assert all(host.http_get("/") == "zstd\n" * 100 for host in engine.hosts)
+
+
 def test_the_webroot_never_disappears_during_switches(engine: Engine) -> None:
     # security.md T22: ln to a temporary name + mv -T is one rename(2); a reader
     # hammering the site and the link never sees ENOENT or a 404.
