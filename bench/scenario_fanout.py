@@ -415,8 +415,12 @@ def fan_out(size: int, hosts, proxy: Proxy, baseline: Baseline, walle: Walle, sh
         figures[phase] = (ticket, run)
         if phase == "incremental":
             print(f"    Walle's stages (s from start to last line): {stage_times(run)}")
-    base = baseline.switch(chosen, f"cold-{size}")
-    row(f"rollback ({size} hosts)", base, walle.rollback(figures["incremental"][0]))
+    if next(_turns) % 2 == 0:  # three turns per fan-out: the order differs from one fleet size to the next
+        base = baseline.switch(chosen, f"cold-{size}")
+        row(f"rollback ({size} hosts)", base, walle.rollback(figures["incremental"][0]))
+    else:
+        back = walle.rollback(figures["incremental"][0])
+        row(f"rollback ({size} hosts)", baseline.switch(chosen, f"cold-{size}"), back, note="Walle first")
     # Bytes read on the targets by an incremental copy (the current release is v1 again).
     meter = ReadMeter(chosen)
     meter.start()
