@@ -404,6 +404,9 @@ def fan_out(size: int, hosts, proxy: Proxy, baseline: Baseline, walle: Walle, sh
         first_baseline = next(_turns) % 2 == 0
         base = walle_result = None
         for turn in ("baseline", "walle") if first_baseline else ("walle", "baseline"):
+            # Untimed: write back what earlier steps left dirty in the page
+            # cache, so neither pays for the other's writes.
+            os.sync()
             proxy.command("reset")
             if turn == "baseline":
                 base = (baseline.deploy(chosen, sha, f"{phase}-{size}", link_dest), proxy.sent())
