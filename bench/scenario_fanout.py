@@ -389,36 +389,47 @@ class Hog:
             proc.wait()
 
 
+def measure(chosen, proxy: Proxy, baseline: Baseline, walle: Walle, sha: str, name: str, link_dest: str,
+            *, baseline_first: bool, profile: bool = False) -> tuple[float, int, float, int, Ticket, DeployRun]:
+    """One deploy each: (baseline s, baseline bytes, Walle s, Walle bytes, Walle's ticket and run)."""
+    base = walle_result = None
+    for turn in ("baseline", "walle") if baseline_first else ("walle", "baseline"):
+        # Untimed: write back what earlier steps left dirty in the page
+        # cache, so neither pays for the other's writes.
+        os.sync()
+        proxy.command("reset")
+        if turn == "baseline":
+            base = (baseline.deploy(chosen, sha, name, link_dest), proxy.sent())
+        else:
+            walle_result = walle.deploy(sha, profile=profile)
+            walle_result = (walle_result[0], proxy.sent(), *walle_result[1:])
+    assert base and walle_result
+    return (*base, *walle_result)
+
+
 def fan_out(size: int, hosts, proxy: Proxy, baseline: Baseline, walle: Walle, shas: tuple[str, str]) -> None:
     chosen = hosts[:size]
-    reset(chosen)
     walle.project.hosts.set(Host.objects.filter(address__in=[h.address for h in chosen]))
     v1, v2 = shas
-    figures = {}
-    for phase in ("cold", "incremental"):
-        sha = v1 if phase == "cold" else v2
-        link_dest = "" if phase == "cold" else f"cold-{size}"
-        profile = PROFILE and phase == "incremental" and size == max(SIZES)
-        # Who goes first alternates from one measurement to the next, so
-        # neither always meets the disks and caches the other left behind.
-        first_baseline = next(_turns) % 2 == 0
-        base = walle_result = None
-        for turn in ("baseline", "walle") if first_baseline else ("walle", "baseline"):
-            # Untimed: write back what earlier steps left dirty in the page
-            # cache, so neither pays for the other's writes.
-            os.sync()
-            proxy.command("reset")
-            if turn == "baseline":
-                base = (baseline.deploy(chosen, sha, f"{phase}-{size}", link_dest), proxy.sent())
-            else:
-                walle_result = (*walle.deploy(sha, profile=profile), proxy.sent())
-        assert base and walle_result
-        elapsed, ticket, run, walle_bytes = walle_result
-        row(f"{phase} ({size} hosts)", base[0], elapsed, base[1], walle_bytes, "" if first_baseline else "Walle first")
-        figures[phase] = (ticket, run)
-        if phase == "incremental":
-            print(f"    Walle's stages (s from start to last line): {stage_times(run)}")
-    if next(_turns) % 2 == 0:  # three turns per fan-out: the order differs from one fleet size to the next
+    # Cold twice, on wiped targets, each side going first once: the first
+    # deploy after the wipe is the noisiest figure; the mean of the two is shown.
+    colds = []
+    for baseline_first in (True, False):
+        reset(chosen)
+        colds.append(measure(chosen, proxy, baseline, walle, v1, f"cold-{size}", "", baseline_first=baseline_first))
+    base, base_bytes, elapsed, walle_bytes = (statistics.mean(c[i] for c in colds) for i in range(4))
+    row(f"cold ({size} hosts)", base, elapsed, base_bytes, walle_bytes,
+        "mean of 2; " + ", ".join(f"{c[2] / c[0]:.2f}x" for c in colds) + " with the baseline, Walle first")
+    # Who goes first alternates from one measurement to the next, so
+    # neither always meets the disks and caches the other left behind.
+    baseline_first = next(_turns) % 2 == 0
+    base, base_bytes, elapsed, walle_bytes, ticket, run = measure(
+        chosen, proxy, baseline, walle, v2, f"incremental-{size}", f"cold-{size}",
+        baseline_first=baseline_first, profile=PROFILE and size == max(SIZES))
+    row(f"incremental ({size} hosts)", base, elapsed, base_bytes, walle_bytes, "" if baseline_first else "Walle first")
+    print(f"    Walle's stages (s from start to last line): {stage_times(run)}")
+    figures = {"incremental": (ticket, run)}
+    if not baseline_first:  # the other order than the incremental's
         base = baseline.switch(chosen, f"cold-{size}")
         row(f"rollback ({size} hosts)", base, walle.rollback(figures["incremental"][0]))
     else:
