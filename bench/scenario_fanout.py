@@ -12,6 +12,7 @@ import os
 import pstats
 import random
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -367,6 +368,7 @@ def fleet(walle_infra):
         proxy.close()
         for machine in machines:
             machine.stop()
+        shutil.rmtree(BENCH_ROOT, ignore_errors=True)  # the hosts' disks: a gigabyte of releases
 
 
 def reset(hosts: Sequence[TargetHost]) -> None:
