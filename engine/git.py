@@ -427,6 +427,168 @@ def export(workspace: str, sha: str, dest: str, *, timeout: int = 600) -> str:
     return tree
 
 
+EXPORT_CACHE_DIR = "export-cache"  # in the workspace: the last exported tree, never handed to hooks
+_CACHE_TREE = "tree"  # the cache's files
+_CACHE_ID = "tree-id"  # the tree id the cache holds; written only once a copy of it verified
+
+
+def export_incremental(workspace: str, sha: str, dest: str, *, timeout: int = 600) -> tuple[str, int]:
+    """Like :func:`export`, at the cost of what changed since the previous export
+    of this workspace; return (tree id, number of entries written).
+
+    The workspace keeps a pristine copy of the last exported tree. It is brought
+    to ``sha``'s tree by writing the blobs that differ and deleting what is
+    gone, then copied (never linked: hooks change the copy, not the cache) to
+    the fresh directory ``dest``, which is verified against the commit's tree
+    exactly as :func:`export` verifies. A cache that fails that check is
+    rebuilt from scratch once.
+    """
+    def copy(cache: str, gitlinks: dict[str, str], deadline: float) -> str:
+        shutil.rmtree(dest, ignore_errors=True)  # a copy of a cache that failed the check
+        return _copy_verified(cache, dest, gitlinks, deadline)
+
+    with export_cache_lock(workspace):
+        return _refresh_cache(workspace, sha, timeout, copy)
+
+
+def export_in_place(workspace: str, sha: str, *, timeout: int = 600) -> tuple[str, int, str]:
+    """Bring the workspace's export cache to ``sha``'s tree and verify it there;
+    return (tree id, entries written, the directory). For runs without build
+    hooks, which copy straight from it: the caller holds
+    :func:`export_cache_lock` from before this call until it has read the files."""
+    def verify(cache: str, gitlinks: dict[str, str], deadline: float) -> str:
+        return tree_id(os.path.join(cache, _CACHE_TREE), gitlinks)
+
+    tree, written = _refresh_cache(workspace, sha, timeout, verify)
+    return tree, written, os.path.join(workspace, EXPORT_CACHE_DIR, _CACHE_TREE)
+
+
+@contextmanager
+def export_cache_lock(workspace: str) -> Iterator[None]:
+    """Held while the export cache is changed or read (workspaces are per
+    project and runs of a project never overlap; this makes sure of it)."""
+    os.makedirs(workspace, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(workspace, ".walle-export.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _refresh_cache(
+    workspace: str, sha: str, timeout: int, check: Callable[[str, dict[str, str], float], str]
+) -> tuple[str, int]:
+    """Update the cache to ``sha``'s tree; ``check`` returns the tree id of what
+    will be deployed (the cache itself or a copy). A mismatch rebuilds the cache once."""
+    validate_commit(sha)
+    tree = commit_tree(workspace, sha)
+    deadline = time.monotonic() + timeout
+    cache = os.path.join(workspace, EXPORT_CACHE_DIR)
+    entries = _tree_entries(workspace, tree)
+    gitlinks = {e.path: e.oid for e in entries if e.mode == _GITLINK}
+    written = _update_cache(workspace, cache, entries, deadline)
+    if check(cache, gitlinks, deadline) != tree:
+        written = _update_cache(workspace, cache, entries, deadline, fresh=True)
+        found = check(cache, gitlinks, deadline)
+        if found != tree:
+            raise GitError(f"the exported files do not match commit {sha} (tree {found} instead of {tree})")
+    _write_cache_id(cache, tree)
+    return tree, written
+
+
+def _update_cache(workspace: str, cache: str, entries: list[_Entry], deadline: float, *, fresh: bool = False) -> int:
+    """Bring the cache's files to ``entries``; return how many entries were written."""
+    files = os.path.join(cache, _CACHE_TREE)
+    old_tree = "" if fresh else _read_cache_id(cache)
+    os.makedirs(cache, mode=0o700, exist_ok=True)
+    if os.path.lexists(os.path.join(cache, _CACHE_ID)):
+        os.unlink(os.path.join(cache, _CACHE_ID))  # an interrupted update must never look complete
+    if not old_tree or not os.path.isdir(files):
+        shutil.rmtree(files, ignore_errors=True)
+        os.mkdir(files, 0o755)
+        _write_entries(workspace, files, entries, deadline)
+        return len(entries)
+    old = {e.path: e for e in _tree_entries(workspace, old_tree)}
+    new = {e.path: e for e in entries}
+    gone = [e for path, e in old.items() if new.get(path) != e]
+    for entry in sorted(gone, key=lambda e: e.path.count("/"), reverse=True):
+        _remove_path(os.path.join(files, entry.path))
+    needed = {""} | {posixpath.dirname(e.path) for e in entries} | {e.path for e in entries if e.mode == _GITLINK}
+    needed |= {parent for path in list(needed) for parent in _ancestors(path)}
+    existing = _prune_dirs(files, needed)
+    changed = [e for path, e in new.items() if old.get(path) != e]
+    made = set(existing)
+    blobs = [e for e in changed if e.mode != _GITLINK]
+    with closing(_cat_blobs(workspace, [e.oid for e in blobs], deadline)) as contents:
+        for entry in changed:
+            if entry.mode == _GITLINK and entry.path in made:
+                continue  # still an empty directory, whatever commit it names
+            _write_entry(files, entry, made, contents)
+    for directory in made - {""}:
+        os.utime(os.path.join(files, directory), (_MTIME_BASE, _MTIME_BASE), follow_symlinks=False)
+    return len(changed)
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    while path:
+        path = posixpath.dirname(path)
+        yield path
+
+
+def _remove_path(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def _prune_dirs(files: str, needed: set[str]) -> set[str]:
+    """Remove directories no entry needs any more; return the relative dirs kept."""
+    kept = {""}
+    for parent, dirs, _ in os.walk(files):
+        rel_parent = os.path.relpath(parent, files)
+        rel_parent = "" if rel_parent == "." else rel_parent
+        for name in list(dirs):
+            rel = posixpath.join(rel_parent, name) if rel_parent else name
+            if rel in needed:
+                kept.add(rel)
+            else:
+                shutil.rmtree(os.path.join(parent, name))
+                dirs.remove(name)
+    return kept
+
+
+def _copy_verified(cache: str, dest: str, gitlinks: dict[str, str], deadline: float) -> str:
+    """Copy the cache's files to the new directory ``dest``; return the tree id found there."""
+    if os.path.lexists(dest):
+        raise GitError(f"{dest} exists already")
+    copied = subprocess.run(
+        ["cp", "--archive", "--no-target-directory", "--", os.path.join(cache, _CACHE_TREE), dest],
+        capture_output=True, text=True, env=local.safe_env(), timeout=max(1.0, deadline - time.monotonic()),
+        stdin=subprocess.DEVNULL,
+    )
+    if copied.returncode != 0:
+        raise GitError(f"copying the export to the build dir failed: {copied.stderr.strip()[:300]}")
+    return tree_id(dest, gitlinks)
+
+
+def _read_cache_id(cache: str) -> str:
+    try:
+        with open(os.path.join(cache, _CACHE_ID), encoding="ascii") as handle:
+            text = handle.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return text if SHA_RE.fullmatch(text) else ""
+
+
+def _write_cache_id(cache: str, tree: str) -> None:
+    partial = os.path.join(cache, _CACHE_ID + ".partial")
+    with open(partial, "w", encoding="ascii") as handle:
+        handle.write(tree + "\n")
+    os.replace(partial, os.path.join(cache, _CACHE_ID))
+
+
 @dataclass(frozen=True)
 class _Entry:
     mode: str

@@ -18,6 +18,9 @@ from .ssh import Connection
 # ln + mv -T: rename(2) replaces the webroot link in one step, so it never
 # disappears, even for a moment. On failure the temporary link is removed.
 SWITCH_SCRIPT = 'ln -sfn -- "$1" "$2" && mv -fT -- "$2" "$3" || { rm -f -- "$2"; exit 1; }'
+# mkdir -p the library, then mkdir (never -p) the release: it must be new.
+MAKE_RELEASE_SCRIPT = 'mkdir -p -- "$1" || exit 3; mkdir -- "$2"'
+_NO_LIBRARY = 3
 QUICK_TIMEOUT = 60  # for small bookkeeping commands (readlink, mkdir, test)
 
 
@@ -77,12 +80,13 @@ def read_current(conn: Connection, webroot: str, library: str, on_line: OnLine) 
 
 
 def make_release_dir(conn: Connection, library: str, name: str, on_line: OnLine) -> str:
-    """Create ``<library>/<name>``; it must not exist yet (so we only ever remove our own)."""
+    """Create ``<library>/<name>``; it must not exist yet (so we only ever remove our own).
+
+    One remote command (one round trip), the paths as positional parameters."""
     path = posixpath.join(library, name)
-    status, _ = capture(conn, ["mkdir", "-p", "--", library], on_line)
-    if status != 0:
+    status, _ = capture(conn, ["sh", "-c", MAKE_RELEASE_SCRIPT, "walle-mkdir", library, path], on_line)
+    if status == _NO_LIBRARY:
         raise HostOpError(f"cannot create release library {library} on {conn.target.name}; check its owner")
-    status, _ = capture(conn, ["mkdir", "--", path], on_line)
     if status != 0:
         raise HostOpError(f"cannot create {path} on {conn.target.name} (does it exist already?)")
     return path

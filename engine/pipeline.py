@@ -11,6 +11,7 @@ Operational failures never raise: the result is an :class:`Outcome`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -24,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import git, hooks, hostops, local, rsync, sandbox, validate
+from . import git, hooks, hostops, local, rsync, sandbox, stamps, validate
 from .git import GitError
 from .hooks import HookError
 from .hostops import Current, HostOpError
@@ -72,6 +73,7 @@ class _Host:
     conn: Connection | None = None
     current: Current = field(default_factory=Current)
     created: bool = False  # this run created the new release dir on the host
+    connect_error: Exception | None = None  # connecting failed while the build ran
     stage: Stage = Stage.PREPARE
 
     @property
@@ -347,7 +349,9 @@ class _Deploy(_Run):
     def __init__(self, plan: DeployPlan, log: MaskingLog, callbacks: RunCallbacks) -> None:
         super().__init__(plan, log, [(t, plan.release_name) for t in plan.targets], callbacks)
         self.deploy_plan = plan
-        self.build_dir = ""
+        self.build_dir = ""  # the build hooks' copy of the export; "" when there are no such hooks
+        self.source_dir = ""  # what is copied to the targets: the build dir, or the export itself
+        self.held = contextlib.ExitStack()  # the export cache's lock, while the copy reads from it
         self.hook_home = ""
         self.stage = Stage.PREPARE
 
@@ -366,13 +370,27 @@ class _Deploy(_Run):
         return self.outcome(release_name=self.deploy_plan.release_name)
 
     def build_once(self) -> Outcome | None:
+        # Logging in to the hosts (and reading where their webroots point)
+        # changes nothing on them, so it overlaps the build instead of waiting for it.
+        connecting = threading.Thread(target=self.pool.map, args=(self.connect_early, self.hosts), daemon=True)
+        connecting.start()
         try:
             self.build()
         except _LOCAL_ERRORS as exc:
             message = self.log.mask(f"{self.stage.value} failed: {exc}")
             self.error(None, self.stage, message)
             return self.outcome(f"{message}; no host was touched", self.deploy_plan.release_name)
+        finally:
+            connecting.join()
         return None
+
+    def connect_early(self, host: _Host) -> bool:
+        """Connect while the build runs; a failure waits for the host's turn."""
+        try:
+            self.connect(host)
+        except Exception as exc:  # noqa: BLE001 - re-raised in prepare(), where host failures are handled
+            host.connect_error = exc
+        return True
 
     def prepare_every_host(self) -> Outcome | None:
         self.each(self.prepare, self.hosts, stop_others=True)
@@ -388,8 +406,8 @@ class _Deploy(_Run):
 
     def keep_newest_releases(self) -> Outcome | None:
         if all(h.result.state == HostState.DONE for h in self.hosts):
-            for host in self.hosts:  # cleanup problems are logged, never fatal
-                self.prune(host)
+            # Cleanup problems are logged, never fatal; hosts are pruned in parallel.
+            self.pool.map(self.prune, self.hosts)
         return None
 
     def build(self) -> None:
@@ -411,15 +429,35 @@ class _Deploy(_Run):
         self.resolved(git.resolve(plan.workspace, plan.ref_kind, plan.ref, plan.commit))
         self.info(None, self.stage, f"{RefKind(plan.ref_kind).value} {plan.ref} is commit {self.commit}")
         os.makedirs(builds, mode=0o700, exist_ok=True)
-        self.build_dir = os.path.join(builds, plan.release_name)
-        self.hook_home = self.build_dir + ".home"
-        tree = git.export(plan.workspace, self.commit, self.build_dir, timeout=plan.command_timeout)
-        self.info(None, self.stage, f"exported {self.commit} (tree {tree}, verified) to {self.build_dir}")
         if plan.hooks.pre_deploy or plan.hooks.post_deploy:
-            os.mkdir(self.hook_home, 0o700)
-            sandbox.prepare_for(plan.sandbox, [self.build_dir, self.hook_home])
+            self.build_with_hooks(os.path.join(builds, plan.release_name))
+        else:
+            self.export_for_copy()
+
+    def export_for_copy(self) -> None:
+        """No hook changes the export: copy straight from the workspace's
+        verified export cache, held locked until the copies are done."""
+        plan = self.deploy_plan
+        self.held.enter_context(git.export_cache_lock(plan.workspace))
+        tree, written, self.source_dir = git.export_in_place(plan.workspace, self.commit, timeout=plan.command_timeout)
+        self.info(None, self.stage, f"exported {self.commit} (tree {tree}, verified; {written} entries written)")
+
+    def build_with_hooks(self, build_dir: str) -> None:
+        """A copy of the export for pre_deploy/post_deploy to change, then
+        content-derived times for whatever they wrote."""
+        plan = self.deploy_plan
+        self.build_dir = self.source_dir = build_dir
+        self.hook_home = build_dir + ".home"
+        tree, written = git.export_incremental(plan.workspace, self.commit, build_dir, timeout=plan.command_timeout)
+        self.info(None, self.stage, f"exported {self.commit} (tree {tree}, verified; {written} entries written) to {build_dir}")
+        os.mkdir(self.hook_home, 0o700)
+        sandbox.prepare_for(plan.sandbox, [build_dir, self.hook_home])
+        exported = stamps.snapshot(build_dir)  # after the chown, which changes ctimes
         self.run_local_hooks(Stage.PRE_DEPLOY, plan.hooks.pre_deploy)
         self.run_local_hooks(Stage.POST_DEPLOY, plan.hooks.post_deploy)
+        # rsync trusts size + mtime; hooks may write new content with an old time.
+        count = stamps.stamp_changed(build_dir, exported)
+        self.info(None, self.stage, f"{count} files written by the hooks got a time from their content")
 
     def remove_stale_builds(self, builds: str) -> None:
         """Build dirs of earlier runs are leftovers of a crashed worker: the
@@ -453,7 +491,10 @@ class _Deploy(_Run):
         """Connect, create the release dir, rsync, pre_release: everything but the switch."""
         plan = self.deploy_plan
         self.check_stop()
-        self.connect(host)
+        if host.connect_error is not None:
+            raise host.connect_error
+        if host.conn is None:
+            self.connect(host)
         self.check_stop()
         assert host.conn is not None
         path = hostops.make_release_dir(host.conn, plan.release_library, host.release, self.lines(host))
@@ -463,13 +504,14 @@ class _Deploy(_Run):
         link_dest = host.current.path if host.current.release else ""
         self.info(host, host.stage, f"copying the build to {path}")
         status = rsync.transfer(
-            source_dir=self.build_dir,
+            source_dir=self.source_dir,
             target=host.target,
             user=plan.run_user,
             key=plan.key,
             release_path=path,
             excludes=plan.excludes,
             link_dest=link_dest,
+            compress=plan.compress,
             timeout=plan.command_timeout,
             on_line=self.lines(host),
             connect_timeout=plan.connect_timeout,
@@ -557,6 +599,7 @@ class _Deploy(_Run):
     def close(self) -> None:
         """Close connections and remove the local build dir (the mirror stays)."""
         super().close()
+        self.held.close()
         for path in (self.build_dir, self.hook_home):
             if path:
                 shutil.rmtree(path, ignore_errors=True)

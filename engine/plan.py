@@ -122,6 +122,8 @@ class DeployPlan(Common):
     commit: str = ""  # full SHA picked on the ticket; "" means the ref's tip
     workspace: str = ""  # on the deploy host; the mirror and build dirs live here
     excludes: tuple[str, ...] = ()
+    # Compress the copy to the targets (zstd, else zlib); off suits a fast LAN.
+    compress: bool = True
     release_name: str = ""  # YYYYmmdd-HHMMSS-<ticket>
     keep_releases: int = 10
     targets: tuple[Target, ...] = ()

@@ -131,7 +131,7 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         (_("Hooks"), {"fields": ["pre_deploy", "post_deploy", "pre_release", "post_release"]}),
         (_("Deploy host and keys"), {"fields": ["workspace", "excludes", "deploy_key", "repo_host_key"],
                                      "classes": ["collapse"]}),
-        (_("Rollout and retention"), {"fields": ["keep_releases", "max_parallel", "post_release_delay"],
+        (_("Rollout and retention"), {"fields": ["keep_releases", "max_parallel", "post_release_delay", "compress_transfer"],
                                       "classes": ["collapse"]}),
         (_("History"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]

@@ -34,7 +34,7 @@ class ProjectAdminForm(forms.ModelForm):
         fields = [
             "name", "slug", "team", "environment", "description", "is_active", "repo_url", "repo_mode",
             "deploy_key", "workspace", "excludes", "run_user", "webroot", "release_library", "keep_releases",
-            "hosts", "max_parallel", "pre_deploy", "post_deploy", "pre_release", "post_release",
+            "hosts", "max_parallel", "compress_transfer", "pre_deploy", "post_deploy", "pre_release", "post_release",
             "post_release_delay",
         ]
         # The model's names are the hook names the docs use; people read these.

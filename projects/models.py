@@ -298,6 +298,11 @@ class Project(models.Model):
     max_parallel = models.PositiveSmallIntegerField(
         _("max hosts in parallel"), default=10, validators=[MinValueValidator(1), MaxValueValidator(100)]
     )
+    compress_transfer = models.BooleanField(
+        _("compress transfers"), default=True,
+        help_text=_("Compress the copy to the hosts (zstd where both ends support it, else zlib). "
+                    "Turn off on a fast LAN, where compressing costs more than it saves."),
+    )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

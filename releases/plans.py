@@ -86,6 +86,7 @@ def build_deploy_plan(run: DeployRun, hosts, key: Secret, secrets: tuple = ()) -
     return DeployPlan(
         **common_values(run, key, secrets), repo_url=project.repo_url, repo_host_key=project.repo_host_key,
         commit=run.ticket.commit, workspace=project.effective_workspace, excludes=project.exclude_lines,
+        compress=project.compress_transfer,
         release_name=release_name_for(run), keep_releases=project.keep_releases,
         targets=tuple(_target(h) for h in hosts), known_releases=known_releases(project),
     )

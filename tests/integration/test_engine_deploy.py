@@ -141,6 +141,38 @@ def test_transfer_links_against_the_current_release_without_reusing_changed_file
     )
 
 
+def test_hook_output_with_a_fixed_time_and_size_is_never_reused_from_the_previous_release(engine: Engine) -> None:
+    # npm unpacks with a fixed 1985 mtime; SOURCE_DATE_EPOCH builds stamp a
+    # constant: the build's output changes, its size and mtime do not. Without
+    # --checksum, rsync would hard-link the old file from the current release.
+    build = Hooks(post_deploy=('printf "%s" "${WALLE_COMMIT:0:8}" > built.txt && touch -d @499162800 built.txt',))
+    first_sha = engine.commit({"index.html": "v1\n"})
+    first = engine.deploy(hooks=build)
+    second_sha = engine.commit({"index.html": "v2\n"})
+    second = engine.deploy(hooks=build)
+    assert first.ok and second.ok, (first.error, second.error)
+    assert all(host.http_get("/built.txt") == second_sha[:8] for host in engine.hosts)
+    assert first_sha[:8] != second_sha[:8]
+    release = engine.hosts[0].data_path(f"{LIBRARY}/{second.release_name}/index.html")
+    assert release.stat().st_nlink == 1  # changed by the commit: sent, not linked
+    same = engine.deploy(hooks=build)  # same commit again: everything is linked, nothing sent
+    assert same.ok, same.error
+    built = engine.hosts[0].data_path(f"{LIBRARY}/{same.release_name}/built.txt")
+    assert built.read_text() == second_sha[:8] and built.stat().st_nlink > 1
+
+
+def test_the_copy_is_compressed_unless_the_plan_turns_it_off(engine: Engine) -> None:
+    engine.commit({"index.html": "zstd\n" * 100})
+    compressed = engine.deploy()
+    plain = engine.deploy(compress=False)
+    assert compressed.ok and plain.ok, (compressed.error, plain.error)
+    copies = [t for t in engine.texts(stage=Stage.TRANSFER, stream=Stream.INFO) if t.startswith("$ rsync ")]
+    assert len(copies) == 6
+    assert all("--compress" in text.split() for text in copies[:3])
+    assert not any("--compress" in text.split() for text in copies[3:])
+    assert all(host.http_get("/") == "zstd\n" * 100 for host in engine.hosts)
+
+
 def test_the_webroot_never_disappears_during_switches(engine: Engine) -> None:
     # security.md T22: ln to a temporary name + mv -T is one rename(2); a reader
     # hammering the site and the link never sees ENOENT or a 404.

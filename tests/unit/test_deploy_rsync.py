@@ -7,7 +7,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from engine import rsync
+from engine import rsync, stamps
 from engine.plan import Target
 from engine.ssh import KeyFiles
 
@@ -29,11 +29,18 @@ def argv(**changes: object) -> list[str]:
 
 def test_argv_shape() -> None:
     result = argv(link_dest="/data/releases/20240101-000000-6")
-    assert result[:7] == ["rsync", "-a", "--no-owner", "--no-group", "--checksum", "--delete", "-s"]
+    assert result[:6] == ["rsync", "-a", "--no-owner", "--no-group", "--delete", "-s"]
+    assert "--compress" in result
+    # No --checksum: neither end reads every file of a release at every deploy.
+    assert "--checksum" not in result and "-c" not in result
     assert "--exclude=.git" in result
     assert "--exclude-from=/tmp/walle-ssh-x/excludes" in result
     assert "--link-dest=/data/releases/20240101-000000-6" in result
     assert result[-3:] == ["--", "/ws/builds/20240102-030405-7/", "www@127.0.0.14:/data/releases/20240102-030405-7/"]
+
+
+def test_compression_can_be_turned_off_for_a_fast_lan() -> None:
+    assert not any(word == "--compress" or word.startswith("-z") for word in argv(compress=False))
 
 
 def test_no_link_dest_without_a_current_release() -> None:
@@ -71,8 +78,9 @@ def local_copy(source: Path, dest: Path, link_dest: Path, tmp_path: Path) -> Non
 
 
 def test_link_dest_never_reuses_old_content_with_the_same_size_and_mtime(tmp_path: Path) -> None:
-    # git archive gives every file the commit time: two commits in one second
-    # produce a changed file with equal size and mtime.
+    # A build (or git archive) gives every file one fixed time: two builds in
+    # one second produce a changed file with equal size and mtime. The pipeline
+    # stamps such files from their content before the copy, as here.
     old, new, dest = tmp_path / "old", tmp_path / "new", tmp_path / "dest"
     for directory, text in ((old, "v1\n"), (new, "v2\n")):
         directory.mkdir()
@@ -80,6 +88,7 @@ def test_link_dest_never_reuses_old_content_with_the_same_size_and_mtime(tmp_pat
         (directory / "same.txt").write_text("same\n")
         for path in directory.iterdir():
             os.utime(path, (1_700_000_000, 1_700_000_000))
+        stamps.stamp_changed(str(directory), {})
     local_copy(new, dest, old, tmp_path)
     assert (dest / "index.html").read_text() == "v2\n"
     assert (dest / "same.txt").stat().st_ino == (old / "same.txt").stat().st_ino  # unchanged: hard-linked
