@@ -40,9 +40,12 @@ def browser(monkeypatch) -> Iterator[Browser]:
         chromium.close()
 
 
-def log_in(browser: Browser, base: str, username: str) -> Page:
-    """A separate browser context per person, so sessions never mix."""
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+def log_in(browser: Browser, base: str, username: str, locale: str | None = None) -> Page:
+    """A separate browser context per person, so sessions never mix. ``locale``
+    is the browser's language (navigator.language and Accept-Language), as a
+    person's own browser would send it; None keeps Chromium's default."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale=locale)
+    page = context.new_page()
     page.set_default_timeout(30_000)
     page.goto(f"{base}/login/")
     page.fill("#id_username", username)
@@ -84,13 +87,14 @@ def deploy_and_watch(page: Page, base: str, ticket_id: int) -> None:
     watch(page)
 
 
-def watch(page: Page) -> None:
+def watch(page: Page, succeeded: str = "succeeded") -> None:
+    """``succeeded`` is the status label the person reads, in the page's language."""
     # The console streams lines while it runs...
     page.wait_for_selector("#log .l", timeout=DEPLOY_TIMEOUT_MS)
     # ...and the status chip reaches "succeeded" without anyone reloading.
     expect(page.locator("#ticket-status .chip")).to_have_attribute(
         "data-status", Ticket.Status.SUCCEEDED, timeout=DEPLOY_TIMEOUT_MS)
-    expect(page.locator("#ticket-status .chip")).to_have_text(re.compile("succeeded", re.I))
+    expect(page.locator("#ticket-status .chip")).to_have_text(re.compile(re.escape(succeeded), re.I))
     expect(page.locator("#hostchips .chip[data-state=done]")).to_have_count(3)
 
 
