@@ -60,19 +60,20 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "zh": {
         "locale": "zh-CN", "html_lang": "zh-hans",
-        "accounts": "账户", "users": "用户", "group": "组", "project": "项目",
+        # The accounts app has no verbose name in the catalogue: its caption stays English.
+        "accounts": "Accounts", "users": "用户", "group": "分组", "project": "项目",
         "user_added": "成功添加了 用户“{name}”。",
-        "group_added": "成功添加了 组“{name}”。",
+        "group_added": "成功添加了 分组“{name}”。",
         "project_added": "成功添加了 项目“{name} [production]”。",
-        "hosts_linked": "已关联 3 台宿主机：127.0.0.11, 127.0.0.12, 127.0.0.13",
-        "secrets": "密钥", "secrets_title": "密钥：{name}",
-        "run_check": "运行配置检测", "check_passed": "所有检测均已通过",
-        "submitted": "上线单 #{id} 已提交。", "pending": "待审批",
-        "approve": "审批通过", "approved_msg": "上线单已审批通过。", "approved": "已审批",
-        "deploy": "上线", "deploy_queued": "上线已排队。", "succeeded": "成功",
+        "hosts_linked": "已关联 3 台主机:127.0.0.11, 127.0.0.12, 127.0.0.13",
+        "secrets": "机密变量", "secrets_title": "机密变量:{name}",
+        "run_check": "运行配置检测", "check_passed": "全部检测通过",
+        "submitted": "上线单 #{id} 已提交。", "pending": "待审核",
+        "approve": "审核通过", "approved_msg": "上线单已审核通过。", "approved": "已审核",
+        "deploy": "部署", "deploy_queued": "部署已加入队列。", "succeeded": "成功",
         "roll_back": "回滚",
-        "confirm_rollback": "现在回滚？此上线单切换过的宿主机会立即切回。",
-        "rolling_back": "正在回滚：上线单 #{id} 正在运行。",
+        "confirm_rollback": "现在回滚吗?本上线单切换过的主机会立即回退。",
+        "rolling_back": "正在回滚:上线单 #{id} 运行中。",
     },
 }
 
@@ -279,6 +280,8 @@ def test_the_seed_story_through_the_pages(language, stage, worker, live_server, 
     admin.goto(f"{story.base}/admin/")
     expect(admin.locator("html")).to_have_attribute("lang", story.t("html_lang"))
     expect(admin.locator(".app-accounts caption")).to_contain_text(story.t("accounts"))
+    expect(admin.locator(".app-accounts .model-useraccount th")).to_contain_text(story.t("users"))
+    expect(admin.locator(".app-accounts .model-team th")).to_contain_text(story.t("group"))
     story.shot(admin, 1, "admin")
     add_user(admin, story, "developer")
     add_user(admin, story, "maintainer")
