@@ -76,8 +76,8 @@ class ProjectAdminForm(forms.ModelForm):
             host = Host.objects.at(item.address, item.port).first()
             if host is not None and host.pk not in linked and not permissions.can_change_host(self.editor, host):
                 errors.append(ValidationError(
-                    "line %(n)d: host %(host)s is used by projects you do not configure; ask their "
-                    "Maintainers or a platform admin to link it.",
+                    _("line %(n)d: host %(host)s is used by projects you do not configure; ask their "
+                      "Maintainers or a platform admin to link it."),
                     params={"n": line_of[item], "host": host.endpoint},
                 ))
         if errors:
@@ -159,17 +159,31 @@ def link_pasted_hosts(user, project: Project, addresses) -> list[Host]:
             host.full_clean()  # the canonical address, and one record per machine
             host.save()
         if not created and host.pk not in linked and not permissions.can_change_host(user, host):
-            raise PermissionDenied(f"host {host.endpoint} is used by projects you do not configure.")
+            raise PermissionDenied(_("host %(host)s is used by projects you do not configure.") % {"host": host.endpoint})
         hosts.append(host)
     project.hosts.add(*hosts)
     return hosts
 
 
+# What each grantable action lets its holder do, as the grants page offers it.
+ACTION_LABELS = {
+    permissions.Action.VIEW: _("view: see the project and its tickets"),
+    permissions.Action.VIEW_DETAILS: _("view details: config, hosts, commits and logs"),
+    permissions.Action.SUBMIT: _("submit: open tickets; edit or cancel own"),
+    permissions.Action.DEPLOY_OWN: _("deploy own: deploy own approved tickets"),
+    permissions.Action.APPROVE: _("approve: approve or reject tickets"),
+    permissions.Action.DEPLOY_ANY: _("deploy any: deploy any approved ticket"),
+    permissions.Action.ROLLBACK: _("rollback: roll back"),
+    permissions.Action.CONFIGURE: _("configure: the project, the check, a lock"),
+    permissions.Action.MANAGE: _("manage: members; delete the project"),
+}
+
+
 class GrantForm(forms.Form):
     """Give or take one action on one project from one user (guardian)."""
 
-    username = forms.CharField(max_length=150)
-    action = forms.ChoiceField(choices=[(a.value, a.value.replace("_", " ")) for a in permissions.PROJECT_ACTIONS])
+    username = forms.CharField(label=_("Username"), max_length=150)
+    action = forms.ChoiceField(label=_("Action"), choices=[(a.value, ACTION_LABELS[a]) for a in permissions.PROJECT_ACTIONS])
     revoke = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def clean_username(self):
@@ -177,7 +191,7 @@ class GrantForm(forms.Form):
 
         user = get_user_model().objects.filter(username=self.cleaned_data["username"], is_active=True).first()
         if user is None:
-            raise ValidationError("No active user with that name.")
+            raise ValidationError(_("No active user with that name."))
         return user
 
 
@@ -185,15 +199,17 @@ class SecretForm(forms.Form):
     """Set one secret: a new name adds it, an existing name replaces its value.
     The value is write-only: the widget never renders it back."""
 
-    name = forms.CharField(max_length=64, validators=[validators.validate_secret_name], help_text="e.g. NPM_TOKEN")
+    name = forms.CharField(
+        label=_("Name"), max_length=64, validators=[validators.validate_secret_name], help_text=_("e.g. NPM_TOKEN")
+    )
     value = forms.CharField(
-        strip=False, widget=forms.PasswordInput(render_value=False),
-        validators=[validators.validate_secret_value], help_text="Write-only: it is never shown again.",
+        label=_("Value"), strip=False, widget=forms.PasswordInput(render_value=False),
+        validators=[validators.validate_secret_value], help_text=_("Write-only: it is never shown again."),
     )
 
 
 class SecretDeleteForm(forms.Form):
-    name = forms.CharField(max_length=64)
+    name = forms.CharField(label=_("Name"), max_length=64)
 
 
 __all__ = ["GrantForm", "ProjectAdminForm", "SecretDeleteForm", "SecretForm", "link_pasted_hosts"]

@@ -198,7 +198,7 @@ class ZonedDateTimeField(forms.DateTimeField):
 class ScheduleForm(forms.Form):
     """When to deploy a ticket, and the version of it the user saw."""
 
-    at = forms.DateTimeField()  # replaced per environment in __init__
+    at = forms.DateTimeField(label=_("Deploy at"))  # replaced per environment in __init__
     version = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
 
     def __init__(self, ticket: Ticket, *args, **kwargs) -> None:

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.permissions import Action, can_override_window, require
 from engine.plan import Stage, Stream
@@ -94,7 +95,7 @@ class WindowClosed(WorkflowError):
     """A deploy outside the environment's deploy window or in a freeze."""
 
 
-STALE_MESSAGE = "The ticket changed since you loaded it; review it again."
+STALE_MESSAGE = gettext_lazy("The ticket changed since you loaded it; review it again.")
 
 
 def _target(action: str, current: str) -> str:
@@ -102,7 +103,8 @@ def _target(action: str, current: str) -> str:
         return TRANSITIONS[(action, current)]
     except KeyError:
         raise InvalidTransition(
-            f"Cannot {action} a ticket that is {Ticket.Status(current).label.lower()}."
+            _("Cannot %(action)s a ticket that is %(status)s.")
+            % {"action": action, "status": Ticket.Status(current).label.lower()}
         ) from None
 
 
@@ -118,7 +120,7 @@ def _move(ticket: Ticket, action: str, actor, note: str = "", *, seen: int | Non
         if ticket.status == frm and seen is not None:
             raise StaleTicket(STALE_MESSAGE)
         raise InvalidTransition(
-            f"The ticket changed meanwhile; it is now {ticket.get_status_display().lower()}."
+            _("The ticket changed meanwhile; it is now %(status)s.") % {"status": ticket.get_status_display().lower()}
         )
     # An edit that keeps the status records no status change.
     moved = {"from_status": frm, "to_status": to} if frm != to else {}
@@ -154,9 +156,9 @@ def _check_hosts(project: Project, hosts: Iterable[Host] | None) -> list[Host]:
         chosen = list(hosts)
         stray = [h for h in chosen if h not in allowed]
         if stray:
-            raise WorkflowError(f"Host {stray[0]} is not an enabled host of this project.")
+            raise WorkflowError(_("Host %(host)s is not an enabled host of this project.") % {"host": stray[0]})
     if not chosen:
-        raise WorkflowError("Pick at least one host; the project has no enabled hosts.")
+        raise WorkflowError(_("Pick at least one host; the project has no enabled hosts."))
     return chosen
 
 
@@ -169,7 +171,7 @@ def submit(
     against the repository (see :mod:`releases.repository`)."""
     require(actor, Action.SUBMIT, project)
     if not project.is_active:
-        raise WorkflowError("This project is archived; activate it before deploying.")
+        raise WorkflowError(_("This project is archived; activate it before deploying."))
     chosen = _check_hosts(project, hosts)
     status = _initial_status(project, Ticket.Kind.DEPLOY)
     ticket = Ticket.objects.create(
@@ -190,10 +192,10 @@ def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields
     unknown = set(fields) - editable
     if unknown or (ticket.is_rollback and hosts is not None):
         # A rollback restores what its deploy ticket replaced; only its wording may change.
-        raise WorkflowError(f"Cannot edit {', '.join(sorted(unknown) or ['hosts'])} of this ticket.")
+        raise WorkflowError(_("Cannot edit %(fields)s of this ticket.") % {"fields": ", ".join(sorted(unknown) or ["hosts"])})
     current = Ticket.objects.select_for_update().get(pk=ticket.pk).status
     if current != ticket.status or current not in EDITABLE:
-        raise InvalidTransition("Only a ticket that has not run yet can be edited, and this one changed meanwhile.")
+        raise InvalidTransition(_("Only a ticket that has not run yet can be edited, and this one changed meanwhile."))
     if hosts is not None:
         ticket.hosts.set(_check_hosts(ticket.project, hosts))
     if fields or hosts is not None:
@@ -223,7 +225,7 @@ def reject(actor, ticket: Ticket, reason: str, *, version: int | None = None) ->
     """Reject ``ticket``; given ``version``, only as the rejecter saw it."""
     require(actor, Action.APPROVE, ticket)
     if not reason.strip():
-        raise WorkflowError("Say why the ticket is rejected.")
+        raise WorkflowError(_("Say why the ticket is rejected."))
     return _move(ticket, "reject", actor, reason, seen=version, reject_reason=reason)
 
 
@@ -262,8 +264,8 @@ def _deploy(actor, ticket: Ticket, *, override_reason: str = "", now=None, note:
         .exclude(pk=ticket.pk).first()
     )
     if busy:
-        raise Conflict(f"Ticket #{busy.pk} of this project is {busy.get_status_display().lower()}; "
-                       "deploy again when it has finished.")
+        raise Conflict(_("Ticket #%(ticket)s of this project is %(status)s; deploy again when it has finished.")
+                       % {"ticket": busy.pk, "status": busy.get_status_display().lower()})
     _check_hosts(ticket.project, ticket.hosts.all())  # hosts may have been disabled or removed since
     if ticket.scheduled_at is not None:
         # Deployed by hand before its time: the schedule is done with.
@@ -307,12 +309,14 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
     """
     require(actor, Action.ROLLBACK, ticket)
     if ticket.is_rollback:
-        raise WorkflowError("Roll back the deploy ticket, not the rollback ticket.")
+        raise WorkflowError(_("Roll back the deploy ticket, not the rollback ticket."))
     switched = switched_hosts(ticket)
     if not switched.exists():
-        raise WorkflowError("This ticket never switched any host; there is nothing to roll back.")
+        raise WorkflowError(_("This ticket never switched any host; there is nothing to roll back."))
     if release and not kept_releases(ticket.project).filter(name=release).exists():
-        raise WorkflowError(f"Release {release} is not kept on this project's hosts; pick a kept release.")
+        raise WorkflowError(
+            _("Release %(release)s is not kept on this project's hosts; pick a kept release.") % {"release": release}
+        )
     status = _initial_status(ticket.project, Ticket.Kind.ROLLBACK)
     # A rollback ticket names what it returns to, wherever it is listed: the
     # release, and the ref and commit that release holds.

@@ -30,7 +30,11 @@ HUMAN_KEYWORDS = {"verbose_name", "verbose_name_plural", "help_text", "label", "
 # Exceptions whose text is shown to people; subclasses found in the code count too.
 PEOPLE_EXCEPTIONS = {"ValidationError", "PermissionDenied", "WorkflowError", "APIException",
                      "AuthenticationFailed", "NotAuthenticated", "ParseError", "NotFound", "Throttled"}
+ASSIGNED_TEXT = {"short_description", "default_detail"}
 MESSAGE_FUNCS = {"debug", "info", "success", "warning", "error"}
+# The API's schema documentation is for script writers and stays English, like
+# the API's field names; its error details are translated (the exceptions above).
+SCHEMA_DOCS = {"OpenApiParameter", "OpenApiExample", "OpenApiResponse", "extend_schema"}
 RELATIONS = {"ForeignKey", "OneToOneField", "ManyToManyField"}
 CHOICES_BASES = {"TextChoices", "IntegerChoices", "Choices"}
 # Brand names read the same in every language.
@@ -97,15 +101,20 @@ def people_exceptions(trees: dict[Path, ast.Module]) -> set[str]:
 
 def call_problems(node: ast.Call, exceptions: set[str]) -> Iterator[tuple[int, str]]:
     func = name_of(node.func)
+    owner = node.func.value if isinstance(node.func, ast.Attribute) else None
+    documents_api = func in SCHEMA_DOCS or name_of(owner) == "serializers"
     for keyword in node.keywords:
+        if documents_api and keyword.arg in {"help_text", "description"}:
+            continue
         if keyword.arg in HUMAN_KEYWORDS and is_unmarked(keyword.value):
             yield node.lineno, f"{keyword.arg}= of {func}()"
         if keyword.arg in {"choices", "error_messages"}:
             yield from literal_choices(keyword.value, f"{keyword.arg}= of {func}()")
-    owner = node.func.value if isinstance(node.func, ast.Attribute) else None
     if func in MESSAGE_FUNCS and name_of(owner) == "messages" and len(node.args) > 1:
         if is_unmarked(node.args[1]):
             yield node.lineno, f"messages.{func}()"
+    if func == "message_user" and len(node.args) > 1 and is_unmarked(node.args[1]):
+        yield node.lineno, "message_user()"
     if func in exceptions and node.args and is_unmarked(node.args[0]):
         yield node.lineno, f"{func}()"
     if func.endswith("Field") and func not in RELATIONS and name_of(owner) == "models" and node.args:
@@ -134,15 +143,35 @@ def assignment_problems(tree: ast.Module) -> Iterator[tuple[int, str]]:
             if is_choices and isinstance(stmt.value, ast.Tuple) and len(stmt.value.elts) == 2:
                 if is_unmarked(stmt.value.elts[1]):
                     yield stmt.lineno, f"label of {cls.name}.{targets.pop()}"
-    for node in ast.walk(tree):  # view.short_description = "..."
-        if isinstance(node, ast.Assign) and any(name_of(t) == "short_description" for t in node.targets):
+    for node in ast.walk(tree):  # view.short_description = "...", an APIException's default_detail
+        if isinstance(node, ast.Assign) and any(name_of(t) in ASSIGNED_TEXT for t in node.targets):
             if is_unmarked(node.value):
-                yield node.lineno, "short_description"
+                yield node.lineno, ", ".join(name_of(t) for t in node.targets)
+        if isinstance(node, ast.Dict):  # a page's title in a template context
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "title" and is_unmarked(value):
+                    yield node.lineno, '"title" of a context'
+
+
+def unlabelled_form_fields(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """A form field declared without label= shows its Python name, which no catalogue translates."""
+    for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+        for stmt in cls.body:
+            call = stmt.value if isinstance(stmt, ast.Assign) else None
+            if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+                continue
+            if name_of(call.func.value) != "forms" or not call.func.attr.endswith("Field"):
+                continue
+            keywords = {k.arg: k.value for k in call.keywords}
+            hidden = "HiddenInput" in ast.dump(keywords.get("widget", ast.Constant(None)))
+            if "label" not in keywords and not hidden:
+                yield stmt.lineno, f"{cls.name}.{name_of(stmt.targets[0])} (no label=)"
 
 
 def problems_in(path: Path, tree: ast.Module, exceptions: set[str]) -> list[str]:
     found = [p for node in ast.walk(tree) if isinstance(node, ast.Call) for p in call_problems(node, exceptions)]
     found += assignment_problems(tree)
+    found += unlabelled_form_fields(tree)
     rel = path.relative_to(ROOT)
     return [f"{rel}:{line}: {what} is not marked for translation" for line, what in sorted(set(found))]
 
@@ -192,9 +221,13 @@ def test_the_scan_finds_an_unmarked_string():
         "    forms.CharField(label='Name', help_text=_('ok'))\n"
         "    models.CharField('title', max_length=3)\n"
         "    view.short_description = 'Approve'\n"
+        "    self.message_user(request, 'Done')\n"
+        "    return {'title': 'Approve these?'}\n"
+        "class F(forms.Form):\n    name = forms.CharField(max_length=3)\n"
+        "    seen = forms.IntegerField(widget=forms.HiddenInput)\n"
     )
     tree = ast.parse(source)
     found = problems_in(ROOT / "x.py", tree, people_exceptions({ROOT / "x.py": tree}))
-    assert len(found) == 7, found
+    assert len(found) == 10, found
     marked = "messages.success(request, _('Saved %(x)s') % {'x': x})\nraise ValidationError(gettext('no'))\n"
     assert problems_in(ROOT / "y.py", ast.parse(marked), PEOPLE_EXCEPTIONS) == []
