@@ -49,7 +49,7 @@ class Membership(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("user")
     )
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("team"))
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("group"))
     role = models.PositiveSmallIntegerField(_("role"), choices=Role.choices, default=Role.GUEST)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 

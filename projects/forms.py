@@ -99,8 +99,8 @@ class ProjectAdminForm(forms.ModelForm):
         stored = self.instance if self.instance.pk else None
         key = cleaned.get("deploy_key")
         if not permissions.can_use_deploy_key(self.editor, key, cleaned["team"], stored):
-            self.add_error("deploy_key", "Pick one of this group's keys, or leave it empty for the group's own key; "
-                                         "only platform admins choose another key.")
+            self.add_error("deploy_key", _("Pick one of this group's keys, or leave it empty for the group's own key; "
+                                           "only platform admins choose another key."))
             return
         # A key a platform admin gave the project (the platform key, another
         # group's) opens servers this group may not reach: with it, only a
@@ -108,9 +108,9 @@ class ProjectAdminForm(forms.ModelForm):
         foreign = key is not None and key.team_id != cleaned["team"].pk
         retargeted = {"repo_url", "hosts", "host_lines"} & set(self.changed_data)
         if foreign and retargeted and not permissions.is_platform_admin(self.editor):
-            self.add_error(None, "This project logs in with a key a platform admin chose (not its group's key), so "
-                                 "only a platform admin may change its repository or hosts. Switch it to the group's "
-                                 "own key first.")
+            self.add_error(None, _("This project logs in with a key a platform admin chose (not its group's key), so "
+                                   "only a platform admin may change its repository or hosts. Switch it to the group's "
+                                   "own key first."))
 
     def _check_webroot_not_shared(self, cleaned: dict) -> None:
         """Two projects switching one webroot on one host would overwrite each
@@ -124,7 +124,8 @@ class ProjectAdminForm(forms.ModelForm):
         others = Project.objects.filter(webroot=webroot).exclude(pk=self.instance.pk)
         clash = Host.objects.filter(pk__in=[h.pk for h in hosts], projects__in=others).first()
         if clash is not None:
-            self.add_error("webroot", f"Another project already manages {webroot} on {clash.endpoint}.")
+            self.add_error("webroot", _("Another project already manages %(webroot)s on %(host)s.")
+                           % {"webroot": webroot, "host": clash.endpoint})
 
 
 def team_choices(user, project=None) -> QuerySet[Team]:

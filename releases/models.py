@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from projects.models import Host, Project, RepoMode
@@ -178,7 +179,7 @@ class DeployRun(models.Model):
         indexes = [models.Index(fields=["status"], name="run_status")]
 
     def __str__(self) -> str:
-        return f"run {self.number} of ticket #{self.ticket_id}"
+        return gettext("run %(run)s of ticket #%(ticket)s") % {"run": self.number, "ticket": self.ticket_id}
 
     @property
     def duration(self) -> float | None:
@@ -218,7 +219,9 @@ class RunHost(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "host"], name="runhost_unique")]
 
     def __str__(self) -> str:
-        return f"{self.host} in run {self.run_id}: {self.status}"
+        return gettext("%(host)s in run %(run)s: %(status)s") % {
+            "host": self.host, "run": self.run_id, "status": self.get_status_display(),
+        }
 
 
 class LogLine(models.Model):
@@ -241,7 +244,7 @@ class LogLine(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "seq"], name="logline_unique_seq")]
 
     def __str__(self) -> str:
-        return f"[{self.stage}] {self.host or 'deploy host'}: {self.text[:80]}"
+        return f"[{self.stage}] {self.host or gettext('deploy host')}: {self.text[:80]}"
 
 
 class Release(models.Model):
@@ -272,7 +275,7 @@ class Release(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} on {self.host}"
+        return gettext("%(release)s on %(host)s") % {"release": self.name, "host": self.host}
 
 
 class ProjectLock(models.Model):
@@ -292,7 +295,7 @@ class ProjectLock(models.Model):
         verbose_name_plural = _("project locks")
 
     def __str__(self) -> str:
-        return f"lock on {self.project} by run {self.run_id}"
+        return gettext("lock on %(project)s by run %(run)s") % {"project": self.project, "run": self.run_id}
 
     def is_expired(self, now) -> bool:
         """Not renewed within its lease: its holder is dead (the one rule the
@@ -329,4 +332,4 @@ class RepositoryFetch(models.Model):
         verbose_name_plural = _("repository fetches")
 
     def __str__(self) -> str:
-        return f"fetches of {self.project}"
+        return gettext("fetches of %(project)s") % {"project": self.project}

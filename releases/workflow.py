@@ -321,11 +321,12 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
     # A rollback ticket names what it returns to, wherever it is listed: the
     # release, and the ref and commit that release holds.
     target = queries.rollback_target(ticket, release)
-    back_to = (f"back to {target.name} ({target.ticket.ref} {target.commit[:7]})" if target
-               else "back to what each host served before")
+    back_to = (_("back to %(release)s (%(ref)s %(commit)s)")
+               % {"release": target.name, "ref": target.ticket.ref, "commit": target.commit[:7]} if target
+               else _("back to what each host served before"))
     rollback = Ticket.objects.create(
         project=ticket.project, kind=Ticket.Kind.ROLLBACK, author=actor, status=status,
-        title=title or f"Roll back #{ticket.pk}: {back_to}"[:200],
+        title=title or (_("Roll back #%(ticket)s: %(back_to)s") % {"ticket": ticket.pk, "back_to": back_to})[:200],
         ref_kind=target.ticket.ref_kind if target else ticket.ref_kind,
         ref=target.ticket.ref if target else ticket.ref, commit=target.commit if target else "",
         rollback_of=ticket, rollback_release=release,
@@ -335,7 +336,8 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
     rollback.hosts.set(switched)
     TicketEvent.objects.create(
         ticket=rollback, actor=actor, action="submit", to_status=status,
-        note=f"rollback of #{ticket.pk}" + (f" to {release}" if release else ""),
+        note=(_("rollback of #%(ticket)s to %(release)s") if release else _("rollback of #%(ticket)s"))
+        % {"ticket": ticket.pk, "release": release},
     )
     return rollback
 
@@ -458,24 +460,24 @@ def finish_run(run: DeployRun, *, ok: bool, error: str = "") -> bool:
         return True
 
 
-INTERRUPTED = "Interrupted: the worker stopped responding (lock lease expired)."
+INTERRUPTED = gettext_lazy("Interrupted: the worker stopped responding (lock lease expired).")
 
 
 def interrupt(run: DeployRun) -> bool:
     """End a run whose worker died, and say so at the end of its console: the
     worker that would have written the last lines never will."""
     with transaction.atomic():
-        if not finish_run(run, ok=False, error=INTERRUPTED):
+        if not finish_run(run, ok=False, error=str(INTERRUPTED)):
             return False
         live = RunHost.objects.filter(run=run, status__in=RunHost.LIVE_STATUSES).select_related("host")
         switched = [result.host.endpoint for result in live]
         meaning = (
-            f'Hosts that show "switched" ({", ".join(switched)}) serve this run\'s release; '
-            "the others still serve what they served before."
-            if switched else "No host had switched: every host still serves what it served before."
+            _('Hosts that show "switched" (%(hosts)s) serve this run\'s release; '
+              "the others still serve what they served before.") % {"hosts": ", ".join(switched)}
+            if switched else _("No host had switched: every host still serves what it served before.")
         )
-        append_line(run, Stage.FINISH, Stream.ERROR, "Interrupted: the worker stopped responding (its lock "
-                    f"lease expired), so the run was ended. {meaning}")
+        append_line(run, Stage.FINISH, Stream.ERROR, _("Interrupted: the worker stopped responding (its lock "
+                    "lease expired), so the run was ended. %(meaning)s") % {"meaning": meaning})
         return True
 
 
@@ -519,13 +521,13 @@ def _reap_lost_queued(project: Project, now) -> list[DeployRun]:
     lost = []
     for run in candidates:
         with transaction.atomic():
-            if _move_run(run, "lose", finished_at=now, error="Lost: the worker never picked it up."):
+            if _move_run(run, "lose", finished_at=now, error=_("Lost: the worker never picked it up.")):
                 ticket = Ticket.objects.get(pk=run.ticket_id)
                 if ticket.status == S.QUEUED:
-                    _move(ticket, "fail", None, "the queued run was lost; deploy again")
+                    _move(ticket, "fail", None, _("the queued run was lost; deploy again"))
                 append_line(run, Stage.FINISH, Stream.ERROR,
-                            "Lost: no worker ever picked this run up, so nothing ran and no host changed. "
-                            "Deploy again.")
+                            _("Lost: no worker ever picked this run up, so nothing ran and no host changed. "
+                              "Deploy again."))
                 lost.append(run)
     return lost
 
@@ -547,6 +549,7 @@ def release_lock(actor, project: Project) -> DeployRun | None:
     run = lock.run
     lock.delete()
     if run.status == DeployRun.Status.RUNNING:
-        finish_run(run, ok=False, error=f"Lock released by {actor}.")
-    TicketEvent.objects.create(ticket=run.ticket, actor=actor, action="release_lock", note=f"run {run.number}")
+        finish_run(run, ok=False, error=_("Lock released by %(user)s.") % {"user": actor})
+    TicketEvent.objects.create(ticket=run.ticket, actor=actor, action="release_lock",
+                               note=_("run %(run)s") % {"run": run.number})
     return run
