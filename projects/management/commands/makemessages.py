@@ -30,6 +30,12 @@ class Command(makemessages.Command):
         self.output_dir = options["output_dir"]
         super().handle(*args, **options)
 
+    def build_potfiles(self):
+        if self.output_dir:
+            self.locale_paths = [self.output_dir]  # where the .pot is looked for and written
+            self.default_locale_path = self.output_dir
+        return super().build_potfiles()
+
     def find_files(self, root):
         files = super().find_files(root)
         if self.output_dir:
