@@ -189,6 +189,8 @@ LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = env_str("WALLE_LANGUAGE", "en")
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+# Walle's own catalogue (docs/i18n.md); Django's own strings come with Django.
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env_str("WALLE_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
