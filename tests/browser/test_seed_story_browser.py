@@ -34,8 +34,17 @@ from tests.infra.hosts import authorize_key
 
 pytestmark = [pytest.mark.browser, pytest.mark.sshd, pytest.mark.worker]
 
-# The tour's steps this story walks (README.md "A short tour", README.zh-CN.md "导览").
-TOUR_STEPS = (1, 2, 3, 4, 5)
+# The tour's steps this story walks (README.md "A short tour", README.zh-CN.md
+# "导览") and, per step, the TEXTS keys of what that step names in bold: the
+# buttons, links and admin rows the person presses below.
+STEP_NAMES: dict[int, tuple[str, ...]] = {
+    1: ("accounts", "users", "group"),
+    2: ("project", "secrets"),
+    3: ("run_check",),
+    4: ("approve", "deploy"),
+    5: ("roll_back",),
+}
+TOUR_STEPS = tuple(STEP_NAMES)
 
 # What the person presses and reads, per language. The English texts are the
 # source strings; the Chinese ones are literal translations from the i18n
@@ -164,6 +173,7 @@ def add_project(page: Page, story: Story, name: str, group: str, repo_url: str, 
     """Tour step 2: name (the slug follows), group, production, repository,
     the three hosts pasted one a line, the webroot; saved, staying on its page."""
     admin_add(page, story, "projects/project")
+    expect(page.locator("#content h1")).to_contain_text(story.t("project"))  # "Add project"
     page.fill("#id_name", name)
     page.locator("#id_name").blur()
     expect(page.locator("#id_slug")).to_have_value(name)
