@@ -22,7 +22,8 @@ TOUR_HEADINGS = {README: "## A short tour", README_ZH: "## 导览"}
 # the msgid, so the catalogue must turn it into exactly the Chinese text
 # asserted. ("{name}" in the test is "%(project)s" in the catalogue.)
 CATALOGUE_KEYS = [
-    "secrets", "secrets_title", "run_check", "check_passed", "submitted", "pending", "approve", "approved_msg",
+    "secrets", "secrets_title", "run_check", "check_passed", "submitted", "pending", "waiting_for", "approve",
+    "approved_msg",
     "approved", "deploy", "deploy_queued", "succeeded", "roll_back", "confirm_rollback", "rolling_back",
 ]
 
@@ -48,7 +49,7 @@ def bold_names(text: str) -> list[str]:
 
 
 def as_msgid(text: str) -> str:
-    return text.replace("{id}", "%(id)s").replace("{name}", "%(project)s")
+    return text.replace("{id}", "%(id)s").replace("{name}", "%(project)s").replace("{group}", "%(group)s")
 
 
 def test_the_tour_is_found_and_numbered_from_one():
@@ -92,3 +93,14 @@ def test_the_browser_test_uses_every_name_a_walked_step_lists():
     source = BROWSER_TEST.read_text(encoding="utf-8")
     unused = [key for keys in STEP_NAMES.values() for key in keys if f't("{key}"' not in source]
     assert not unused
+
+
+@pytest.mark.parametrize(("key", "verbose_name"), [
+    ("user_added", "user"), ("group_added", "group"), ("project_added", "project"),
+])
+def test_the_chinese_admin_messages_asserted_are_djangos_with_walles_names(key, verbose_name):
+    # Django's admin message around the model's verbose name from Walle's catalogue.
+    with translation.override("zh-hans"):
+        message = translation.gettext("The {name} “{obj}” was added successfully.")
+        expected = message.format(name=translation.gettext(verbose_name), obj="{name}")
+    assert TEXTS["zh"][key].replace(" [production]", "") == expected  # a project reads "<name> [<environment>]"

@@ -61,6 +61,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "secrets": "Secrets", "secrets_title": "Secrets: {name}",
         "run_check": "Run config check", "check_passed": "All checks passed",
         "submitted": "Ticket #{id} submitted.", "pending": "Pending approval",
+        "waiting_for": "Waiting for approval by a Maintainer or Owner of {group} other than its submitter.",
         "approve": "Approve", "approved_msg": "Ticket approved.", "approved": "Approved",
         "deploy": "Deploy", "deploy_queued": "Deploy queued.", "succeeded": "Succeeded",
         "roll_back": "Roll back",
@@ -78,6 +79,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "secrets": "机密变量", "secrets_title": "机密变量:{name}",
         "run_check": "运行配置检测", "check_passed": "全部检测通过",
         "submitted": "上线单 #{id} 已提交。", "pending": "待审核",
+        "waiting_for": "等待 {group} 中提交人以外的维护者或所有者审核。",
         "approve": "审核通过", "approved_msg": "上线单已审核通过。", "approved": "已审核",
         "deploy": "部署", "deploy_queued": "部署已加入队列。", "succeeded": "成功",
         "roll_back": "回滚",
@@ -219,6 +221,8 @@ def submit_ticket(page: Page, story: Story, site: Site, label: str, step: int) -
     story.count += 1
     expect(messages(page)).to_contain_text(story.t("submitted", id=ticket))
     expect(page.locator("#ticket-status .chip")).to_have_text(story.t("pending"))
+    # Production: nobody approves their own ticket, and the page says whom it waits for.
+    expect(page.locator("#waiting-for")).to_have_text(story.t("waiting_for", group="web"))
     story.shot(page, step, f"pending-{label}")
     return ticket
 
