@@ -119,6 +119,10 @@ class TicketEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.action}: {self.from_status or '-'} -> {self.to_status or '-'}"
 
+    @property
+    def action_label(self) -> str:
+        return event_action_label(self.action)
+
 
 class WindowEvent(models.TextChoices):
     """TicketEvent actions of deploy windows and scheduled deploys (the audit
@@ -128,6 +132,33 @@ class WindowEvent(models.TextChoices):
     SCHEDULE = "schedule", _("Scheduled")
     UNSCHEDULE = "unschedule", _("Unscheduled")
     SCHEDULE_REFUSED = "schedule_refused", _("Scheduled deploy refused")
+
+
+# How each ticket event's action reads on the timeline and in the audit log
+# (the actions are the workflow's transition names; window actions label themselves).
+EVENT_ACTIONS = {
+    "submit": _("submitted"),
+    "resubmit": _("resubmitted"),
+    "resubmit_approved": _("resubmitted (no approval needed)"),
+    "reopen": _("edited, needs approval again"),
+    "approve": _("approved"),
+    "reject": _("rejected"),
+    "cancel": _("cancelled"),
+    "deploy": _("deploy queued"),
+    "start": _("deploy started"),
+    "succeed": _("succeeded"),
+    "fail": _("failed"),
+    "edit": _("edited"),
+    "lock_taken_over": _("lock taken over"),
+    "release_lock": _("lock released"),
+}
+
+
+def event_action_label(action: str) -> str:
+    """A ticket event's action for people; an unknown one as written."""
+    if action in WindowEvent.values:
+        return WindowEvent(action).label
+    return EVENT_ACTIONS.get(action, action)
 
 
 class RunStatus(models.TextChoices):

@@ -138,8 +138,9 @@ def assignment_problems(tree: ast.Module) -> Iterator[tuple[int, str]]:
             if not isinstance(stmt, ast.Assign):
                 continue
             targets = {name_of(t) for t in stmt.targets}
-            if cls.name == "Meta" and targets & {"verbose_name", "verbose_name_plural"} and is_unmarked(stmt.value):
-                yield stmt.lineno, f"Meta.{targets.pop()}"
+            # A model's Meta, an AppConfig: the names the admin shows.
+            if targets & {"verbose_name", "verbose_name_plural"} and is_unmarked(stmt.value):
+                yield stmt.lineno, f"{cls.name}.{targets.pop()}"
             if is_choices and isinstance(stmt.value, ast.Tuple) and len(stmt.value.elts) == 2:
                 if is_unmarked(stmt.value.elts[1]):
                     yield stmt.lineno, f"label of {cls.name}.{targets.pop()}"
