@@ -20,11 +20,11 @@ BROWSER_TEST = Path(settings.BASE_DIR) / "tests" / "browser" / "test_seed_story_
 TOUR_HEADINGS = {README: "## A short tour", README_ZH: "## 导览"}
 # Walle's own strings the browser test asserts in Chinese: the English text is
 # the msgid, so the catalogue must turn it into exactly the Chinese text
-# asserted. ("{name}" in the test is "%(project)s" in the catalogue.)
+# asserted. ("{name}" in the test is "%(project)s" in the catalogue, "{group}" "%(group)s".)
 CATALOGUE_KEYS = [
-    "secrets", "secrets_title", "run_check", "check_passed", "submitted", "pending", "waiting_for", "approve",
-    "approved_msg",
-    "approved", "deploy", "deploy_queued", "succeeded", "roll_back", "confirm_rollback", "rolling_back",
+    "accounts", "secrets", "secrets_title", "run_check", "check_passed", "submitted", "pending", "waiting_for",
+    "approve", "approved_msg", "approved", "deploy", "deploy_queued", "succeeded", "roll_back", "confirm_rollback",
+    "rolling_back",
 ]
 
 

@@ -70,8 +70,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "zh": {
         "locale": "zh-CN", "html_lang": "zh-hans",
-        # The accounts app has no verbose name in the catalogue: its caption stays English.
-        "accounts": "Accounts", "users": "用户", "group": "分组", "project": "项目",
+        "accounts": "账号与分组", "users": "用户", "group": "分组", "project": "项目",
         "user_added": "成功添加了 用户“{name}”。",
         "group_added": "成功添加了 分组“{name}”。",
         "project_added": "成功添加了 项目“{name} [production]”。",
