@@ -22,7 +22,7 @@ TOUR_HEADINGS = {README: "## A short tour", README_ZH: "## 导览"}
 # the msgid, so the catalogue must turn it into exactly the Chinese text
 # asserted. ("{name}" in the test is "%(project)s" in the catalogue, "{group}" "%(group)s".)
 CATALOGUE_KEYS = [
-    "accounts", "secrets", "secrets_title", "run_check", "check_passed", "submitted", "pending", "waiting_for",
+    "accounts", "developer", "maintainer", "secrets", "secrets_title", "run_check", "check_passed", "submitted", "pending", "waiting_for",
     "approve", "approved_msg", "approved", "deploy", "deploy_queued", "succeeded", "roll_back", "confirm_rollback",
     "rolling_back",
 ]

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from accounts.models import Role
 from projects.environments import ensure_defaults
 from projects.models import Project
 from releases import fetching
@@ -54,6 +53,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "en": {
         "locale": "en-US", "html_lang": "en",
         "accounts": "Accounts", "users": "Users", "group": "Group", "project": "project",
+        "developer": "Developer", "maintainer": "Maintainer",
         "user_added": "The user “{name}” was added successfully.",
         "group_added": "The group “{name}” was added successfully.",
         "project_added": "The project “{name} [production]” was added successfully.",
@@ -71,6 +71,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "zh": {
         "locale": "zh-CN", "html_lang": "zh-hans",
         "accounts": "账号与分组", "users": "用户", "group": "分组", "project": "项目",
+        "developer": "开发者(Developer)", "maintainer": "维护者(Maintainer)",
         "user_added": "成功添加了 用户“{name}”。",
         "group_added": "成功添加了 分组“{name}”。",
         "project_added": "成功添加了 项目“{name} [production]”。",
@@ -101,10 +102,13 @@ class Story:
     def t(self, key: str, **fields: object) -> str:
         return self.texts[key].format(**fields)
 
-    def shot(self, page: Page, step: int, name: str) -> None:
-        """A numbered, full-page screenshot tagged with its tour step."""
+    def next_shot(self, step: int, name: str) -> Path:
+        """The next numbered screenshot's path, tagged with its tour step."""
         self.count += 1
-        page.screenshot(path=str(self.shots / f"{self.count:02d}-step{step}-{name}.png"), full_page=True)
+        return self.shots / f"{self.count:02d}-step{step}-{name}.png"
+
+    def shot(self, page: Page, step: int, name: str) -> None:
+        page.screenshot(path=str(self.next_shot(step, name)), full_page=True)
 
 
 @dataclass
@@ -141,6 +145,11 @@ def messages(page: Page):
     return page.locator("ul.messagelist")
 
 
+def press(page: Page, label: str) -> None:
+    """Press the one enabled button with this visible label."""
+    page.get_by_role("button", name=label, exact=True).and_(page.locator(":enabled")).click()
+
+
 def admin_add(page: Page, story: Story, model: str) -> None:
     """From the admin index, press the model's "Add" link, as a person does."""
     page.goto(f"{story.base}/admin/")
@@ -157,7 +166,7 @@ def add_user(page: Page, story: Story, username: str) -> None:
     expect(messages(page)).to_contain_text(story.t("user_added", name=username))
 
 
-def add_group(page: Page, story: Story, name: str, members: dict[str, Role]) -> None:
+def add_group(page: Page, story: Story, name: str, members: dict[str, str]) -> None:
     """The group with its members and their roles, in one save (tour step 1)."""
     admin_add(page, story, "accounts/team")
     page.fill("#id_name", name)
@@ -165,7 +174,7 @@ def add_group(page: Page, story: Story, name: str, members: dict[str, Role]) -> 
         if n:
             page.click("#memberships-group .add-row a")
         page.select_option(f"#id_memberships-{n}-user", label=username)
-        page.select_option(f"#id_memberships-{n}-role", value=str(int(role)))
+        page.select_option(f"#id_memberships-{n}-role", label=role)
     page.click("input[name=_save]")
     expect(messages(page)).to_contain_text(story.t("group_added", name=name))
 
@@ -216,19 +225,15 @@ def run_config_check(page: Page, story: Story, hosts: list) -> None:
 def submit_ticket(page: Page, story: Story, site: Site, label: str, step: int) -> int:
     """Tour step 4, the Developer: the branch, the commit, the title; then the
     ticket waits for approval."""
-    ticket = open_ticket(page, story.base, site, label, shot=f"{story.shots.name}/{story.count + 1:02d}-step{step}-new-ticket-{label}.png")
-    story.count += 1
+    # open_ticket screenshots the filled form, before submitting, under ARTIFACTS.
+    form_shot = story.next_shot(step, f"new-ticket-{label}").relative_to(ARTIFACTS)
+    ticket = open_ticket(page, story.base, site, label, shot=str(form_shot))
     expect(messages(page)).to_contain_text(story.t("submitted", id=ticket))
     expect(page.locator("#ticket-status .chip")).to_have_text(story.t("pending"))
     # Production: nobody approves their own ticket, and the page says whom it waits for.
     expect(page.locator("#waiting-for")).to_have_text(story.t("waiting_for", group="web"))
     story.shot(page, step, f"pending-{label}")
     return ticket
-
-
-def press(page: Page, label: str) -> None:
-    """Press the one enabled button with this visible label."""
-    page.get_by_role("button", name=label, exact=True).and_(page.locator(":enabled")).click()
 
 
 def approve_ticket(page: Page, story: Story, ticket: int, label: str) -> None:
@@ -299,7 +304,7 @@ def test_the_seed_story_through_the_pages(language, stage, worker, live_server, 
     add_user(admin, story, "developer")
     add_user(admin, story, "maintainer")
     story.shot(admin, 1, "users")
-    add_group(admin, story, "web", {"developer": Role.DEVELOPER, "maintainer": Role.MAINTAINER})
+    add_group(admin, story, "web", {"developer": story.t("developer"), "maintainer": story.t("maintainer")})
     story.shot(admin, 1, "group")
 
     # 2. The production project on the three hosts; its Secrets page.
