@@ -20,7 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from projects.environments import ensure_defaults
 from projects.models import Project
@@ -51,7 +51,7 @@ TOUR_STEPS = tuple(STEP_NAMES)
 # texts, from Django's catalogue. "{...}" fields are filled at run time.
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
-        "locale": "en-US", "html_lang": "en",
+        "locale": "en-US", "html_lang": "en", "language_name": "English",
         "accounts": "Accounts", "users": "Users", "group": "Group", "project": "project",
         "developer": "Developer", "maintainer": "Maintainer",
         "user_added": "The user “{name}” was added successfully.",
@@ -69,7 +69,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "rolling_back": "Rolling back: ticket #{id} is running.",
     },
     "zh": {
-        "locale": "zh-CN", "html_lang": "zh-hans",
+        "locale": "zh-CN", "html_lang": "zh-hans", "language_name": "简体中文",
         "accounts": "账号与分组", "users": "用户", "group": "分组", "project": "项目",
         "developer": "开发者(Developer)", "maintainer": "维护者(Maintainer)",
         "user_added": "成功添加了 用户“{name}”。",
@@ -274,6 +274,17 @@ def roll_back(page: Page, story: Story, site: Site, ticket: int) -> int:
     return rollback
 
 
+def developer_logs_in(chromium: Browser, story: Story) -> Page:
+    """The Developer's browser speaks English; in the Chinese story he picks
+    简体中文 at the top of the page instead (kept on his account)."""
+    page = log_in(chromium, story.base, "developer", locale=TEXTS["en"]["locale"])
+    if story.language != "en":
+        page.select_option("#language-switch select", label=story.t("language_name"))
+        page.wait_for_load_state()
+    expect(page.locator("html")).to_have_attribute("lang", story.t("html_lang"))
+    return page
+
+
 def new_story(language: str, base: str, capsys) -> Story:
     shots = ARTIFACTS / f"seed-story-{language}"
     shots.mkdir(parents=True, exist_ok=True)
@@ -294,8 +305,7 @@ def test_the_seed_story_through_the_pages(language, stage, worker, live_server, 
     locale = story.t("locale")
 
     # 1. The admin, in the browser's language: the two people, then their group with roles.
-    admin = log_in(browser, story.base, "admin", locale=locale)
-    admin.goto(f"{story.base}/admin/")
+    admin = log_in(browser, story.base, "admin", locale=locale, at="/admin/")
     expect(admin.locator("html")).to_have_attribute("lang", story.t("html_lang"))
     expect(admin.locator(".app-accounts caption")).to_contain_text(story.t("accounts"))
     expect(admin.locator(".app-accounts .model-useraccount th")).to_contain_text(story.t("users"))
@@ -321,7 +331,7 @@ def test_the_seed_story_through_the_pages(language, stage, worker, live_server, 
     site = Site(project, hosts, list(project.hosts.order_by("address")), git_server, repo, commits={"v1": stage.v1})
 
     # 4. v1: the Developer opens the ticket, the Maintainer approves, the Developer deploys.
-    dev = log_in(browser, story.base, "developer", locale=locale)
+    dev = developer_logs_in(browser, story)
     boss = log_in(browser, story.base, "maintainer", locale=locale)
     first = submit_ticket(dev, story, site, "v1", 4)
     approve_ticket(boss, story, first, "v1")

@@ -40,18 +40,20 @@ def browser(monkeypatch) -> Iterator[Browser]:
         chromium.close()
 
 
-def log_in(browser: Browser, base: str, username: str, locale: str | None = None) -> Page:
+def log_in(browser: Browser, base: str, username: str, locale: str | None = None, at: str = "/") -> Page:
     """A separate browser context per person, so sessions never mix. ``locale``
     is the browser's language (navigator.language and Accept-Language), as a
-    person's own browser would send it; None keeps Chromium's default."""
+    person's own browser would send it; None keeps Chromium's default. ``at``
+    is the page the person opens (e.g. "/admin/"); its login form brings them
+    back there."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale=locale)
     page = context.new_page()
     page.set_default_timeout(30_000)
-    page.goto(f"{base}/login/")
+    page.goto(f"{base}/login/" if at == "/" else f"{base}{at}")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
-    page.wait_for_url(f"{base}/")
+    page.wait_for_url(f"{base}{at}")
     return page
 
 
