@@ -227,7 +227,7 @@ def submit_ticket(page: Page, story: Story, site: Site, label: str, step: int) -
     ticket waits for approval."""
     # open_ticket screenshots the filled form, before submitting, under ARTIFACTS.
     form_shot = story.next_shot(step, f"new-ticket-{label}").relative_to(ARTIFACTS)
-    ticket = open_ticket(page, story.base, site, label, shot=str(form_shot))
+    ticket = open_ticket(page, story.base, site, label, shot=str(form_shot), choose_project=True)
     expect(messages(page)).to_contain_text(story.t("submitted", id=ticket))
     expect(page.locator("#ticket-status .chip")).to_have_text(story.t("pending"))
     # Production: nobody approves their own ticket, and the page says whom it waits for.

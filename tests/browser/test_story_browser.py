@@ -57,9 +57,16 @@ def log_in(browser: Browser, base: str, username: str, locale: str | None = None
     return page
 
 
-def open_ticket(page: Page, base: str, site, label: str, shot: str = "") -> int:
+def open_ticket(page: Page, base: str, site, label: str, shot: str = "", choose_project: bool = False) -> int:
+    """``choose_project``: start from an empty /tickets/new/ and pick the project
+    in its list, as the tour says, rather than from a link naming it."""
     sha = site.commits[label]
-    page.goto(f"{base}/tickets/new/?project={site.project.pk}")
+    if choose_project:
+        page.goto(f"{base}/tickets/new/")
+        page.select_option("#id_choose_project", label=str(site.project))  # submits the chooser
+        page.wait_for_selector("#id_choose_ref")
+    else:
+        page.goto(f"{base}/tickets/new/?project={site.project.pk}")
     page.select_option("#id_choose_ref", "master")  # submits the chooser
     page.wait_for_selector("#commits")
     page.click("button[name=refresh]")  # fetch what was pushed since the mirror was made
