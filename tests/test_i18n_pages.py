@@ -132,7 +132,7 @@ def test_the_config_check_page_reads_in_chinese(client, world, monkeypatch):
     response = client.post(reverse("admin:projects_project_check", args=[world.project.pk]), **ZH)
     assert_chinese(
         response, "部分检测未通过", "宿主机", "发布版本库", "失败", "警告", "通过", "解决方法", "返回项目",
-        f"www 对 {library} 没有写权限", f"{library} 仅剩 42 MB", "请释放空间,或减少版本保留数",
+        f"www 对 {library} 没有写权限", f"{library} 仅剩 42 MB", "请释放空间\uff0c或减少版本保留数",
     )
 
 
