@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -62,7 +63,9 @@ class Membership(models.Model):
         verbose_name_plural = _("members")
 
     def __str__(self) -> str:
-        return f"{self.user} in {self.team} as {self.get_role_display()}"
+        return gettext("%(user)s in %(group)s as %(role)s") % {
+            "user": self.user, "group": self.team, "role": self.get_role_display(),
+        }
 
 
 def _hash_token(raw: str) -> str:

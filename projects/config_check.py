@@ -88,7 +88,9 @@ class CheckRow:
 def check_rows(report: CheckReport) -> list[CheckRow]:
     """The report's results translated for display; the engine marks its texts
     with N_ and cannot translate them itself (it never imports Django)."""
-    return [CheckRow(r, gettext(r.name), translate(r.message), translate(r.fix)) for r in report.results]
+    # gettext("") would return the catalogue's header, so an empty text stays empty.
+    return [CheckRow(r, gettext(r.name) if r.name else "", translate(r.message), translate(r.fix))
+            for r in report.results]
 
 
 def translate(text: str) -> str:

@@ -117,7 +117,7 @@ class TicketEvent(models.Model):
         verbose_name_plural = _("ticket events")
 
     def __str__(self) -> str:
-        return f"{self.action}: {self.from_status or '-'} -> {self.to_status or '-'}"
+        return f"{self.action_label}: {self.get_from_status_display() or '-'} -> {self.get_to_status_display() or '-'}"
 
     @property
     def action_label(self) -> str:

@@ -115,7 +115,13 @@ def test_the_project_admin_page_reads_in_chinese(client, world):
     client.force_login(world.users["maintainer"])
     response = client.get(reverse("admin:projects_project_change", args=[world.project.pk]), **ZH)
     # Walle's own labels, and Django's admin in its own Chinese.
-    assert_chinese(response, "远程仓库地址", "发布版本库", "版本保留数", "运行配置检测", "机密变量", "保存")
+    assert_chinese(response, "远程仓库地址", "发布版本库", "版本保留数", "运行配置检测", "机密变量", "保存", "账号与分组")
+
+
+def test_the_ticket_admin_page_reads_in_chinese(client, world, ticket):
+    client.force_login(world.users["maintainer"])
+    response = client.get(reverse("admin:releases_ticket_change", args=[ticket.pk]), **ZH)
+    assert_chinese(response, "上线单事件", "已提交", "待审核", "提交人")
 
 
 def test_the_config_check_page_reads_in_chinese(client, world, monkeypatch):
@@ -132,7 +138,7 @@ def test_the_config_check_page_reads_in_chinese(client, world, monkeypatch):
     response = client.post(reverse("admin:projects_project_check", args=[world.project.pk]), **ZH)
     assert_chinese(
         response, "部分检测未通过", "宿主机", "发布版本库", "失败", "警告", "通过", "解决方法", "返回项目",
-        f"www 对 {library} 没有写权限", f"{library} 仅剩 42 MB", "请释放空间,或减少版本保留数",
+        f"www 对 {library} 没有写权限", f"{library} 仅剩 42 MB", "请释放空间\uff0c或减少版本保留数",
     )
 
 

@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.utils.translation import gettext_lazy
 
 from walleproj import bind, datadir
 
@@ -252,7 +253,7 @@ Q_CLUSTER: dict = {
     "ack_failures": True,
     "catch_up": False,
     "save_limit": 1000,
-    "label": "Background tasks",
+    "label": gettext_lazy("Background tasks"),  # the admin's name for django-q2's app
 }
 if WALLE_REDIS_URL:
     Q_CLUSTER["redis"] = WALLE_REDIS_URL

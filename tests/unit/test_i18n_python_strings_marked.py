@@ -13,6 +13,7 @@ was marked where it was written.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +86,14 @@ def is_unmarked(node: ast.AST | None) -> bool:
     return False
 
 
+def has_words_outside_markup(node: ast.AST) -> bool:
+    """A format_html() template with words between its tags (not in its {} holes)."""
+    if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+        return is_unmarked(node) if not isinstance(node, ast.Constant) else False
+    text = re.sub(r"<[^>]*>|\{[^}]*\}|&\w+;", " ", node.value)
+    return any(ch.isalpha() for ch in text)
+
+
 def people_exceptions(trees: dict[Path, ast.Module]) -> set[str]:
     """PEOPLE_EXCEPTIONS plus every class in the code that derives from one of them."""
     found = set(PEOPLE_EXCEPTIONS)
@@ -113,6 +122,8 @@ def call_problems(node: ast.Call, exceptions: set[str]) -> Iterator[tuple[int, s
     if func in MESSAGE_FUNCS and name_of(owner) == "messages" and len(node.args) > 1:
         if is_unmarked(node.args[1]):
             yield node.lineno, f"messages.{func}()"
+    if func == "format_html" and node.args and has_words_outside_markup(node.args[0]):
+        yield node.lineno, "text in format_html()"
     if func == "message_user" and len(node.args) > 1 and is_unmarked(node.args[1]):
         yield node.lineno, "message_user()"
     if func in exceptions and node.args and is_unmarked(node.args[0]):
@@ -174,7 +185,11 @@ def problems_in(path: Path, tree: ast.Module, exceptions: set[str]) -> list[str]
     found += assignment_problems(tree)
     found += unlabelled_form_fields(tree)
     rel = path.relative_to(ROOT)
-    return [f"{rel}:{line}: {what} is not marked for translation" for line, what in sorted(set(found))]
+    lines = path.read_text().splitlines() if path.is_file() else []
+    # An explicit exemption names its reason on the line: "# i18n-exempt: <why>".
+    exempt = {n for n, text in enumerate(lines, start=1) if "# i18n-exempt:" in text}
+    return [f"{rel}:{line}: {what} is not marked for translation" for line, what in sorted(set(found))
+            if line not in exempt]
 
 
 def engine_check_problems() -> list[str]:
@@ -226,9 +241,11 @@ def test_the_scan_finds_an_unmarked_string():
         "    return {'title': 'Approve these?'}\n"
         "class F(forms.Form):\n    name = forms.CharField(max_length=3)\n"
         "    seen = forms.IntegerField(widget=forms.HiddenInput)\n"
+        "format_html('<p>Fingerprint: <code>{}</code></p>', fp)\n"
+        "format_html('<a href=\"{}\">{}</a>', url, _('Open'))\n"
     )
     tree = ast.parse(source)
     found = problems_in(ROOT / "x.py", tree, people_exceptions({ROOT / "x.py": tree}))
-    assert len(found) == 10, found
+    assert len(found) == 11, found
     marked = "messages.success(request, _('Saved %(x)s') % {'x': x})\nraise ValidationError(gettext('no'))\n"
     assert problems_in(ROOT / "y.py", ast.parse(marked), PEOPLE_EXCEPTIONS) == []
