@@ -104,3 +104,9 @@ def test_the_chinese_admin_messages_asserted_are_djangos_with_walles_names(key, 
         message = translation.gettext("The {name} “{obj}” was added successfully.")
         expected = message.format(name=translation.gettext(verbose_name), obj="{name}")
     assert TEXTS["zh"][key].replace(" [production]", "") == expected  # a project reads "<name> [<environment>]"
+
+
+def test_the_chinese_linked_hosts_message_asserted_is_the_catalogues():
+    with translation.override("zh-hans"):
+        message = translation.gettext("Linked %(count)d host(s): %(hosts)s")
+    assert message % {"count": 3, "hosts": "127.0.0.11, 127.0.0.12, 127.0.0.13"} == TEXTS["zh"]["hosts_linked"]
