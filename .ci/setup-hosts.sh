@@ -12,7 +12,7 @@
 set -euo pipefail
 
 readonly ADDRESSES=(127.0.0.10 127.0.0.11 127.0.0.12 127.0.0.13 127.0.0.14)
-readonly PACKAGES=(openssh-server openssh-client rsync git nginx-light util-linux iproute2 procps)
+readonly PACKAGES=(openssh-server openssh-client rsync git nginx-light util-linux iproute2 procps gettext)
 readonly POLICY_RC=/usr/sbin/policy-rc.d
 
 log() { printf 'setup-hosts: %s\n' "$*" >&2; }

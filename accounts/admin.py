@@ -7,6 +7,7 @@ from django.contrib.auth.models import Group, User
 from django.db.models import Q
 from django.utils.html import format_html
 from django.utils.text import smart_split, unescape_string_literal
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from . import permissions
@@ -103,17 +104,23 @@ class TeamAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         return ["name", "description"] if obj is None else ["name", "description", "deploy_key"]
 
-    @admin.display(description="deploy key")
+    @admin.display(description=_("deploy key"))
     def deploy_key(self, obj) -> str:
         from projects.keys import team_key
 
         key = team_key(obj)  # groups made before keys were per group get theirs here
         return format_html(
-            '<pre id="group-authorized-keys-line" style="white-space: pre-wrap; word-break: break-all;">{}</pre>'
-            "Fingerprint: <code>{}</code><br>Add this line to <code>~/.ssh/authorized_keys</code> of the run "
-            "user on this group's target hosts, and as a read-only deploy key on its repositories. Projects of "
-            "this group log in with it unless a platform admin gives one another key.",
-            key.authorized_keys_line(), key.fingerprint,
+            '<pre id="group-authorized-keys-line" style="white-space: pre-wrap; word-break: break-all;">{}</pre>{}',
+            key.authorized_keys_line(),
+            format_html(
+                gettext(
+                    "Fingerprint: <code>{fingerprint}</code><br>Add this line to <code>~/.ssh/authorized_keys</code> "
+                    "of the run user on this group's target hosts, and as a read-only deploy key on its "
+                    "repositories. Projects of this group log in with it unless a platform admin gives one "
+                    "another key."
+                ),
+                fingerprint=key.fingerprint,
+            ),
         )
 
     def save_model(self, request, obj, form, change) -> None:
@@ -123,11 +130,11 @@ class TeamAdmin(admin.ModelAdmin):
 
             team_key(obj)  # the group's key is made with the group
 
-    @admin.display(description="members")
+    @admin.display(description=_("members"))
     def member_count(self, obj) -> int:
         return obj.memberships.count()
 
-    @admin.display(description="projects")
+    @admin.display(description=_("projects"))
     def project_count(self, obj) -> int:
         return obj.projects.count()
 
@@ -167,7 +174,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
         if not change:
             raw = obj.assign_new_key()
             super().save_model(request, obj, form, change)
-            self.message_user(request, f"Token for {obj.user}: {raw}  (copy it now; it is not shown again)")
+            self.message_user(
+                request, gettext("Token for %(user)s: %(token)s  (copy it now; it is not shown again)")
+                % {"user": obj.user, "token": raw}
+            )
             return
         super().save_model(request, obj, form, change)
 
@@ -183,7 +193,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return permissions.is_platform_admin(request.user)
 
-    @admin.action(description="Revoke selected tokens")
+    @admin.action(description=_("Revoke selected tokens"))
     def revoke(self, request, queryset) -> None:
         for token in queryset.filter(revoked_at__isnull=True):
             token.revoke()

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext_lazy as _
 from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
 
 from .permissions import PROJECT_ACTIONS, Action, can, perm_codename, require
+
+# One sentence per verb, so each reads naturally once translated.
+REFUSALS = {
+    "grant": _("You cannot grant '%(action)s', which you do not hold."),
+    "revoke": _("You cannot revoke '%(action)s', which you do not hold."),
+}
 
 
 def _require_authority(actor, action: Action, project, verb: str) -> Action:
@@ -17,7 +24,7 @@ def _require_authority(actor, action: Action, project, verb: str) -> Action:
         raise ValueError(f"{action} is not a project action")
     require(actor, Action.CONFIGURE, project)
     if not can(actor, action, project):
-        raise PermissionDenied(f"You cannot {verb} '{action.value}', which you do not hold.")
+        raise PermissionDenied(REFUSALS[verb] % {"action": action.value})
     return action
 
 

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -32,9 +33,9 @@ class Team(models.Model):
     name = models.CharField(_("name"), max_length=100, unique=True)
     description = models.TextField(_("description"), blank=True)
     members = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
+        settings.AUTH_USER_MODEL, through="Membership", related_name="teams", verbose_name=_("members")
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
@@ -47,11 +48,11 @@ class Team(models.Model):
 
 class Membership(models.Model):
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("user")
     )
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("group"))
     role = models.PositiveSmallIntegerField(_("role"), choices=Role.choices, default=Role.GUEST)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         constraints = [
@@ -59,9 +60,12 @@ class Membership(models.Model):
         ]
         ordering = ["team__name", "-role"]
         verbose_name = _("member")
+        verbose_name_plural = _("members")
 
     def __str__(self) -> str:
-        return f"{self.user} in {self.team} as {self.get_role_display()}"
+        return gettext("%(user)s in %(group)s as %(role)s") % {
+            "user": self.user, "group": self.team, "role": self.get_role_display(),
+        }
 
 
 def _hash_token(raw: str) -> str:
@@ -79,20 +83,21 @@ class ApiToken(models.Model):
     PREFIX = "walle_"
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens", verbose_name=_("user")
     )
     name = models.CharField(_("name"), max_length=100)
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    hint = models.CharField(max_length=16, editable=False, help_text=_("first characters"))
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    key_hash = models.CharField(_("key hash"), max_length=64, unique=True, editable=False)
+    hint = models.CharField(_("hint"), max_length=16, editable=False, help_text=_("first characters"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
 
     objects = ApiTokenQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.hint}…)"
@@ -135,7 +140,7 @@ class UserPreference(models.Model):
     """What a person chose for themselves; kept with the account so it follows
     them to every browser (a cookie would not)."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference", verbose_name=_("user"))
     language = models.CharField(
         _("language"), max_length=10, blank=True, choices=settings.LANGUAGES,
         help_text=_("Empty: the browser's language."),
@@ -143,6 +148,7 @@ class UserPreference(models.Model):
 
     class Meta:
         verbose_name = _("preference")
+        verbose_name_plural = _("preferences")
 
     def __str__(self) -> str:
         return f"{self.user}: {self.language or 'browser'}"

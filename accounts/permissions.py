@@ -221,7 +221,7 @@ def get_visible_or_404(user, queryset: QuerySet, pk: Any, action: Action | str =
     try:
         return visible(user, queryset, action).get(pk=pk)
     except (queryset.model.DoesNotExist, ValueError, TypeError) as exc:
-        raise Http404("Not found.") from exc
+        raise Http404(_("Not found.")) from exc
 
 
 def is_maintainer_somewhere(user) -> bool:

@@ -118,5 +118,9 @@ class AuditEntry(models.Model):
 
     @property
     def action_display(self) -> str:
-        """A configuration action's label; a ticket event's action as written."""
-        return Change(self.action).label if self.action in Change.values else self.action
+        """A configuration action's label, or a ticket event's."""
+        if self.action in Change.values:
+            return Change(self.action).label
+        from releases.models import event_action_label  # audit records releases' events; imported late
+
+        return event_action_label(self.action)

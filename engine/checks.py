@@ -19,14 +19,27 @@ from dataclasses import dataclass, field, replace
 from . import git, hostops, validate
 from .plan import Secret, Stream, Target
 from .ssh import Connection, HostKeyError, LoginError, SSHError, fetch_host_key, fingerprint
+from .text import N_
 
 MIN_FREE_MB = 100
-_REACH_FIX = "check the address and port, that sshd runs, and the firewall"
+_REACH_FIX = N_("check the address and port, that sshd runs, and the firewall")
+
+# The names of the checks, as the report's first column shows them; listed so
+# that makemessages finds them (results compare names in English).
+CHECK_NAMES = (
+    N_("settings"), N_("tools"), N_("workspace"), N_("repository"), N_("repository host key"),
+    N_("reachable"), N_("host key"), N_("login"), N_("rsync"), N_("release library"),
+    N_("webroot parent"), N_("webroot"), N_("disk space"),
+)
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One line of the check report. ``host`` is "" for the deploy host and repository."""
+    """One line of the check report. ``host`` is "" for the deploy host and repository.
+
+    ``message`` and ``fix`` are English; those made with ``N_`` also carry
+    their template, so the web side can show them translated.
+    """
 
     name: str
     host: str
@@ -91,8 +104,8 @@ def _check_settings(workspace: str, run_user: str, webroot: str, release_library
         validate.check_layout(webroot, release_library)
         validate.check_user(run_user)
     except validate.PlanError as exc:
-        return [_fail("settings", "", str(exc), "correct the project's paths and run user")]
-    return [CheckResult("settings", "", True, "paths and run user are valid")]
+        return [_fail("settings", "", str(exc), N_("correct the project's paths and run user"))]
+    return [CheckResult("settings", "", True, N_("paths and run user are valid"))]
 
 
 def _check_deploy_host(workspace: str) -> list[CheckResult]:
@@ -103,12 +116,12 @@ def _check_deploy_host(workspace: str) -> list[CheckResult]:
             _fail(
                 "tools",
                 "",
-                f"missing on the deploy host: {', '.join(missing)}",
-                "install them on the Walle worker (apt install git rsync openssh-client)",
+                N_("missing on the deploy host: {tools}", tools=", ".join(missing)),
+                N_("install them on the Walle worker (apt install git rsync openssh-client)"),
             )
         )
     else:
-        results.append(CheckResult("tools", "", True, "git, rsync and ssh are installed"))
+        results.append(CheckResult("tools", "", True, N_("git, rsync and ssh are installed")))
     try:
         os.makedirs(workspace, mode=0o700, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=workspace):
@@ -118,12 +131,12 @@ def _check_deploy_host(workspace: str) -> list[CheckResult]:
             _fail(
                 "workspace",
                 "",
-                f"workspace {workspace} is not writable: {exc.strerror}",
-                "create it and make it owned by the user the Walle worker runs as",
+                N_("workspace {workspace} is not writable: {error}", workspace=workspace, error=exc.strerror),
+                N_("create it and make it owned by the user the Walle worker runs as"),
             )
         )
     else:
-        results.append(CheckResult("workspace", "", True, f"workspace {workspace} is writable"))
+        results.append(CheckResult("workspace", "", True, N_("workspace {workspace} is writable", workspace=workspace)))
     return results
 
 
@@ -132,21 +145,22 @@ def _check_repository(url: str, host_key: str, key: Secret, timeout: int) -> tup
     try:
         ssh_host = git.repo_ssh_host(url)
     except ValueError as exc:
-        return [_fail("repository", "", str(exc), "use an ssh://, https:// or user@host:path URL")], ""
+        return [_fail("repository", "", str(exc), N_("use an ssh://, https:// or user@host:path URL"))], ""
     results, fetched = [], ""
     if ssh_host and not host_key.strip():
         try:
             fetched = fetch_host_key(ssh_host[0], ssh_host[1], timeout)
         except SSHError as exc:
-            return [_fail("repository", "", str(exc), "check the URL's host and port and the network")], ""
+            return [_fail("repository", "", str(exc), N_("check the URL's host and port and the network"))], ""
         host_key = fetched
         results.append(
             CheckResult(
                 "repository host key",
                 "",
                 True,
-                f"git server key was not pinned; fetched {fingerprint(fetched)} (pinned once the repository reads)",
-                "compare it with the git server's fingerprint",
+                N_("git server key was not pinned; fetched {fingerprint} (pinned once the repository reads)",
+                   fingerprint=fingerprint(fetched)),
+                N_("compare it with the git server's fingerprint"),
                 warning=True,
             )
         )
@@ -160,16 +174,16 @@ def _check_repository(url: str, host_key: str, key: Secret, timeout: int) -> tup
 
     status = git.ls_remote(url, host_key, key, collect, timeout=max(timeout, 30))
     if status == 0:
-        results.append(CheckResult("repository", "", True, "repository is reachable with the project key"))
+        results.append(CheckResult("repository", "", True, N_("repository is reachable with the project key")))
     else:
-        detail = "; ".join(output[-3:]) or f"git exit status {status}"
+        detail = "; ".join(output[-3:]) or N_("git exit status {status}", status=status)
         results.append(
             _fail(
                 "repository",
                 "",
-                f"cannot read the repository: {detail}",
-                "add the project's public key as a (read-only) deploy key on the git server, "
-                "and check the URL and the pinned git server key",
+                N_("cannot read the repository: {detail}", detail=detail),
+                N_("add the project's public key as a (read-only) deploy key on the git server, "
+                   "and check the URL and the pinned git server key"),
             )
         )
     # Pin the git server's key only once the repository was read with it.
@@ -202,9 +216,9 @@ class _Layout:
             return results + problems, ""
         with conn:
             if not pinned:
-                matches = f"host key matches the pinned {fingerprint(target.host_key)}"
+                matches = N_("host key matches the pinned {fingerprint}", fingerprint=fingerprint(target.host_key))
                 results.append(CheckResult("host key", target.name, True, matches))
-            results.append(CheckResult("login", target.name, True, f"logged in as {self.run_user}"))
+            results.append(CheckResult("login", target.name, True, N_("logged in as {user}", user=self.run_user)))
             results += self._remote_checks(conn)
         return results, pinned
 
@@ -214,8 +228,9 @@ class _Layout:
             key_line = fetch_host_key(target.address, target.port, self.timeout)
         except SSHError as exc:
             return "", _fail("reachable", target.name, str(exc), _REACH_FIX)
-        message = f"host key was not pinned; fetched {fingerprint(key_line)} (pinned once login works)"
-        fix = "compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host"
+        message = N_("host key was not pinned; fetched {fingerprint} (pinned once login works)",
+                     fingerprint=fingerprint(key_line))
+        fix = N_("compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host")
         return key_line, CheckResult("host key", target.name, True, message, fix, warning=True)
 
     def _open(self, conn: Connection) -> list[CheckResult]:
@@ -224,11 +239,11 @@ class _Layout:
         try:
             conn.open()
         except HostKeyError as exc:
-            fix = "if the host was reinstalled, a Maintainer re-pins its key; otherwise treat it as a possible attack"
+            fix = N_("if the host was reinstalled, a Maintainer re-pins its key; otherwise treat it as a possible attack")
             return [_fail("host key", name, str(exc), fix)]
         except LoginError as exc:
-            fix = f"append the project's public key to ~{self.run_user}/.ssh/authorized_keys"
-            return [CheckResult("reachable", name, True, "host answers SSH"), _fail("login", name, str(exc), fix)]
+            fix = N_("append the project's public key to ~{user}/.ssh/authorized_keys", user=self.run_user)
+            return [CheckResult("reachable", name, True, N_("host answers SSH")), _fail("login", name, str(exc), fix)]
         except SSHError as exc:
             return [_fail("reachable", name, str(exc), _REACH_FIX)]
         return []
@@ -248,72 +263,76 @@ class _Layout:
 
     def _rsync(self, conn: Connection) -> CheckResult:
         if self._ok(conn, ["rsync", "--version"]):
-            return CheckResult("rsync", conn.target.name, True, "rsync is installed")
-        return _fail("rsync", conn.target.name, "rsync is not installed", "install it (apt install rsync)")
+            return CheckResult("rsync", conn.target.name, True, N_("rsync is installed"))
+        return _fail("rsync", conn.target.name, N_("rsync is not installed"), N_("install it (apt install rsync)"))
 
     def _library(self, conn: Connection) -> CheckResult:
-        lib, name = self.library, conn.target.name
+        lib, name, user = self.library, conn.target.name, self.run_user
         if not self._ok(conn, ["mkdir", "-p", "--", lib]):
             return _fail(
                 "release library",
                 name,
-                f"cannot create {lib}",
-                f"create it: mkdir -p {lib} && chown {self.run_user} {lib}",
+                N_("cannot create {path}", path=lib),
+                N_("create it: mkdir -p {path} && chown {user} {path}", path=lib, user=user),
             )
         if not self._ok(conn, ["test", "-w", lib]):
             return _fail(
-                "release library", name, f"{lib} is not writable by {self.run_user}", f"chown {self.run_user} {lib}"
+                "release library", name, N_("{path} is not writable by {user}", path=lib, user=user),
+                N_("chown {user} {path}", path=lib, user=user),
             )
-        return CheckResult("release library", name, True, f"{lib} exists and is writable")
+        return CheckResult("release library", name, True, N_("{path} exists and is writable", path=lib))
 
     def _webroot_parent(self, conn: Connection) -> CheckResult:
-        parent, name = posixpath.dirname(self.webroot), conn.target.name
+        parent, name, user = posixpath.dirname(self.webroot), conn.target.name, self.run_user
         if not self._ok(conn, ["test", "-d", parent]):
             return _fail(
                 "webroot parent",
                 name,
-                f"{parent} does not exist",
-                f"create it: mkdir -p {parent} && chown {self.run_user} {parent}",
+                N_("{path} does not exist", path=parent),
+                N_("create it: mkdir -p {path} && chown {user} {path}", path=parent, user=user),
             )
         if not self._ok(conn, ["test", "-w", parent]):
             return _fail(
                 "webroot parent",
                 name,
-                f"{parent} is not writable by {self.run_user}",
-                f"chown {self.run_user} {parent} (the webroot link is replaced there)",
+                N_("{path} is not writable by {user}", path=parent, user=user),
+                N_("chown {user} {path} (the webroot link is replaced there)", path=parent, user=user),
             )
-        return CheckResult("webroot parent", name, True, f"{parent} exists and is writable")
+        return CheckResult("webroot parent", name, True, N_("{path} exists and is writable", path=parent))
 
     def _webroot(self, conn: Connection) -> CheckResult:
         name = conn.target.name
         status, out = hostops.capture(conn, ["readlink", "--", self.webroot], _ignore)
         if status == 0:
-            return CheckResult("webroot", name, True, f"{self.webroot} is a symlink to {out[0] if out else '?'}")
+            target = out[0] if out else "?"
+            return CheckResult("webroot", name, True, N_("{path} is a symlink to {target}", path=self.webroot, target=target))
         if self._ok(conn, ["test", "-e", self.webroot]):
             return _fail(
                 "webroot",
                 name,
-                f"{self.webroot} is a real directory or file, not a symlink",
-                f"move it aside (mv {self.webroot} {self.webroot}.old); Walle never deletes it",
+                N_("{path} is a real directory or file, not a symlink", path=self.webroot),
+                N_("move it aside (mv {path} {path}.old); Walle never deletes it", path=self.webroot),
             )
-        return CheckResult("webroot", name, True, f"{self.webroot} does not exist yet; the first deploy creates it")
+        return CheckResult(
+            "webroot", name, True, N_("{path} does not exist yet; the first deploy creates it", path=self.webroot)
+        )
 
     def _disk(self, conn: Connection) -> CheckResult:
         name = conn.target.name
         free = hostops.free_kib(conn, self.library, _ignore)
         if free is None:
-            return CheckResult("disk space", name, True, "could not read free disk space", warning=True)
+            return CheckResult("disk space", name, True, N_("could not read free disk space"), warning=True)
         free_mb = free // 1024
         if free_mb < MIN_FREE_MB:
             return CheckResult(
                 "disk space",
                 name,
                 True,
-                f"only {free_mb} MB free in {self.library}",
-                "free some space or lower the number of releases kept",
+                N_("only {free} MB free in {path}", free=free_mb, path=self.library),
+                N_("free some space or lower the number of releases kept"),
                 warning=True,
             )
-        return CheckResult("disk space", name, True, f"{free_mb} MB free in {self.library}")
+        return CheckResult("disk space", name, True, N_("{free} MB free in {path}", free=free_mb, path=self.library))
 
 
 def _ignore(stream: Stream, text: str) -> None:

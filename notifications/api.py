@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
@@ -128,7 +129,7 @@ class DeliveryViewSet(PolicyErrorsMixin, viewsets.ReadOnlyModelViewSet):
             value = self.request.query_params.get(name)
             if value is not None:
                 if not value.isdigit():
-                    raise ValidationError({name: "Give a numeric id."})
+                    raise ValidationError({name: _("Give a numeric id.")})
                 queryset = queryset.filter(**{f"{name}_id": int(value)})
         return visible_deliveries(self.request.user, queryset)
 

@@ -97,15 +97,16 @@ class Channel(models.Model):
         _("mail recipients"), blank=True, help_text=_("Email channels: addresses, one a line or comma-separated."),
     )
     # Secrets: written, never read back (like DeployKey.private_key_encrypted).
-    url_encrypted = models.TextField(editable=False, blank=True)
-    secret_encrypted = models.TextField(editable=False, blank=True)
+    url_encrypted = models.TextField(_("URL (encrypted)"), editable=False, blank=True)
+    secret_encrypted = models.TextField(_("secret (encrypted)"), editable=False, blank=True)
     url_hint = models.CharField(_("stored URL"), max_length=300, editable=False, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         ordering = ["name", "id"]
         verbose_name = _("notification channel")
+        verbose_name_plural = _("notification channels")
         constraints = [
             models.CheckConstraint(
                 condition=(models.Q(project__isnull=False, environment__isnull=True)
@@ -204,27 +205,27 @@ class Delivery(models.Model):
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
 
-    channel = models.ForeignKey(Channel, null=True, on_delete=models.SET_NULL, related_name="deliveries")
+    channel = models.ForeignKey(Channel, null=True, on_delete=models.SET_NULL, related_name="deliveries", verbose_name=_("channel"))
     # Kept when the channel is deleted, so the history still reads.
     channel_name = models.CharField(_("channel"), max_length=100)
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
     ticket = models.ForeignKey(
-        "releases.Ticket", null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+        "releases.Ticket", null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("ticket")
     )
     ticket_event = models.ForeignKey(
-        "releases.TicketEvent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "releases.TicketEvent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("ticket event")
     )
     event = models.CharField(_("event"), max_length=20, choices=Event.choices)
     requested_by = models.ForeignKey(  # test messages: who pressed the button
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("requested by")
     )
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)  # claimed by a worker
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)  # claimed by a worker
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -5,6 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 from guardian.shortcuts import get_users_with_perms
@@ -13,7 +14,7 @@ from accounts import grants, permissions
 from accounts.admin import ScopedAdminMixin
 
 from . import secrets
-from .config_check import run_check
+from .config_check import check_rows, run_check
 from .forms import DeployWindowForm, GrantForm, ProjectAdminForm, SecretDeleteForm, SecretForm, link_pasted_hosts
 from .keys import fill_new_key, key_for
 from .models import DeployFreeze, DeployKey, DeployWindow, Environment, Host, Project
@@ -103,13 +104,13 @@ class HostAdmin(ScopedAdminMixin, admin.ModelAdmin):
             obj.unpin()
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Forget pinned host keys (the next config check pins again)")
+    @admin.action(description=_("Forget pinned host keys (the next config check pins again)"))
     def unpin_host_keys(self, request, queryset) -> None:
         allowed = [h for h in queryset if permissions.can_change_host(request.user, h)]
         Host.objects.filter(pk__in=[h.pk for h in allowed]).update(
             host_key="", host_key_fingerprint="", host_key_pinned_by=None, host_key_pinned_at=None
         )
-        self.message_user(request, f"Unpinned {len(allowed)} host(s).")
+        self.message_user(request, gettext("Unpinned %(count)d host(s).") % {"count": len(allowed)})
 
 
 @admin.register(Project)
@@ -136,7 +137,7 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         (_("History"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
-    @admin.display(description="hosts")
+    @admin.display(description=_("hosts"))
     def host_count(self, obj) -> int:
         return obj.hosts.count()
 
@@ -155,7 +156,7 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def _configurable(self, request, pk: int) -> Project:
         project = get_object_or_404(self.get_queryset(request), pk=pk)
         if not permissions.can(request.user, permissions.Action.CONFIGURE, project):
-            raise PermissionDenied("Only Maintainers of this project do this.")
+            raise PermissionDenied(_("Only Maintainers of this project do this."))
         return project
 
     def grants_view(self, request, pk: int):
@@ -167,15 +168,15 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
             change = grants.revoke if data["revoke"] else grants.grant
             try:
                 change(request.user, data["username"], data["action"], project)
-                self.message_user(request, f"{'Revoked' if data['revoke'] else 'Granted'} {data['action']} "
-                                           f"{'from' if data['revoke'] else 'to'} {data['username']}.")
+                done = _("Revoked %(action)s from %(user)s.") if data["revoke"] else _("Granted %(action)s to %(user)s.")
+                self.message_user(request, done % {"action": data["action"], "user": data["username"]})
             except PermissionDenied as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             return redirect("admin:projects_project_grants", pk=project.pk)
         holders = get_users_with_perms(project, with_group_users=False, with_superusers=False)
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": project,
-            "title": f"Per-user grants: {project}", "form": form,
+            "title": gettext("Per-user grants: %(project)s") % {"project": project}, "form": form,
             "rows": [(u, grants.granted_actions(u, project)) for u in holders],
         }
         return TemplateResponse(request, "admin/projects/project/grants.html", context)
@@ -191,11 +192,12 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         form = SecretForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             created = secrets.set_secret(request.user, project, form.cleaned_data["name"], form.cleaned_data["value"])
-            self.message_user(request, f"Secret {form.cleaned_data['name']} {'set' if created else 'changed'}.")
+            done = _("Secret %(name)s set.") if created else _("Secret %(name)s changed.")
+            self.message_user(request, done % {"name": form.cleaned_data["name"]})
             return redirect("admin:projects_project_secrets", pk=project.pk)
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": project,
-            "title": f"Secrets: {project}", "form": form, "secrets": project.secrets.all(),
+            "title": gettext("Secrets: %(project)s") % {"project": project}, "form": form, "secrets": project.secrets.all(),
             "can_edit": permissions.can(request.user, permissions.Action.CONFIGURE, project),
         }
         return TemplateResponse(request, "admin/projects/project/secrets.html", context)
@@ -206,9 +208,9 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         if form.is_valid():
             name = form.cleaned_data["name"]
             if secrets.delete_secret(request.user, project, name):
-                self.message_user(request, f"Secret {name} deleted.")
+                self.message_user(request, gettext("Secret %(name)s deleted.") % {"name": name})
             else:
-                self.message_user(request, f"There is no secret {name}.", messages.WARNING)
+                self.message_user(request, gettext("There is no secret %(name)s.") % {"name": name}, messages.WARNING)
         return redirect("admin:projects_project_secrets", pk=project.pk)
 
     def check_view(self, request, pk: int):
@@ -217,7 +219,8 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         report = run_check(request.user, project)
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": project,
-            "title": f"Config check: {project}", "report": report, "deploy_key": key_for(project),
+            "title": gettext("Config check: %(project)s") % {"project": project}, "report": report,
+            "rows": check_rows(report), "deploy_key": key_for(project),
         }
         return TemplateResponse(request, "admin/projects/project/check.html", context)
 
@@ -248,21 +251,24 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         # The form's choices and read-only fields already enforce these; belt and braces.
         stored = Project.objects.filter(pk=obj.pk).first() if change else None
         if not permissions.can_put_project_in_team(request.user, obj.team, stored):
-            raise PermissionDenied("You can only put projects in groups you maintain.")
+            raise PermissionDenied(_("You can only put projects in groups you maintain."))
         if not permissions.can_use_deploy_key(request.user, obj.deploy_key, obj.team, stored):
-            raise PermissionDenied("Only platform admins give a project a key that is not its group's.")
+            raise PermissionDenied(_("Only platform admins give a project a key that is not its group's."))
         if (
             stored is not None and stored.environment_id != obj.environment_id
             and not permissions.can_change_project_environment(request.user, stored)
         ):
-            raise PermissionDenied("Only platform admins move an existing project to another environment.")
+            raise PermissionDenied(_("Only platform admins move an existing project to another environment."))
         super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
         hosts = link_pasted_hosts(request.user, form.instance, form.cleaned_data.get("host_lines") or [])
         if hosts:
-            self.message_user(request, f"Linked {len(hosts)} host(s): " + ", ".join(h.name for h in hosts))
+            self.message_user(
+                request, gettext("Linked %(count)d host(s): %(hosts)s")
+                % {"count": len(hosts), "hosts": ", ".join(h.name for h in hosts)}
+            )
 
 
 @admin.register(DeployKey)
@@ -288,7 +294,7 @@ class DeployKeyAdmin(admin.ModelAdmin):
             fill_new_key(obj)
         super().save_model(request, obj, form, change)
 
-    @admin.display(description="authorized_keys line")
+    @admin.display(description=_("authorized_keys line"))
     def authorized_keys(self, obj) -> str:
         return obj.authorized_keys_line() if obj.pk else ""
 

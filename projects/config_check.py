@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.permissions import Action, require
 from engine.checks import CheckReport, CheckResult, check_project
 from engine.plan import Secret, Target
 from engine.ssh import fingerprint
+from engine.text import N_, Text
 
 from .keys import key_for
 from .models import Host, Project
@@ -67,6 +69,33 @@ def _is_dropped_pin(result: CheckResult, dropped: set, repo_ok: bool) -> bool:
 def _not_pinned(result: CheckResult) -> CheckResult:
     seen = re.search(r"SHA256:\S+", result.message)
     return replace(
-        result, message=f"key {seen.group(0) if seen else ''} was not pinned: login did not succeed",
-        fix="fix the login, then run the check again; it pins the key then",
+        result, message=N_("key {fingerprint} was not pinned: login did not succeed",
+                           fingerprint=seen.group(0) if seen else ""),
+        fix=N_("fix the login, then run the check again; it pins the key then"),
     )
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One result as the page shows it, in the reader's language."""
+
+    result: CheckResult
+    name: str
+    message: str
+    fix: str
+
+
+def check_rows(report: CheckReport) -> list[CheckRow]:
+    """The report's results translated for display; the engine marks its texts
+    with N_ and cannot translate them itself (it never imports Django)."""
+    # gettext("") would return the catalogue's header, so an empty text stays empty.
+    return [CheckRow(r, gettext(r.name) if r.name else "", translate(r.message), translate(r.fix))
+            for r in report.results]
+
+
+def translate(text: str) -> str:
+    """A text the engine marked (with its values filled in), translated; any other text as it is."""
+    if not isinstance(text, Text):
+        return text
+    params = {name: translate(value) if isinstance(value, str) else value for name, value in text.params.items()}
+    return gettext(text.template).format(**params)

@@ -76,8 +76,8 @@ class ProjectAdminForm(forms.ModelForm):
             host = Host.objects.at(item.address, item.port).first()
             if host is not None and host.pk not in linked and not permissions.can_change_host(self.editor, host):
                 errors.append(ValidationError(
-                    "line %(n)d: host %(host)s is used by projects you do not configure; ask their "
-                    "Maintainers or a platform admin to link it.",
+                    _("line %(n)d: host %(host)s is used by projects you do not configure; ask their "
+                      "Maintainers or a platform admin to link it."),
                     params={"n": line_of[item], "host": host.endpoint},
                 ))
         if errors:
@@ -99,8 +99,8 @@ class ProjectAdminForm(forms.ModelForm):
         stored = self.instance if self.instance.pk else None
         key = cleaned.get("deploy_key")
         if not permissions.can_use_deploy_key(self.editor, key, cleaned["team"], stored):
-            self.add_error("deploy_key", "Pick one of this group's keys, or leave it empty for the group's own key; "
-                                         "only platform admins choose another key.")
+            self.add_error("deploy_key", _("Pick one of this group's keys, or leave it empty for the group's own key; "
+                                           "only platform admins choose another key."))
             return
         # A key a platform admin gave the project (the platform key, another
         # group's) opens servers this group may not reach: with it, only a
@@ -108,9 +108,9 @@ class ProjectAdminForm(forms.ModelForm):
         foreign = key is not None and key.team_id != cleaned["team"].pk
         retargeted = {"repo_url", "hosts", "host_lines"} & set(self.changed_data)
         if foreign and retargeted and not permissions.is_platform_admin(self.editor):
-            self.add_error(None, "This project logs in with a key a platform admin chose (not its group's key), so "
-                                 "only a platform admin may change its repository or hosts. Switch it to the group's "
-                                 "own key first.")
+            self.add_error(None, _("This project logs in with a key a platform admin chose (not its group's key), so "
+                                   "only a platform admin may change its repository or hosts. Switch it to the group's "
+                                   "own key first."))
 
     def _check_webroot_not_shared(self, cleaned: dict) -> None:
         """Two projects switching one webroot on one host would overwrite each
@@ -124,7 +124,8 @@ class ProjectAdminForm(forms.ModelForm):
         others = Project.objects.filter(webroot=webroot).exclude(pk=self.instance.pk)
         clash = Host.objects.filter(pk__in=[h.pk for h in hosts], projects__in=others).first()
         if clash is not None:
-            self.add_error("webroot", f"Another project already manages {webroot} on {clash.endpoint}.")
+            self.add_error("webroot", _("Another project already manages %(webroot)s on %(host)s.")
+                           % {"webroot": webroot, "host": clash.endpoint})
 
 
 def team_choices(user, project=None) -> QuerySet[Team]:
@@ -159,17 +160,31 @@ def link_pasted_hosts(user, project: Project, addresses) -> list[Host]:
             host.full_clean()  # the canonical address, and one record per machine
             host.save()
         if not created and host.pk not in linked and not permissions.can_change_host(user, host):
-            raise PermissionDenied(f"host {host.endpoint} is used by projects you do not configure.")
+            raise PermissionDenied(_("host %(host)s is used by projects you do not configure.") % {"host": host.endpoint})
         hosts.append(host)
     project.hosts.add(*hosts)
     return hosts
 
 
+# What each grantable action lets its holder do, as the grants page offers it.
+ACTION_LABELS = {
+    permissions.Action.VIEW: _("view: see the project and its tickets"),
+    permissions.Action.VIEW_DETAILS: _("view details: config, hosts, commits and logs"),
+    permissions.Action.SUBMIT: _("submit: open tickets; edit or cancel own"),
+    permissions.Action.DEPLOY_OWN: _("deploy own: deploy own approved tickets"),
+    permissions.Action.APPROVE: _("approve: approve or reject tickets"),
+    permissions.Action.DEPLOY_ANY: _("deploy any: deploy any approved ticket"),
+    permissions.Action.ROLLBACK: _("rollback: roll back"),
+    permissions.Action.CONFIGURE: _("configure: the project, the check, a lock"),
+    permissions.Action.MANAGE: _("manage: members; delete the project"),
+}
+
+
 class GrantForm(forms.Form):
     """Give or take one action on one project from one user (guardian)."""
 
-    username = forms.CharField(max_length=150)
-    action = forms.ChoiceField(choices=[(a.value, a.value.replace("_", " ")) for a in permissions.PROJECT_ACTIONS])
+    username = forms.CharField(label=_("Username"), max_length=150)
+    action = forms.ChoiceField(label=_("Action"), choices=[(a.value, ACTION_LABELS[a]) for a in permissions.PROJECT_ACTIONS])
     revoke = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def clean_username(self):
@@ -177,7 +192,7 @@ class GrantForm(forms.Form):
 
         user = get_user_model().objects.filter(username=self.cleaned_data["username"], is_active=True).first()
         if user is None:
-            raise ValidationError("No active user with that name.")
+            raise ValidationError(_("No active user with that name."))
         return user
 
 
@@ -185,15 +200,17 @@ class SecretForm(forms.Form):
     """Set one secret: a new name adds it, an existing name replaces its value.
     The value is write-only: the widget never renders it back."""
 
-    name = forms.CharField(max_length=64, validators=[validators.validate_secret_name], help_text="e.g. NPM_TOKEN")
+    name = forms.CharField(
+        label=_("Name"), max_length=64, validators=[validators.validate_secret_name], help_text=_("e.g. NPM_TOKEN")
+    )
     value = forms.CharField(
-        strip=False, widget=forms.PasswordInput(render_value=False),
-        validators=[validators.validate_secret_value], help_text="Write-only: it is never shown again.",
+        label=_("Value"), strip=False, widget=forms.PasswordInput(render_value=False),
+        validators=[validators.validate_secret_value], help_text=_("Write-only: it is never shown again."),
     )
 
 
 class SecretDeleteForm(forms.Form):
-    name = forms.CharField(max_length=64)
+    name = forms.CharField(label=_("Name"), max_length=64)
 
 
 __all__ = ["GrantForm", "ProjectAdminForm", "SecretDeleteForm", "SecretForm", "link_pasted_hosts"]

@@ -43,6 +43,7 @@ class Environment(models.Model):
     class Meta:
         ordering = ["order", "name"]
         verbose_name = _("environment")
+        verbose_name_plural = _("environments")
 
     def __str__(self) -> str:
         return self.name
@@ -60,7 +61,7 @@ class DeployWindow(models.Model):
     """A weekly stretch in which the environment accepts deploys. An
     environment without windows accepts them at any time (freezes aside)."""
 
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="deploy_windows")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="deploy_windows", verbose_name=_("environment"))
     # The weekdays as digits, Monday = 0: "0123" = Mon-Thu.
     weekdays = models.CharField(_("weekdays"), max_length=7, validators=[validators.validate_weekdays])
     start = models.TimeField(_("opens at"))
@@ -69,6 +70,7 @@ class DeployWindow(models.Model):
     class Meta:
         ordering = ["environment", "start", "id"]
         verbose_name = _("deploy window")
+        verbose_name_plural = _("deploy windows")
 
     def __str__(self) -> str:
         return windows.describe(windows.Calendar("UTC", (self.as_window(),)))
@@ -84,7 +86,7 @@ class DeployWindow(models.Model):
 class DeployFreeze(models.Model):
     """Whole days (in the environment's time zone) without deploys, e.g. a holiday."""
 
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="deploy_freezes")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="deploy_freezes", verbose_name=_("environment"))
     start = models.DateField(_("first day"))
     end = models.DateField(_("last day"), help_text=_("Included."))
     reason = models.CharField(_("reason"), max_length=200)
@@ -92,6 +94,7 @@ class DeployFreeze(models.Model):
     class Meta:
         ordering = ["environment", "start", "id"]
         verbose_name = _("deploy freeze")
+        verbose_name_plural = _("deploy freezes")
 
     def __str__(self) -> str:
         return f"{self.start} - {self.end}: {self.reason}"
@@ -120,16 +123,17 @@ class DeployKey(models.Model):
     )
     public_key = models.TextField(_("public key"), editable=False)
     fingerprint = models.CharField(_("fingerprint"), max_length=100, editable=False)
-    private_key_encrypted = models.TextField(editable=False)
+    private_key_encrypted = models.TextField(_("private key (encrypted)"), editable=False)
     is_default = models.BooleanField(
         _("default key"), default=False,
         help_text=_("Its group's default key (for a key without a group: the platform key)."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
         verbose_name = _("deploy key")
+        verbose_name_plural = _("deploy keys")
         constraints = [
             # NULLs are distinct in a unique index, so the platform key needs its own rule.
             models.UniqueConstraint(
@@ -176,17 +180,18 @@ class Host(models.Model):
     )
     host_key_fingerprint = models.CharField(_("host key fingerprint"), max_length=100, blank=True)
     host_key_pinned_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("host key pinned by")
     )
-    host_key_pinned_at = models.DateTimeField(null=True, blank=True)
+    host_key_pinned_at = models.DateTimeField(_("host key pinned at"), null=True, blank=True)
     enabled = models.BooleanField(_("enabled"), default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     objects = HostQuerySet.as_manager()
 
     class Meta:
         ordering = ["address", "port"]
         verbose_name = _("host")
+        verbose_name_plural = _("hosts")
         constraints = [
             models.UniqueConstraint(fields=["address", "port"], name="host_unique_address_port"),
         ]
@@ -266,7 +271,8 @@ class Project(models.Model):
     deploy_key = models.ForeignKey(
         DeployKey, null=True, blank=True, on_delete=models.PROTECT, related_name="projects",
         help_text=_("Leave empty to use the group's deploy key."),
-    )
+     verbose_name=_("deploy key"),
+)
     # Deploy host
     workspace = models.CharField(
         _("checkout workspace"), max_length=500, blank=True, validators=[validators.validate_workspace],
@@ -304,14 +310,15 @@ class Project(models.Model):
                     "Turn off on a fast LAN, where compressing costs more than it saves."),
     )
     is_active = models.BooleanField(_("active"), default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     objects = ProjectQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
         verbose_name = _("project")
+        verbose_name_plural = _("projects")
         constraints = [
             models.UniqueConstraint(fields=["team", "name", "environment"], name="project_unique_name_env"),
         ]
@@ -408,18 +415,19 @@ class ProjectSecret(models.Model):
 
     project_path = "project"  # how it belongs to a project (accounts.permissions)
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="secrets")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="secrets", verbose_name=_("project"))
     name = models.CharField(
         _("name"), max_length=64, validators=[validators.validate_secret_name],
         help_text=_("The environment variable, e.g. NPM_TOKEN."),
     )
-    value_encrypted = models.TextField(editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    value_encrypted = models.TextField(_("value (encrypted)"), editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         ordering = ["name"]
         verbose_name = _("secret")
+        verbose_name_plural = _("secrets")
         constraints = [
             models.UniqueConstraint(fields=["project", "name"], name="project_secret_unique_name"),
         ]

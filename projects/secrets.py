@@ -4,6 +4,7 @@ project, decrypted only where they are used."""
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 from accounts.permissions import Action, require
 
@@ -16,7 +17,7 @@ def set_secret(actor, project: Project, name: str, value: str) -> bool:
     require(actor, Action.CONFIGURE, project)
     validators.validate_secret_name(name)
     if not value:
-        raise ValidationError("A secret needs a value.")
+        raise ValidationError(_("A secret needs a value."))
     secret = ProjectSecret.objects.filter(project=project, name=name).first() or ProjectSecret(
         project=project, name=name
     )

@@ -4,6 +4,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts import permissions
 from accounts.admin import ScopedAdminMixin
@@ -33,8 +35,12 @@ class ReadOnlyInline(admin.TabularInline):
 
 class TicketEventInline(ReadOnlyInline):
     model = TicketEvent
-    fields = ["created_at", "actor", "action", "from_status", "to_status", "note"]
+    fields = ["created_at", "actor", "event_action", "from_status", "to_status", "note"]
     readonly_fields = fields
+
+    @admin.display(description=gettext_lazy("action"))
+    def event_action(self, obj) -> str:
+        return obj.action_label  # "approved", not the transition's name "approve"
 
 
 class RunInline(ReadOnlyInline):
@@ -44,8 +50,9 @@ class RunInline(ReadOnlyInline):
     show_change_link = True
 
 
-def _run_action(modeladmin, request, queryset, func, label: str) -> None:
-    """Apply one workflow function per ticket; report each refusal by name."""
+def _run_action(modeladmin, request, queryset, func, done_message) -> None:
+    """Apply one workflow function per ticket; report each refusal by name.
+    ``done_message`` is a lazy translation with a "count" placeholder."""
     done = 0
     for ticket in queryset:
         try:
@@ -54,7 +61,7 @@ def _run_action(modeladmin, request, queryset, func, label: str) -> None:
         except (PermissionDenied, workflow.WorkflowError) as exc:
             modeladmin.message_user(request, f"#{ticket.pk}: {exc}", messages.ERROR)
     if done:
-        modeladmin.message_user(request, f"{label} {done} ticket(s).")
+        modeladmin.message_user(request, done_message % {"count": done})
 
 
 def _approve_as_shown(request):
@@ -68,7 +75,7 @@ def _approve_as_shown(request):
         except BadParameter as exc:
             raise workflow.WorkflowError(str(exc)) from None
         if seen is None:
-            raise workflow.WorkflowError("review it on the confirmation page first")
+            raise workflow.WorkflowError(_("review it on the confirmation page first"))
         return workflow.approve(actor, ticket, version=seen)
 
     return approve
@@ -95,7 +102,7 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
         shows = ExpressionWrapper(Q(pk__in=details.values("pk")), output_field=BooleanField())
         return super().get_queryset(request).annotate(walle_shows_details=shows)
 
-    @admin.display(description="commit")
+    @admin.display(description=gettext_lazy("commit"))
     def short_commit(self, obj) -> str:
         return obj.commit[:10] if getattr(obj, "walle_shows_details", False) else ""
 
@@ -129,23 +136,28 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def has_cancel_permission(self, request) -> bool:
         return permissions.can_anywhere(request.user, permissions.Action.SUBMIT)
 
-    @admin.action(description="Approve selected tickets", permissions=["approve"])
+    @admin.action(description=gettext_lazy("Approve selected tickets"), permissions=["approve"])
     def approve(self, request, queryset):
         if request.POST.get("confirm") != "yes":
             tickets = queryset.select_related("project").prefetch_related("hosts")
             context = {**self.admin_site.each_context(request), "tickets": tickets, "opts": self.model._meta,
-                       "title": "Approve these tickets?"}
+                       "title": _("Approve these tickets?")}
             return TemplateResponse(request, "admin/releases/ticket/approve_confirmation.html", context)
-        _run_action(self, request, queryset, _approve_as_shown(request), "Approved")
+        _run_action(self, request, queryset, _approve_as_shown(request), APPROVED)
         return None
 
-    @admin.action(description="Deploy selected tickets", permissions=["deploy"])
+    @admin.action(description=gettext_lazy("Deploy selected tickets"), permissions=["deploy"])
     def deploy(self, request, queryset) -> None:
-        _run_action(self, request, queryset, workflow.deploy, "Queued")
+        _run_action(self, request, queryset, workflow.deploy, QUEUED)
 
-    @admin.action(description="Cancel selected tickets", permissions=["cancel"])
+    @admin.action(description=gettext_lazy("Cancel selected tickets"), permissions=["cancel"])
     def cancel(self, request, queryset) -> None:
-        _run_action(self, request, queryset, workflow.cancel, "Cancelled")
+        _run_action(self, request, queryset, workflow.cancel, CANCELLED)
+
+
+APPROVED = gettext_lazy("Approved %(count)d ticket(s).")
+QUEUED = gettext_lazy("Queued %(count)d ticket(s).")
+CANCELLED = gettext_lazy("Cancelled %(count)d ticket(s).")
 
 
 class RecordAdmin(ScopedAdminMixin, admin.ModelAdmin):
@@ -204,7 +216,7 @@ class ProjectLockAdmin(RecordAdmin):
         # Releasing a stuck lock is all one does here: only those who may.
         return self.has_release_permission(request)
 
-    @admin.action(description="Release selected locks (their runs end as failed)", permissions=["release"])
+    @admin.action(description=gettext_lazy("Release selected locks (their runs end as failed)"), permissions=["release"])
     def release(self, request, queryset) -> None:
         for lock in queryset.select_related("project"):
             try:

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, renderers, status, viewsets
@@ -47,14 +49,14 @@ class Refused(exceptions.APIException):
     """A WorkflowError that is not about state: bad input the workflow caught."""
 
     status_code = status.HTTP_400_BAD_REQUEST
-    default_detail = "The request was refused."
+    default_detail = gettext_lazy("The request was refused.")
 
 
 class RepositoryUnavailable(exceptions.APIException):
     """The git server could not be reached; not the client's fault."""
 
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "The repository could not be fetched."
+    default_detail = gettext_lazy("The repository could not be fetched.")
 
 
 class RepositoryMisconfigured(exceptions.APIException):
@@ -62,14 +64,14 @@ class RepositoryMisconfigured(exceptions.APIException):
     them. A conflict with the project's state, not an outage."""
 
     status_code = status.HTTP_409_CONFLICT
-    default_detail = "The project's repository settings are not valid."
+    default_detail = gettext_lazy("The project's repository settings are not valid.")
 
 
 class StateConflict(exceptions.APIException):
     """The ticket (or project) is not in a state that allows the action."""
 
     status_code = status.HTTP_409_CONFLICT
-    default_detail = "The ticket is not in a state that allows this."
+    default_detail = gettext_lazy("The ticket is not in a state that allows this.")
 
 
 def _int_param(request: Request, name: str, *, minimum: int = 0, maximum: int | None = None) -> int | None:
@@ -324,7 +326,7 @@ def _pick_run(ticket: Ticket, number: int | None) -> DeployRun | None:
         return ticket.latest_run()
     run = ticket.runs.filter(number=number).first()
     if run is None:
-        raise exceptions.NotFound(f"Ticket #{ticket.pk} has no run {number}.")
+        raise exceptions.NotFound(_("Ticket #%(ticket)s has no run %(number)s.") % {"ticket": ticket.pk, "number": number})
     return run
 
 

@@ -1,9 +1,11 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class ReleasesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "releases"
+    verbose_name = _("Releases")
 
     def ready(self) -> None:
         from django.conf import settings

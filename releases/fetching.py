@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_q.tasks import async_task
 
 from engine import git
@@ -73,18 +74,20 @@ def settings_problem(project: Project) -> str:
     except ValueError as exc:
         return _config_message(project, str(exc))
     if ssh_host is not None and not project.repo_host_key.strip():
-        return _config_message(project, "the git server's host key is not pinned; run the config check to pin it")
+        return _config_message(project, gettext("the git server's host key is not pinned; run the config check to pin it"))
     if problem := workspace_problem(project.effective_workspace):
-        return f"The workspace of project {project.name} is not usable: {problem}"
+        return gettext("The workspace of project %(project)s is not usable: %(problem)s") % {
+            "project": project.name, "problem": problem,
+        }
     return ""
 
 
 def _config_message(project: Project, detail: str) -> str:
-    return (
-        f"The repository settings of project {project.name} are not valid: {detail}. "
+    return gettext(
+        "The repository settings of project %(project)s are not valid: %(detail)s. "
         "This is a configuration error, not an outage: a Maintainer must correct the project's "
         "repository URL (Projects & config › the project › Repository URL)."
-    )
+    ) % {"project": project.name, "detail": detail}
 
 
 # --- The worker side ------------------------------------------------------------
@@ -95,14 +98,14 @@ def fetch_repository(project_id: int) -> dict[str, str]:
     in the web process. Never raises for a git or settings problem."""
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
-        return {"outcome": Outcome.ERROR, "error": f"Project {project_id} no longer exists."}
+        return {"outcome": Outcome.ERROR, "error": gettext("Project %(id)s no longer exists.") % {"id": project_id}}
     record, _ = RepositoryFetch.objects.get_or_create(project=project)
     RepositoryFetch.objects.filter(pk=record.pk).update(started_at=timezone.now())
     try:
         fetched = _fetch(project)
     except Exception:  # a bug must still end the fetch, or callers wait for nothing
         logger.exception("fetching project %s failed", project.pk)
-        fetched = FetchResult(Outcome.ERROR, "The fetch failed with an internal error; see the worker's log.")
+        fetched = FetchResult(Outcome.ERROR, gettext("The fetch failed with an internal error; see the worker's log."))
     now = timezone.now()
     RepositoryFetch.objects.filter(pk=record.pk).update(
         finished_at=now, outcome=fetched.outcome, error=fetched.error,
@@ -119,7 +122,7 @@ def _fetch(project: Project) -> FetchResult:
         key = Secret(key_for(project).private_key())
     except Exception:  # a wrong WALLE_KEY_ENCRYPTION_KEY; the detail goes to the worker's log only
         logger.exception("cannot decrypt the deploy key of project %s", project.pk)
-        return FetchResult(Outcome.ERROR, "The deploy key cannot be decrypted; see the worker's log.")
+        return FetchResult(Outcome.ERROR, gettext("The deploy key cannot be decrypted; see the worker's log."))
     tail: deque[str] = deque(maxlen=3)
     try:
         git.mirror(
@@ -129,7 +132,7 @@ def _fetch(project: Project) -> FetchResult:
     except ValueError as exc:
         return FetchResult(Outcome.CONFIG, _config_message(project, str(exc)))
     except (git.GitError, OSError) as exc:
-        text = f"Cannot fetch the repository: {exc}. {'; '.join(tail)}".strip()
+        text = (gettext("Cannot fetch the repository: %(error)s.") % {"error": exc} + " " + "; ".join(tail)).strip()
         for fragment in secret_fragments(key):
             text = text.replace(fragment, MASK)
         return FetchResult(Outcome.UNREACHABLE, text)

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.permissions import Action, visible_projects
@@ -76,10 +77,11 @@ def parse_count(raw: str | None, name: str, *, minimum: int = 0, maximum: int = 
     if raw is None or raw == "":
         return None
     if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(maximum)):
-        raise BadParameter(f"{name} must be a whole number written with the digits 0-9.")
+        raise BadParameter(gettext("%(name)s must be a whole number written with the digits 0-9.") % {"name": name})
     value = int(raw)
     if not minimum <= value <= maximum:
-        raise BadParameter(f"{name} must be between {minimum} and {maximum}.")
+        raise BadParameter(gettext("%(name)s must be between %(minimum)s and %(maximum)s.")
+                           % {"name": name, "minimum": minimum, "maximum": maximum})
     return value
 
 
@@ -198,7 +200,7 @@ class ZonedDateTimeField(forms.DateTimeField):
 class ScheduleForm(forms.Form):
     """When to deploy a ticket, and the version of it the user saw."""
 
-    at = forms.DateTimeField()  # replaced per environment in __init__
+    at = forms.DateTimeField(label=_("Deploy at"))  # replaced per environment in __init__
     version = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
 
     def __init__(self, ticket: Ticket, *args, **kwargs) -> None:

@@ -25,6 +25,7 @@ import threading
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from . import workflow
 from .models import DeployRun, ProjectLock
@@ -71,7 +72,9 @@ class ProjectLease:
         if lock is None:  # released between the insert and the look
             return self.acquire()
         if not lock.is_expired(now):
-            return False, f"Project is locked by run {lock.run.number} of ticket #{lock.run.ticket_id}."
+            return False, gettext("Project is locked by run %(run)s of ticket #%(ticket)s.") % {
+                "run": lock.run.number, "ticket": lock.run.ticket_id,
+            }
         return self._take_over(lock, now)
 
     def _take_over(self, lock: ProjectLock, now) -> tuple[bool, str]:
@@ -81,8 +84,10 @@ class ProjectLease:
                 run=self.run, owner=self.owner, acquired_at=now, heartbeat_at=now
             )
             if not taken:
-                return False, "Another worker took the lock first."
-            note = f"lock taken over from run {dead.number} of ticket #{dead.ticket_id} (lease expired)"
+                return False, gettext("Another worker took the lock first.")
+            note = gettext("lock taken over from run %(run)s of ticket #%(ticket)s (lease expired)") % {
+                "run": dead.number, "ticket": dead.ticket_id,
+            }
             workflow.lock_taken_over(dead, self.run, note)
         return True, note
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from projects.models import Host, Project, RepoMode
@@ -37,11 +38,11 @@ class Ticket(models.Model):
     ACTIVE_STATUSES = (Status.QUEUED, Status.DEPLOYING)
     FINAL_STATUSES = (Status.SUCCEEDED, Status.CANCELLED)
 
-    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="tickets")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="tickets", verbose_name=_("project"))
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices, default=Kind.DEPLOY)
     title = models.CharField(_("title"), max_length=200)
     description = models.TextField(_("description"), blank=True)
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tickets")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tickets", verbose_name=_("author"))
     status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.PENDING)
     ref_kind = models.CharField(_("ref kind"), max_length=10, choices=RepoMode.choices, default=RepoMode.BRANCH)
     ref = models.CharField(_("branch or tag"), max_length=255)
@@ -49,7 +50,7 @@ class Ticket(models.Model):
     hosts = models.ManyToManyField(Host, related_name="tickets", verbose_name=_("hosts"))
     # For rollbacks: the ticket being undone, and optionally a named release.
     rollback_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="rollbacks"
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="rollbacks", verbose_name=_("rollback of")
     )
     rollback_release = models.CharField(_("release to restore"), max_length=64, blank=True)
     reject_reason = models.TextField(_("reject reason"), blank=True)
@@ -60,15 +61,16 @@ class Ticket(models.Model):
     # scheduled_by, only if the ticket is still the version scheduled.
     scheduled_at = models.DateTimeField(_("scheduled for"), null=True, blank=True)
     scheduled_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("scheduled by")
     )
-    scheduled_version = models.PositiveIntegerField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    scheduled_version = models.PositiveIntegerField(_("scheduled version"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name = _("ticket")
+        verbose_name_plural = _("tickets")
         indexes = [
             models.Index(fields=["project", "status"], name="ticket_project_status"),
             models.Index(fields=["status", "-created_at"], name="ticket_status_created"),
@@ -99,22 +101,27 @@ class TicketEvent(models.Model):
 
     project_path = "ticket__project"  # how it belongs to a project (accounts.permissions)
 
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events", verbose_name=_("ticket"))
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("actor")
     )
     action = models.CharField(_("action"), max_length=30)
-    from_status = models.CharField(max_length=12, choices=Ticket.Status.choices, blank=True)
-    to_status = models.CharField(max_length=12, choices=Ticket.Status.choices, blank=True)
-    note = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    from_status = models.CharField(_("from status"), max_length=12, choices=Ticket.Status.choices, blank=True)
+    to_status = models.CharField(_("to status"), max_length=12, choices=Ticket.Status.choices, blank=True)
+    note = models.TextField(_("note"), blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         verbose_name = _("ticket event")
+        verbose_name_plural = _("ticket events")
 
     def __str__(self) -> str:
-        return f"{self.action}: {self.from_status or '-'} -> {self.to_status or '-'}"
+        return f"{self.action_label}: {self.get_from_status_display() or '-'} -> {self.get_to_status_display() or '-'}"
+
+    @property
+    def action_label(self) -> str:
+        return event_action_label(self.action)
 
 
 class WindowEvent(models.TextChoices):
@@ -125,6 +132,33 @@ class WindowEvent(models.TextChoices):
     SCHEDULE = "schedule", _("Scheduled")
     UNSCHEDULE = "unschedule", _("Unscheduled")
     SCHEDULE_REFUSED = "schedule_refused", _("Scheduled deploy refused")
+
+
+# How each ticket event's action reads on the timeline and in the audit log
+# (the actions are the workflow's transition names; window actions label themselves).
+EVENT_ACTIONS = {
+    "submit": _("submitted"),
+    "resubmit": _("resubmitted"),
+    "resubmit_approved": _("resubmitted (no approval needed)"),
+    "reopen": _("edited, needs approval again"),
+    "approve": _("approved"),
+    "reject": _("rejected"),
+    "cancel": _("cancelled"),
+    "deploy": _("deploy queued"),
+    "start": _("deploy started"),
+    "succeed": _("succeeded"),
+    "fail": _("failed"),
+    "edit": _("edited"),
+    "lock_taken_over": _("lock taken over"),
+    "release_lock": _("lock released"),
+}
+
+
+def event_action_label(action: str) -> str:
+    """A ticket event's action for people; an unknown one as written."""
+    if action in WindowEvent.values:
+        return WindowEvent(action).label
+    return EVENT_ACTIONS.get(action, action)
 
 
 class RunStatus(models.TextChoices):
@@ -146,23 +180,25 @@ class DeployRun(models.Model):
     Status = RunStatus
     ACTIVE_STATUSES = ACTIVE_RUN_STATUSES
 
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="runs")
-    number = models.PositiveIntegerField()
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="runs", verbose_name=_("ticket"))
+    number = models.PositiveIntegerField(_("number"))
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
     triggered_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("triggered by")
     )
-    release_name = models.CharField(max_length=64, blank=True)
-    commit = models.CharField(max_length=40, blank=True)
-    stage = models.CharField(max_length=20, blank=True)
-    error = models.TextField(blank=True)
-    worker = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    release_name = models.CharField(_("release name"), max_length=64, blank=True)
+    commit = models.CharField(_("commit"), max_length=40, blank=True)
+    stage = models.CharField(_("stage"), max_length=20, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    worker = models.CharField(_("worker"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
     class Meta:
         ordering = ["ticket", "number"]
+        verbose_name = _("deploy run")
+        verbose_name_plural = _("deploy runs")
         constraints = [
             models.UniqueConstraint(fields=["ticket", "number"], name="run_unique_number"),
             # At most one live run per ticket, enforced by the database.
@@ -174,7 +210,7 @@ class DeployRun(models.Model):
         indexes = [models.Index(fields=["status"], name="run_status")]
 
     def __str__(self) -> str:
-        return f"run {self.number} of ticket #{self.ticket_id}"
+        return gettext("run %(run)s of ticket #%(ticket)s") % {"run": self.number, "ticket": self.ticket_id}
 
     @property
     def duration(self) -> float | None:
@@ -199,20 +235,24 @@ class RunHost(models.Model):
     # The host's webroot points at this run's release.
     LIVE_STATUSES = (Status.SWITCHED, Status.DONE)
 
-    run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="host_results")
-    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="run_results")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    release = models.CharField(max_length=64, blank=True)
-    previous_release = models.CharField(max_length=64, blank=True)
-    error = models.TextField(blank=True)
-    duration = models.FloatField(null=True, blank=True)
+    run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="host_results", verbose_name=_("run"))
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="run_results", verbose_name=_("host"))
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    release = models.CharField(_("release"), max_length=64, blank=True)
+    previous_release = models.CharField(_("previous release"), max_length=64, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    duration = models.FloatField(_("duration (seconds)"), null=True, blank=True)
 
     class Meta:
         ordering = ["run", "host__address", "host__port"]
+        verbose_name = _("run host")
+        verbose_name_plural = _("run hosts")
         constraints = [models.UniqueConstraint(fields=["run", "host"], name="runhost_unique")]
 
     def __str__(self) -> str:
-        return f"{self.host} in run {self.run_id}: {self.status}"
+        return gettext("%(host)s in run %(run)s: %(status)s") % {
+            "host": self.host, "run": self.run_id, "status": self.get_status_display(),
+        }
 
 
 class LogLine(models.Model):
@@ -220,20 +260,22 @@ class LogLine(models.Model):
 
     project_path = "run__ticket__project"  # how it belongs to a project (accounts.permissions)
 
-    run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="log_lines")
-    seq = models.PositiveIntegerField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    host = models.CharField(max_length=300, blank=True)  # "" = the deploy host
-    stage = models.CharField(max_length=20)
-    stream = models.CharField(max_length=10)
-    text = models.TextField()
+    run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="log_lines", verbose_name=_("run"))
+    seq = models.PositiveIntegerField(_("sequence"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    host = models.CharField(_("host"), max_length=300, blank=True)  # "" = the deploy host
+    stage = models.CharField(_("stage"), max_length=20)
+    stream = models.CharField(_("stream"), max_length=10)
+    text = models.TextField(_("text"))
 
     class Meta:
         ordering = ["run", "seq"]
+        verbose_name = _("log line")
+        verbose_name_plural = _("log lines")
         constraints = [models.UniqueConstraint(fields=["run", "seq"], name="logline_unique_seq")]
 
     def __str__(self) -> str:
-        return f"[{self.stage}] {self.host or 'deploy host'}: {self.text[:80]}"
+        return f"[{self.stage}] {self.host or gettext('deploy host')}: {self.text[:80]}"
 
 
 class Release(models.Model):
@@ -241,19 +283,21 @@ class Release(models.Model):
 
     project_path = "project"  # how it belongs to a project (accounts.permissions)
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="releases")
-    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="releases")
-    name = models.CharField(max_length=64)
-    commit = models.CharField(max_length=40)
-    ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="releases")
-    run = models.ForeignKey(DeployRun, on_delete=models.SET_NULL, null=True, related_name="releases")
-    is_live = models.BooleanField(default=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    switched_at = models.DateTimeField(null=True, blank=True)
-    removed_at = models.DateTimeField(null=True, blank=True)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="releases", verbose_name=_("project"))
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="releases", verbose_name=_("host"))
+    name = models.CharField(_("name"), max_length=64)
+    commit = models.CharField(_("commit"), max_length=40)
+    ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="releases", verbose_name=_("ticket"))
+    run = models.ForeignKey(DeployRun, on_delete=models.SET_NULL, null=True, related_name="releases", verbose_name=_("run"))
+    is_live = models.BooleanField(_("live"), default=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    switched_at = models.DateTimeField(_("switched at"), null=True, blank=True)
+    removed_at = models.DateTimeField(_("removed at"), null=True, blank=True)
 
     class Meta:
         ordering = ["-name"]
+        verbose_name = _("release")
+        verbose_name_plural = _("releases")
         constraints = [
             models.UniqueConstraint(fields=["project", "host", "name"], name="release_unique_name"),
             models.UniqueConstraint(
@@ -262,7 +306,7 @@ class Release(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} on {self.host}"
+        return gettext("%(release)s on %(host)s") % {"release": self.name, "host": self.host}
 
 
 class ProjectLock(models.Model):
@@ -270,15 +314,19 @@ class ProjectLock(models.Model):
 
     project_path = "project"  # how it belongs to a project (accounts.permissions)
 
-    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="lock")
-    run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="+")
-    owner = models.CharField(max_length=200)
-    acquired_at = models.DateTimeField()
-    heartbeat_at = models.DateTimeField()
-    lease_seconds = models.PositiveIntegerField()
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="lock", verbose_name=_("project"))
+    run = models.ForeignKey(DeployRun, on_delete=models.CASCADE, related_name="+", verbose_name=_("run"))
+    owner = models.CharField(_("owner"), max_length=200)
+    acquired_at = models.DateTimeField(_("acquired at"))
+    heartbeat_at = models.DateTimeField(_("heartbeat at"))
+    lease_seconds = models.PositiveIntegerField(_("lease (seconds)"))
+
+    class Meta:
+        verbose_name = _("project lock")
+        verbose_name_plural = _("project locks")
 
     def __str__(self) -> str:
-        return f"lock on {self.project} by run {self.run_id}"
+        return gettext("lock on %(project)s by run %(run)s") % {"project": self.project, "run": self.run_id}
 
     def is_expired(self, now) -> bool:
         """Not renewed within its lease: its holder is dead (the one rule the
@@ -302,13 +350,17 @@ class RepositoryFetch(models.Model):
         CONFIG = "config", _("Repository settings invalid")
         ERROR = "error", _("Internal error")
 
-    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="repository_fetch")
-    requested_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(max_length=12, choices=Outcome.choices, blank=True)
-    error = models.TextField(blank=True)
-    fetched_at = models.DateTimeField(null=True, blank=True)  # the last fetch that worked
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="repository_fetch", verbose_name=_("project"))
+    requested_at = models.DateTimeField(_("requested at"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=12, choices=Outcome.choices, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    fetched_at = models.DateTimeField(_("fetched at"), null=True, blank=True)  # the last fetch that worked
+
+    class Meta:
+        verbose_name = _("repository fetch")
+        verbose_name_plural = _("repository fetches")
 
     def __str__(self) -> str:
-        return f"fetches of {self.project}"
+        return gettext("fetches of %(project)s") % {"project": self.project}

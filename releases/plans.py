@@ -13,6 +13,7 @@ from datetime import UTC
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from engine.plan import DeployPlan, Hooks, RefKind, RollbackPlan, Secret, Target
 from engine.sandbox import BuildUser, SandboxMode, SandboxSpec
@@ -30,7 +31,7 @@ def _target(host) -> Target:
 def workspace_problem(project) -> str:
     """Why the project's workspace may not be used (hooks could reach it), or ""."""
     problem = validators.workspace_problem(project.effective_workspace)
-    return f"refused: the project's workspace is not usable: {problem}" if problem else ""
+    return gettext("refused: the project's workspace is not usable: %(problem)s") % {"problem": problem} if problem else ""
 
 
 def project_secrets(project) -> tuple[tuple[str, Secret], ...]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from django.utils.translation import gettext
+
 from engine import git
 from engine.plan import RefKind
 from projects.models import Project
@@ -88,8 +90,9 @@ def fetch_now(project: Project) -> None:
     done = fetching.fetch_and_wait(project, FETCH_WAIT)
     if done is None:
         raise WorkerUnavailable(
-            f"The background worker did not fetch the repository within {FETCH_WAIT} s: it is not running "
-            "(manage.py qcluster) or is busy with deploys. Nothing was changed; try again in a moment."
+            gettext("The background worker did not fetch the repository within %(seconds)s s: it is not running "
+                    "(manage.py qcluster) or is busy with deploys. Nothing was changed; try again in a moment.")
+            % {"seconds": FETCH_WAIT}
         )
     if done.outcome == fetching.Outcome.CONFIG:
         raise ConfigurationError(done.error)
@@ -105,7 +108,7 @@ def _mirror(project: Project, *, ask: bool = True) -> str:
         if ask:
             request_refresh(project)
         if not os.path.isdir(git.mirror_path(workspace)):  # not already done (inline task runner)
-            raise NotFetched("This repository has not been fetched yet.")
+            raise NotFetched(gettext("This repository has not been fetched yet."))
     return workspace
 
 

@@ -18,6 +18,7 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from engine import pipeline
 from engine.pipeline import RunCallbacks
@@ -96,8 +97,9 @@ def _run_holding_the_project(run: DeployRun, worker: str, log: RunLog, recorder:
                 outcome = _execute(run, log, recorder, callbacks)
             except Exception as exc:  # a bug must still end the run, never leave it "deploying"
                 logger.exception("run %s crashed", run.pk)
-                log.note(Stage.FINISH, Stream.ERROR, f"Internal error: {type(exc).__name__}: {exc}")
-                outcome = Outcome(ok=False, error=f"Internal error: {type(exc).__name__}")
+                error = gettext("Internal error: %(error)s") % {"error": type(exc).__name__}
+                log.note(Stage.FINISH, Stream.ERROR, f"{error}: {exc}")
+                outcome = Outcome(ok=False, error=error)
             try:
                 log.flush()  # every host report is stored before the run ends
                 if not log.healthy:  # the writer died: store the final word on each host here

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.permissions import Action, can_override_window, require
 from engine.plan import Stage, Stream
@@ -94,7 +95,7 @@ class WindowClosed(WorkflowError):
     """A deploy outside the environment's deploy window or in a freeze."""
 
 
-STALE_MESSAGE = "The ticket changed since you loaded it; review it again."
+STALE_MESSAGE = gettext_lazy("The ticket changed since you loaded it; review it again.")
 
 
 def _target(action: str, current: str) -> str:
@@ -102,7 +103,8 @@ def _target(action: str, current: str) -> str:
         return TRANSITIONS[(action, current)]
     except KeyError:
         raise InvalidTransition(
-            f"Cannot {action} a ticket that is {Ticket.Status(current).label.lower()}."
+            _("Cannot %(action)s a ticket that is %(status)s.")
+            % {"action": action, "status": Ticket.Status(current).label.lower()}
         ) from None
 
 
@@ -118,7 +120,7 @@ def _move(ticket: Ticket, action: str, actor, note: str = "", *, seen: int | Non
         if ticket.status == frm and seen is not None:
             raise StaleTicket(STALE_MESSAGE)
         raise InvalidTransition(
-            f"The ticket changed meanwhile; it is now {ticket.get_status_display().lower()}."
+            _("The ticket changed meanwhile; it is now %(status)s.") % {"status": ticket.get_status_display().lower()}
         )
     # An edit that keeps the status records no status change.
     moved = {"from_status": frm, "to_status": to} if frm != to else {}
@@ -154,9 +156,9 @@ def _check_hosts(project: Project, hosts: Iterable[Host] | None) -> list[Host]:
         chosen = list(hosts)
         stray = [h for h in chosen if h not in allowed]
         if stray:
-            raise WorkflowError(f"Host {stray[0]} is not an enabled host of this project.")
+            raise WorkflowError(_("Host %(host)s is not an enabled host of this project.") % {"host": stray[0]})
     if not chosen:
-        raise WorkflowError("Pick at least one host; the project has no enabled hosts.")
+        raise WorkflowError(_("Pick at least one host; the project has no enabled hosts."))
     return chosen
 
 
@@ -169,7 +171,7 @@ def submit(
     against the repository (see :mod:`releases.repository`)."""
     require(actor, Action.SUBMIT, project)
     if not project.is_active:
-        raise WorkflowError("This project is archived; activate it before deploying.")
+        raise WorkflowError(_("This project is archived; activate it before deploying."))
     chosen = _check_hosts(project, hosts)
     status = _initial_status(project, Ticket.Kind.DEPLOY)
     ticket = Ticket.objects.create(
@@ -190,10 +192,10 @@ def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields
     unknown = set(fields) - editable
     if unknown or (ticket.is_rollback and hosts is not None):
         # A rollback restores what its deploy ticket replaced; only its wording may change.
-        raise WorkflowError(f"Cannot edit {', '.join(sorted(unknown) or ['hosts'])} of this ticket.")
+        raise WorkflowError(_("Cannot edit %(fields)s of this ticket.") % {"fields": ", ".join(sorted(unknown) or ["hosts"])})
     current = Ticket.objects.select_for_update().get(pk=ticket.pk).status
     if current != ticket.status or current not in EDITABLE:
-        raise InvalidTransition("Only a ticket that has not run yet can be edited, and this one changed meanwhile.")
+        raise InvalidTransition(_("Only a ticket that has not run yet can be edited, and this one changed meanwhile."))
     if hosts is not None:
         ticket.hosts.set(_check_hosts(ticket.project, hosts))
     if fields or hosts is not None:
@@ -223,7 +225,7 @@ def reject(actor, ticket: Ticket, reason: str, *, version: int | None = None) ->
     """Reject ``ticket``; given ``version``, only as the rejecter saw it."""
     require(actor, Action.APPROVE, ticket)
     if not reason.strip():
-        raise WorkflowError("Say why the ticket is rejected.")
+        raise WorkflowError(_("Say why the ticket is rejected."))
     return _move(ticket, "reject", actor, reason, seen=version, reject_reason=reason)
 
 
@@ -262,8 +264,8 @@ def _deploy(actor, ticket: Ticket, *, override_reason: str = "", now=None, note:
         .exclude(pk=ticket.pk).first()
     )
     if busy:
-        raise Conflict(f"Ticket #{busy.pk} of this project is {busy.get_status_display().lower()}; "
-                       "deploy again when it has finished.")
+        raise Conflict(_("Ticket #%(ticket)s of this project is %(status)s; deploy again when it has finished.")
+                       % {"ticket": busy.pk, "status": busy.get_status_display().lower()})
     _check_hosts(ticket.project, ticket.hosts.all())  # hosts may have been disabled or removed since
     if ticket.scheduled_at is not None:
         # Deployed by hand before its time: the schedule is done with.
@@ -307,21 +309,24 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
     """
     require(actor, Action.ROLLBACK, ticket)
     if ticket.is_rollback:
-        raise WorkflowError("Roll back the deploy ticket, not the rollback ticket.")
+        raise WorkflowError(_("Roll back the deploy ticket, not the rollback ticket."))
     switched = switched_hosts(ticket)
     if not switched.exists():
-        raise WorkflowError("This ticket never switched any host; there is nothing to roll back.")
+        raise WorkflowError(_("This ticket never switched any host; there is nothing to roll back."))
     if release and not kept_releases(ticket.project).filter(name=release).exists():
-        raise WorkflowError(f"Release {release} is not kept on this project's hosts; pick a kept release.")
+        raise WorkflowError(
+            _("Release %(release)s is not kept on this project's hosts; pick a kept release.") % {"release": release}
+        )
     status = _initial_status(ticket.project, Ticket.Kind.ROLLBACK)
     # A rollback ticket names what it returns to, wherever it is listed: the
     # release, and the ref and commit that release holds.
     target = queries.rollback_target(ticket, release)
-    back_to = (f"back to {target.name} ({target.ticket.ref} {target.commit[:7]})" if target
-               else "back to what each host served before")
+    back_to = (_("back to %(release)s (%(ref)s %(commit)s)")
+               % {"release": target.name, "ref": target.ticket.ref, "commit": target.commit[:7]} if target
+               else _("back to what each host served before"))
     rollback = Ticket.objects.create(
         project=ticket.project, kind=Ticket.Kind.ROLLBACK, author=actor, status=status,
-        title=title or f"Roll back #{ticket.pk}: {back_to}"[:200],
+        title=title or (_("Roll back #%(ticket)s: %(back_to)s") % {"ticket": ticket.pk, "back_to": back_to})[:200],
         ref_kind=target.ticket.ref_kind if target else ticket.ref_kind,
         ref=target.ticket.ref if target else ticket.ref, commit=target.commit if target else "",
         rollback_of=ticket, rollback_release=release,
@@ -331,7 +336,8 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
     rollback.hosts.set(switched)
     TicketEvent.objects.create(
         ticket=rollback, actor=actor, action="submit", to_status=status,
-        note=f"rollback of #{ticket.pk}" + (f" to {release}" if release else ""),
+        note=(_("rollback of #%(ticket)s to %(release)s") if release else _("rollback of #%(ticket)s"))
+        % {"ticket": ticket.pk, "release": release},
     )
     return rollback
 
@@ -454,24 +460,24 @@ def finish_run(run: DeployRun, *, ok: bool, error: str = "") -> bool:
         return True
 
 
-INTERRUPTED = "Interrupted: the worker stopped responding (lock lease expired)."
+INTERRUPTED = gettext_lazy("Interrupted: the worker stopped responding (lock lease expired).")
 
 
 def interrupt(run: DeployRun) -> bool:
     """End a run whose worker died, and say so at the end of its console: the
     worker that would have written the last lines never will."""
     with transaction.atomic():
-        if not finish_run(run, ok=False, error=INTERRUPTED):
+        if not finish_run(run, ok=False, error=str(INTERRUPTED)):
             return False
         live = RunHost.objects.filter(run=run, status__in=RunHost.LIVE_STATUSES).select_related("host")
         switched = [result.host.endpoint for result in live]
         meaning = (
-            f'Hosts that show "switched" ({", ".join(switched)}) serve this run\'s release; '
-            "the others still serve what they served before."
-            if switched else "No host had switched: every host still serves what it served before."
+            _('Hosts that show "switched" (%(hosts)s) serve this run\'s release; '
+              "the others still serve what they served before.") % {"hosts": ", ".join(switched)}
+            if switched else _("No host had switched: every host still serves what it served before.")
         )
-        append_line(run, Stage.FINISH, Stream.ERROR, "Interrupted: the worker stopped responding (its lock "
-                    f"lease expired), so the run was ended. {meaning}")
+        append_line(run, Stage.FINISH, Stream.ERROR, _("Interrupted: the worker stopped responding (its lock "
+                    "lease expired), so the run was ended. %(meaning)s") % {"meaning": meaning})
         return True
 
 
@@ -515,13 +521,13 @@ def _reap_lost_queued(project: Project, now) -> list[DeployRun]:
     lost = []
     for run in candidates:
         with transaction.atomic():
-            if _move_run(run, "lose", finished_at=now, error="Lost: the worker never picked it up."):
+            if _move_run(run, "lose", finished_at=now, error=_("Lost: the worker never picked it up.")):
                 ticket = Ticket.objects.get(pk=run.ticket_id)
                 if ticket.status == S.QUEUED:
-                    _move(ticket, "fail", None, "the queued run was lost; deploy again")
+                    _move(ticket, "fail", None, _("the queued run was lost; deploy again"))
                 append_line(run, Stage.FINISH, Stream.ERROR,
-                            "Lost: no worker ever picked this run up, so nothing ran and no host changed. "
-                            "Deploy again.")
+                            _("Lost: no worker ever picked this run up, so nothing ran and no host changed. "
+                              "Deploy again."))
                 lost.append(run)
     return lost
 
@@ -543,6 +549,7 @@ def release_lock(actor, project: Project) -> DeployRun | None:
     run = lock.run
     lock.delete()
     if run.status == DeployRun.Status.RUNNING:
-        finish_run(run, ok=False, error=f"Lock released by {actor}.")
-    TicketEvent.objects.create(ticket=run.ticket, actor=actor, action="release_lock", note=f"run {run.number}")
+        finish_run(run, ok=False, error=_("Lock released by %(user)s.") % {"user": actor})
+    TicketEvent.objects.create(ticket=run.ticket, actor=actor, action="release_lock",
+                               note=_("run %(run)s") % {"run": run.number})
     return run

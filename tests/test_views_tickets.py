@@ -380,7 +380,7 @@ def test_guest_sees_no_hosts_errors_or_event_notes_on_the_ticket_page(client, wo
     address = world.project.hosts.first().address
     secrets = [address, "web-secret-label", "run error text", "host error text", "event note text", "log text"]
     page = login(client, world, "guest").get(reverse("ticket_detail", args=[ticket.pk])).content.decode()
-    assert "Failed" in page and 'id="timeline"' in page and ">fail<" in page  # the ticket and its timeline
+    assert "Failed" in page and 'id="timeline"' in page and ">failed<" in page  # the ticket and its timeline (the event's label)
     assert [s for s in secrets if s in page] == []
     assert 'id="hostchips"' not in page and 'id="host-results"' not in page
     log = client.get(reverse("ticket_log", args=[ticket.pk]))

@@ -2,12 +2,13 @@
 
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class WalleAdminSite(admin.AdminSite):
     site_header = "Walle"
-    site_title = "Walle admin"
-    index_title = "Configuration"
+    site_title = _("Walle admin")
+    index_title = _("Configuration")
 
     def has_permission(self, request) -> bool:
         # Not only is_staff: Maintainers configure their projects here, and

@@ -40,7 +40,7 @@ def docs(request: HttpRequest) -> HttpResponse:
         if method in HTTP_METHODS
     ]
     table = format_html_join("\n", "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>", rows)
-    page = format_html(
+    page = format_html(  # i18n-exempt: the API's documentation is English, like its schema
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
         "<h1>{title}</h1><p>{description}</p><p>Authenticate with <code>Authorization: Bearer &lt;token&gt;</code>."
         " Machine-readable schema: <a href='schema/'>/api/schema/</a>; try requests in the"

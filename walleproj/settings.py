@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.utils.translation import gettext_lazy
 
 from walleproj import bind, datadir
 
@@ -189,6 +190,8 @@ LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = env_str("WALLE_LANGUAGE", "en")
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+# Walle's own catalogue (docs/i18n.md); Django's own strings come with Django.
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env_str("WALLE_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
@@ -250,7 +253,7 @@ Q_CLUSTER: dict = {
     "ack_failures": True,
     "catch_up": False,
     "save_limit": 1000,
-    "label": "Background tasks",
+    "label": gettext_lazy("Background tasks"),  # the admin's name for django-q2's app
 }
 if WALLE_REDIS_URL:
     Q_CLUSTER["redis"] = WALLE_REDIS_URL

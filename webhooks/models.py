@@ -42,7 +42,7 @@ class ProjectWebhook(models.Model):
 
     project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="webhook", verbose_name=_("project"))
     hook_id = models.CharField(_("URL id"), max_length=64, unique=True, editable=False, default=new_hook_id)
-    secret_encrypted = models.TextField(editable=False)
+    secret_encrypted = models.TextField(_("secret (encrypted)"), editable=False)
     enabled = models.BooleanField(_("enabled"), default=True)
     branch = models.CharField(
         _("open tickets for pushes to branch"), max_length=255, blank=True, validators=[_validate_branch],
@@ -65,11 +65,12 @@ class ProjectWebhook(models.Model):
     # flood of forged deliveries cannot grow the database.
     rejected_count = models.PositiveIntegerField(_("rejected requests"), default=0, editable=False)
     last_rejected_at = models.DateTimeField(_("last rejected"), null=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("project webhook")
+        verbose_name_plural = _("project webhooks")
 
     def __str__(self) -> str:
         return str(self.project)
@@ -126,13 +127,13 @@ class WebhookDelivery(models.Model):
     vendor = models.CharField(_("vendor"), max_length=10, choices=Vendor.choices)
     event = models.CharField(_("event"), max_length=64)
     delivery_id = models.CharField(_("delivery id"), max_length=100)
-    body_sha256 = models.CharField(max_length=64, editable=False)
+    body_sha256 = models.CharField(_("body SHA-256"), max_length=64, editable=False)
     ref_kind = models.CharField(_("ref kind"), max_length=10, choices=RepoMode.choices, blank=True)
     ref = models.CharField(_("ref"), max_length=255, blank=True)
     claimed_commit = models.CharField(_("commit in the payload"), max_length=40, blank=True)
     # The commit a tag push names besides the tag object (GitHub head_commit,
     # GitLab checkout_sha); for a branch usually the same as claimed_commit.
-    claimed_head = models.CharField(max_length=40, blank=True)
+    claimed_head = models.CharField(_("claimed head"), max_length=40, blank=True)
     commit = models.CharField(_("commit in the repository"), max_length=40, blank=True)
     pusher = models.CharField(_("pushed by"), max_length=100, blank=True)
     received_at = models.DateTimeField(_("received"), auto_now_add=True)

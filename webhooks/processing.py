@@ -14,6 +14,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.permissions import Action, can
 from releases import fetching, repository, workflow
@@ -26,7 +27,8 @@ Outcome = WebhookDelivery.Outcome
 
 
 class Refused(Exception):
-    """The delivery opens no ticket; the message says why and is stored."""
+    """The delivery opens no ticket; the message says why and is stored (in
+    the worker's language, WALLE_LANGUAGE: no reader's language is known here)."""
 
     def __init__(self, message: str, outcome: str = Outcome.REFUSED) -> None:
         super().__init__(message)
@@ -45,7 +47,7 @@ def process_delivery(delivery_pk: int) -> str:
         outcome, detail = exc.outcome, str(exc)
     except Exception:  # a bug must still end the delivery, not leave it processing
         logger.exception("webhook delivery %s failed", delivery_pk)
-        outcome, detail = Outcome.FAILED, "Internal error; see the worker's log."
+        outcome, detail = Outcome.FAILED, _("Internal error; see the worker's log.")
     WebhookDelivery.objects.filter(pk=delivery_pk).update(outcome=outcome, detail=detail, processed_at=timezone.now())
     return outcome
 
@@ -54,18 +56,19 @@ def _act(delivery: WebhookDelivery) -> tuple[str, str]:
     project = delivery.project
     hook = ProjectWebhook.objects.filter(project=project, enabled=True).select_related("acts_as").first()
     if hook is None:
-        raise Refused("The project's webhook was disabled or removed meanwhile.")
+        raise Refused(_("The project's webhook was disabled or removed meanwhile."))
     actor = hook.acts_as
     if actor is None or not can(actor, Action.SUBMIT, project):
         raise Refused(
-            f"{actor or 'Nobody'} may no longer open tickets on this project; a Maintainer must save the "
-            "webhook settings again (tickets are then opened as that Maintainer)."
+            _("%(user)s may no longer open tickets on this project; a Maintainer must save the "
+              "webhook settings again (tickets are then opened as that Maintainer).") % {"user": actor or _("Nobody")}
         )
     commit = _verified_commit(delivery)
     ticket = _submit(actor, delivery, commit)
     if not (hook.deploy_at_once and ticket.status == Ticket.Status.APPROVED):
-        waits = " It waits for approval." if ticket.status == Ticket.Status.PENDING else ""
-        return Outcome.TICKET_OPENED, f"Opened ticket #{ticket.pk}.{waits}"
+        if ticket.status == Ticket.Status.PENDING:
+            return Outcome.TICKET_OPENED, _("Opened ticket #%(ticket)s. It waits for approval.") % {"ticket": ticket.pk}
+        return Outcome.TICKET_OPENED, _("Opened ticket #%(ticket)s.") % {"ticket": ticket.pk}
     return _deploy(actor, ticket)
 
 
@@ -74,20 +77,23 @@ def _verified_commit(delivery: WebhookDelivery) -> str:
     the delivery announced; Refused otherwise."""
     project = delivery.project
     if delivery.ref_kind != project.repo_mode:
-        raise Refused(f"The project's mode changed: it no longer deploys a {delivery.get_ref_kind_display().lower()}.")
+        raise Refused(_("The project's mode changed: it no longer deploys a %(kind)s.")
+                      % {"kind": delivery.get_ref_kind_display().lower()})
     fetched = fetching.fetch_repository(project.pk)
     if fetched["outcome"] != fetching.Outcome.OK:
-        raise Refused(f"Cannot fetch the repository: {fetched['error']}", Outcome.FAILED)
+        raise Refused(_("Cannot fetch the repository: %(error)s") % {"error": fetched["error"]}, Outcome.FAILED)
     try:
         resolved = repository.resolve(project, delivery.ref)  # the fetch above made the mirror
     except repository.RepositoryError as exc:
-        raise Refused(f"The repository does not confirm the push: {exc}") from None
+        raise Refused(_("The repository does not confirm the push: %(error)s") % {"error": exc}) from None
     WebhookDelivery.objects.filter(pk=delivery.pk).update(commit=resolved.commit)
     if resolved.commit not in delivery.claimed:
-        claimed = ", ".join(sorted(delivery.claimed)) or "no commit"
+        claimed = ", ".join(sorted(delivery.claimed)) or _("no commit")
         raise Refused(
-            f"{delivery.get_ref_kind_display()} {delivery.ref} points at {resolved.commit} in the repository, "
-            f"but the delivery claimed {claimed}: a later push, or a forged payload. No ticket was opened."
+            _("%(kind)s %(ref)s points at %(commit)s in the repository, but the delivery claimed %(claimed)s: "
+              "a later push, or a forged payload. No ticket was opened.")
+            % {"kind": delivery.get_ref_kind_display(), "ref": delivery.ref, "commit": resolved.commit,
+               "claimed": claimed}
         )
     return resolved.commit
 
@@ -98,20 +104,23 @@ def _submit(actor, delivery: WebhookDelivery, commit: str) -> Ticket:
         ticket = workflow.submit(
             actor, delivery.project, ref=delivery.ref, commit=commit,
             title=f"{delivery.ref} {commit[:8]} (push by {pusher})"[:200],
-            description=f"Opened by a {delivery.get_vendor_display()} webhook, delivery {delivery.delivery_id}; "
-                        f"pushed by {pusher}.",
+            description=_("Opened by a %(vendor)s webhook, delivery %(delivery)s; pushed by %(pusher)s.")
+            % {"vendor": delivery.get_vendor_display(), "delivery": delivery.delivery_id, "pusher": pusher},
         )
     except (PermissionDenied, workflow.WorkflowError) as exc:
-        raise Refused(f"The workflow refused to open a ticket: {exc}") from None
+        raise Refused(_("The workflow refused to open a ticket: %(error)s") % {"error": exc}) from None
     WebhookDelivery.objects.filter(pk=delivery.pk).update(ticket=ticket)
     return ticket
 
 
 def _deploy(actor, ticket: Ticket) -> tuple[str, str]:
     if not can(actor, Action.DEPLOY, ticket):
-        return Outcome.TICKET_OPENED, f"Opened ticket #{ticket.pk}; {actor} may not deploy it, so it was not deployed."
+        return Outcome.TICKET_OPENED, (_("Opened ticket #%(ticket)s; %(user)s may not deploy it, so it was not deployed.")
+                                       % {"ticket": ticket.pk, "user": actor})
     try:
         run = workflow.deploy(actor, ticket)
     except (PermissionDenied, workflow.WorkflowError) as exc:
-        return Outcome.TICKET_OPENED, f"Opened ticket #{ticket.pk}; not deployed at once: {exc}"
-    return Outcome.DEPLOY_QUEUED, f"Opened ticket #{ticket.pk} and queued run {run.number}."
+        return Outcome.TICKET_OPENED, (_("Opened ticket #%(ticket)s; not deployed at once: %(error)s")
+                                       % {"ticket": ticket.pk, "error": exc})
+    return Outcome.DEPLOY_QUEUED, (_("Opened ticket #%(ticket)s and queued run %(run)s.")
+                                   % {"ticket": ticket.pk, "run": run.number})

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from projects.models import RepoMode
 
@@ -64,7 +65,7 @@ def _replayed(hook: ProjectWebhook, delivery_id: str, digest: str) -> Received:
     WebhookDelivery.objects.filter(Q(delivery_id=delivery_id) | Q(body_sha256=digest), project_id=hook.project_id).update(
         replays=F("replays") + 1, last_replayed_at=timezone.now()
     )
-    return Received(Outcome.REPLAYED, None, "This delivery was received before; a replay is ignored.")
+    return Received(Outcome.REPLAYED, None, _("This delivery was received before; a replay is ignored."))
 
 
 def _triage(hook: ProjectWebhook, delivery: WebhookDelivery, vendor: Vendor, body: bytes) -> Received:
@@ -73,7 +74,7 @@ def _triage(hook: ProjectWebhook, delivery: WebhookDelivery, vendor: Vendor, bod
     except vendors.PayloadError as exc:
         return _finish(delivery, Outcome.IGNORED, str(exc))
     if push is None:
-        return _finish(delivery, Outcome.IGNORED, f"A {delivery.event or 'unnamed'} event is not a push.")
+        return _finish(delivery, Outcome.IGNORED, _("A %(event)s event is not a push.") % {"event": delivery.event or _("unnamed")})
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         ref_kind=push.ref_kind, ref=push.name, claimed_commit=push.after, claimed_head=push.head, pusher=push.pusher
     )
@@ -81,25 +82,25 @@ def _triage(hook: ProjectWebhook, delivery: WebhookDelivery, vendor: Vendor, bod
     if reason:
         return _finish(delivery, Outcome.IGNORED, reason)
     transaction.on_commit(lambda: _enqueue(delivery.pk))
-    return Received(Outcome.QUEUED, delivery, "The worker checks the commit against the repository next.")
+    return Received(Outcome.QUEUED, delivery, _("The worker checks the commit against the repository next."))
 
 
 def why_not(hook: ProjectWebhook, push: vendors.Push) -> str:
     """Why this push opens no ticket, or "" if it should open one."""
     mode = hook.project.repo_mode
     if push.deleted:
-        return f"{push.ref_kind or 'ref'} {push.name} was deleted."
+        return _("%(kind)s %(name)s was deleted.") % {"kind": push.ref_kind or "ref", "name": push.name}
     if push.ref_kind == RepoMode.BRANCH:
         if mode != RepoMode.BRANCH or not hook.wants_branch(push.name):
-            return f"Tickets are not opened for pushes to branch {push.name}."
+            return _("Tickets are not opened for pushes to branch %(name)s.") % {"name": push.name}
         return ""
     if push.ref_kind == RepoMode.TAG:
         if mode != RepoMode.TAG or not hook.wants_tag(push.name):
-            return f"Tickets are not opened for tag {push.name}."
+            return _("Tickets are not opened for tag %(name)s.") % {"name": push.name}
         if not push.created:
-            return f"Tag {push.name} was moved, not created; only new tags open tickets."
+            return _("Tag %(name)s was moved, not created; only new tags open tickets.") % {"name": push.name}
         return ""
-    return f"{push.name} is neither a branch nor a tag."
+    return _("%(name)s is neither a branch nor a tag.") % {"name": push.name}
 
 
 def _finish(delivery: WebhookDelivery, outcome: str, detail: str) -> Received:

@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
+
 from projects.models import RepoMode
 
 from .models import Vendor
@@ -112,9 +114,9 @@ def parse_push(vendor: Vendor, event: str, body: bytes) -> Push | None:
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise PayloadError("The body is not JSON; set the webhook's content type to application/json.") from None
+        raise PayloadError(_("The body is not JSON; set the webhook's content type to application/json.")) from None
     if not isinstance(payload, dict) or not isinstance(payload.get("ref"), str):
-        raise PayloadError("The payload names no ref.")
+        raise PayloadError(_("The payload names no ref."))
     ref = payload["ref"]
     kind, name = "", ref
     for prefix, ref_kind in (("refs/heads/", RepoMode.BRANCH), ("refs/tags/", RepoMode.TAG)):

@@ -8,6 +8,9 @@ from django import template
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 from django.utils.timezone import template_localtime
+from django.utils.translation import gettext_lazy as _
+
+from engine.plan import Stage
 
 register = template.Library()
 
@@ -16,6 +19,23 @@ register = template.Library()
 def short(sha: str) -> str:
     """The first 8 characters of a commit SHA (what people quote)."""
     return (sha or "")[:8]
+
+
+# The engine's stages as the progress bar names them; the hooks keep their
+# own names, which people type into the project's settings.
+STAGE_LABELS = {
+    Stage.PREPARE: _("prepare"),
+    Stage.CHECKOUT: _("checkout"),
+    Stage.TRANSFER: _("transfer"),
+    Stage.SWITCH: _("switch"),
+    Stage.CLEANUP: _("cleanup"),
+    Stage.FINISH: _("finish"),
+}
+
+
+@register.filter
+def stage_label(stage: str) -> str:
+    return STAGE_LABELS.get(stage, stage)
 
 
 @register.inclusion_tag("releases/_status.html")

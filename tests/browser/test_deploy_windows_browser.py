@@ -59,6 +59,6 @@ def test_a_window_set_in_the_admin_closes_deploys_and_a_ticket_is_scheduled_into
 
     dev.click("#btn-unschedule")
     expect(dev.locator("#schedule-state")).to_have_count(0)
-    expect(dev.locator("#timeline")).to_contain_text("unschedule")
+    expect(dev.locator("#timeline")).to_contain_text("Unscheduled")  # the event's label
     ticket.refresh_from_db()
     assert ticket.scheduled_at is None and ticket.status == Ticket.Status.APPROVED

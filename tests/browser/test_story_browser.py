@@ -40,21 +40,33 @@ def browser(monkeypatch) -> Iterator[Browser]:
         chromium.close()
 
 
-def log_in(browser: Browser, base: str, username: str) -> Page:
-    """A separate browser context per person, so sessions never mix."""
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+def log_in(browser: Browser, base: str, username: str, locale: str | None = None, at: str = "/") -> Page:
+    """A separate browser context per person, so sessions never mix. ``locale``
+    is the browser's language (navigator.language and Accept-Language), as a
+    person's own browser would send it; None keeps Chromium's default. ``at``
+    is the page the person opens (e.g. "/admin/"); its login form brings them
+    back there."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale=locale)
+    page = context.new_page()
     page.set_default_timeout(30_000)
-    page.goto(f"{base}/login/")
+    page.goto(f"{base}/login/" if at == "/" else f"{base}{at}")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
-    page.wait_for_url(f"{base}/")
+    page.wait_for_url(f"{base}{at}")
     return page
 
 
-def open_ticket(page: Page, base: str, site, label: str, shot: str = "") -> int:
+def open_ticket(page: Page, base: str, site, label: str, shot: str = "", choose_project: bool = False) -> int:
+    """``choose_project``: start from an empty /tickets/new/ and pick the project
+    in its list, as the tour says, rather than from a link naming it."""
     sha = site.commits[label]
-    page.goto(f"{base}/tickets/new/?project={site.project.pk}")
+    if choose_project:
+        page.goto(f"{base}/tickets/new/")
+        page.select_option("#id_choose_project", label=str(site.project))  # submits the chooser
+        page.wait_for_selector("#id_choose_ref")
+    else:
+        page.goto(f"{base}/tickets/new/?project={site.project.pk}")
     page.select_option("#id_choose_ref", "master")  # submits the chooser
     page.wait_for_selector("#commits")
     page.click("button[name=refresh]")  # fetch what was pushed since the mirror was made
@@ -84,13 +96,14 @@ def deploy_and_watch(page: Page, base: str, ticket_id: int) -> None:
     watch(page)
 
 
-def watch(page: Page) -> None:
+def watch(page: Page, succeeded: str = "succeeded") -> None:
+    """``succeeded`` is the status label the person reads, in the page's language."""
     # The console streams lines while it runs...
     page.wait_for_selector("#log .l", timeout=DEPLOY_TIMEOUT_MS)
     # ...and the status chip reaches "succeeded" without anyone reloading.
     expect(page.locator("#ticket-status .chip")).to_have_attribute(
         "data-status", Ticket.Status.SUCCEEDED, timeout=DEPLOY_TIMEOUT_MS)
-    expect(page.locator("#ticket-status .chip")).to_have_text(re.compile("succeeded", re.I))
+    expect(page.locator("#ticket-status .chip")).to_have_text(re.compile(re.escape(succeeded), re.I))
     expect(page.locator("#hostchips .chip[data-state=done]")).to_have_count(3)
 
 
