@@ -10,7 +10,7 @@ from accounts.admin import ScopedAdminMixin
 
 from . import workflow
 from .forms import BadParameter, parse_count
-from .models import DeployRun, LogLine, ProjectLock, Release, RunHost, Ticket, TicketEvent
+from .models import Approval, DeployRun, LogLine, ProjectLock, Release, RunHost, Ticket, TicketEvent
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -34,6 +34,14 @@ class ReadOnlyInline(admin.TabularInline):
 class TicketEventInline(ReadOnlyInline):
     model = TicketEvent
     fields = ["created_at", "actor", "action", "from_status", "to_status", "note"]
+    readonly_fields = fields
+
+
+class ApprovalInline(ReadOnlyInline):
+    """Who approved which version; only those of the current version count."""
+
+    model = Approval
+    fields = ["created_at", "approver", "version"]
     readonly_fields = fields
 
 
@@ -85,7 +93,7 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
     search_fields = ["title", "ref", "author__username"]
     detail_search_fields = ["commit"]  # commits are details: Guests may not even ask about them
     date_hierarchy = "created_at"
-    inlines = [TicketEventInline, RunInline]
+    inlines = [ApprovalInline, TicketEventInline, RunInline]
     actions = ["approve", "deploy", "cancel"]
     list_select_related = ["project", "author"]
 
@@ -136,6 +144,7 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
             context = {**self.admin_site.each_context(request), "tickets": tickets, "opts": self.model._meta,
                        "title": "Approve these tickets?"}
             return TemplateResponse(request, "admin/releases/ticket/approve_confirmation.html", context)
+        # A ticket that needs more approvals stays pending; the list shows its status.
         _run_action(self, request, queryset, _approve_as_shown(request), "Approved")
         return None
 
