@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.permissions import Action, can, visible
@@ -91,6 +92,7 @@ class TicketSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     # Both read ticket.approvals.all(), which the list prefetches once for the page.
+    @extend_schema_field(ApprovalSerializer(many=True))
     def get_approvals(self, ticket: Ticket) -> list[dict[str, Any]]:
         return ApprovalSerializer(ticket.approvals.all(), many=True).data
 
