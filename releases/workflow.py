@@ -199,7 +199,9 @@ def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields
     if hosts is not None:
         ticket.hosts.set(_check_hosts(ticket.project, hosts))
     note = "changed " + ", ".join(sorted(fields) + (["hosts"] if hosts is not None else []))
-    if fields or hosts is not None:
+    # A resubmitted rejection is a new version too, changed or not: approvals
+    # given before the rejection must not carry over to the next round.
+    if fields or hosts is not None or current == S.REJECTED:
         # A new version: an approval of what an approver saw before is refused,
         # and approvals given to earlier versions no longer count.
         if queries.current_approvals(ticket).exists():

@@ -107,6 +107,15 @@ def test_an_edit_after_approval_needs_all_n_approvals_again(world, two):
     assert approve(world, "maintainer", two).status == S.APPROVED
 
 
+def test_a_rejected_ticket_resubmitted_unchanged_needs_all_n_approvals_again(world, two):
+    approve(world, "maintainer", two)
+    workflow.reject(world.users["owner"], Ticket.objects.get(pk=two.pk), "not before the release notes")
+    resubmitted = workflow.edit(world.users["developer"], Ticket.objects.get(pk=two.pk))
+    assert (resubmitted.status, resubmitted.version) == (S.PENDING, 2)
+    assert approve(world, "owner", two).status == S.PENDING
+    assert approve(world, "maintainer", two).status == S.APPROVED
+
+
 def test_an_approval_of_a_version_edited_since_records_nothing(world, two):
     seen = two.version
     workflow.edit(world.users["developer"], Ticket.objects.get(pk=two.pk), description="more")
