@@ -21,6 +21,7 @@ from releases import workflow
 from releases.models import Approval, ApprovalEvent, Ticket
 from tests.notify_receiver import receiver  # noqa: F401 - the receiver fixture
 from tests.test_notifications_delivery import make_channel
+from tests.test_query_counts import queries_of
 
 from . import helpers
 
@@ -310,3 +311,19 @@ def test_a_second_maintainer_is_an_approver_like_the_first(world, two):
     helpers.add_member(second, world.team, Role.MAINTAINER)
     approve(world, "maintainer", two)
     assert workflow.approve(second, two, version=two.version).status == S.APPROVED
+
+
+def test_approval_counts_cost_no_query_per_row_in_lists_and_the_api(client, world, two):
+    client.force_login(world.users["owner"])
+    api = api_as(world, "owner")
+
+    def add_approved_tickets(count: int) -> None:
+        for _ in range(count):
+            approve(world, "maintainer", helpers.make_ticket(world.project, world.users["developer"], S.PENDING))
+
+    add_approved_tickets(3)
+    few = [queries_of(lambda u=u: client.get(reverse(u))) for u in ("dashboard", "ticket_list")]
+    few_api = queries_of(lambda: api.get("/api/tickets/"))
+    add_approved_tickets(20)
+    assert [queries_of(lambda u=u: client.get(reverse(u))) for u in ("dashboard", "ticket_list")] == few
+    assert queries_of(lambda: api.get("/api/tickets/")) == few_api
