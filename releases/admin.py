@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from accounts import permissions
 from accounts.admin import ScopedAdminMixin
 
-from . import workflow
+from . import queries, workflow
 from .forms import BadParameter, parse_count
 from .models import Approval, DeployRun, LogLine, ProjectLock, Release, RunHost, Ticket, TicketEvent
 
@@ -140,7 +140,8 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
     @admin.action(description="Approve selected tickets", permissions=["approve"])
     def approve(self, request, queryset):
         if request.POST.get("confirm") != "yes":
-            tickets = queryset.select_related("project").prefetch_related("hosts")
+            tickets = queries.with_approval_counts(queryset.select_related("project__environment")).prefetch_related(
+                "hosts")
             context = {**self.admin_site.each_context(request), "tickets": tickets, "opts": self.model._meta,
                        "title": "Approve these tickets?"}
             return TemplateResponse(request, "admin/releases/ticket/approve_confirmation.html", context)

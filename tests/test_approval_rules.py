@@ -250,6 +250,8 @@ def test_the_environment_admin_refuses_zero_approvals(client, world):
 def test_the_admin_approve_action_goes_through_the_same_rules(client, world, two):
     client.force_login(world.users["maintainer"])
     url = reverse("admin:releases_ticket_changelist")
+    shown = client.post(url, {"action": "approve", "_selected_action": [two.pk]}).content.decode()
+    assert '<td class="approval-count">0/2</td>' in shown
     confirm = {"action": "approve", "_selected_action": [two.pk], "confirm": "yes", f"version_{two.pk}": two.version}
     client.post(url, confirm)
     assert Ticket.objects.get(pk=two.pk).status == S.PENDING and two.approvals.count() == 1
