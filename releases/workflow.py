@@ -235,12 +235,12 @@ def approve(actor, ticket: Ticket, note: str = "", *, version: int) -> Ticket:
     # Lock the ticket first: two approvers at once must not both count one
     # approval short of N and leave it pending.
     locked = Ticket.objects.select_for_update().select_related("project__environment").get(pk=ticket.pk)
+    require(actor, Action.APPROVE, locked)  # the policy first, as for every action
     if locked.status != ticket.status:
         raise InvalidTransition(f"The ticket changed meanwhile; it is now {locked.get_status_display().lower()}.")
     _target("approve", locked.status)
     if locked.version != version:
         raise StaleTicket(STALE_MESSAGE)
-    require(actor, Action.APPROVE, locked)
     Approval.objects.create(ticket=locked, approver=actor, version=version)
     given, needed = queries.current_approvals(locked).count(), approvals_required(locked)
     tally = _("%(given)d of %(needed)d approvals") % {"given": given, "needed": needed}
