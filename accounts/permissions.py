@@ -19,7 +19,7 @@ from functools import reduce
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model, Q, QuerySet
+from django.db.models import F, Model, Q, QuerySet
 from django.http import Http404
 from django.utils.translation import gettext as _
 from guardian.shortcuts import get_objects_for_user
@@ -42,6 +42,9 @@ class Action(StrEnum):
     EDIT = "edit"
     CANCEL = "cancel"
     DEPLOY = "deploy"
+    # Rejecting takes the right to approve, but not the approver's one vote:
+    # who approved a version may still reject it.
+    REJECT = "reject"
 
 
 PROJECT_ACTIONS = (
@@ -117,6 +120,18 @@ def _is_own(user, ticket) -> bool:
     return ticket.author_id == user.pk
 
 
+def _is_self_approval(user, ticket, project) -> bool:
+    # Separation of duties applies to superusers too.
+    return getattr(ticket, "author_id", None) == user.pk and not project.environment.allow_self_approval
+
+
+def has_approved(user, ticket) -> bool:
+    """Has ``user`` approved the ticket's current version already? One person
+    counts once, however many approvals the environment asks for."""
+    approvals = getattr(ticket, "approvals", None)  # a project has none
+    return approvals is not None and approvals.filter(approver_id=user.pk, version=ticket.version).exists()
+
+
 def can(user, action: Action | str, obj: Model) -> bool:
     """May ``user`` do ``action`` on ``obj`` (a project, or anything under one)?"""
     action = Action(action)
@@ -124,13 +139,10 @@ def can(user, action: Action | str, obj: Model) -> bool:
     if action in PROJECT_ACTIONS and action != Action.APPROVE:
         return has_project_action(user, action, project)
     ticket = obj
-    if action == Action.APPROVE:
-        if not has_project_action(user, Action.APPROVE, project):
+    if action in (Action.APPROVE, Action.REJECT):
+        if not has_project_action(user, Action.APPROVE, project) or _is_self_approval(user, ticket, project):
             return False
-        # Separation of duties applies to superusers too.
-        return not (
-            getattr(ticket, "author_id", None) == user.pk and not project.environment.allow_self_approval
-        )
+        return action == Action.REJECT or not has_approved(user, ticket)
     if action == Action.EDIT:
         return _is_own(user, ticket) and has_project_action(user, Action.SUBMIT, project)
     if action == Action.CANCEL:
@@ -144,10 +156,17 @@ def can(user, action: Action | str, obj: Model) -> bool:
     raise ValueError(f"unknown action {action}")
 
 
+class AlreadyApproved(PermissionDenied):
+    """A second approval of the same version by the same person."""
+
+
 def require(user, action: Action | str, obj: Model) -> None:
     """Raise PermissionDenied with a reason unless :func:`can` allows it."""
     if not can(user, action, obj):
-        raise PermissionDenied(denial_reason(user, action, obj))
+        reason = denial_reason(user, action, obj)
+        if Action(action) == Action.APPROVE and has_approved(user, obj):
+            raise AlreadyApproved(reason)
+        raise PermissionDenied(reason)
 
 
 def denial_reason(user, action: Action | str, obj: Model) -> str:
@@ -156,9 +175,11 @@ def denial_reason(user, action: Action | str, obj: Model) -> str:
     action = Action(action)
     project = project_of(obj)
     group = {"group": project.team.name} if project is not None and project.team_id else {"group": "?"}
-    if action == Action.APPROVE and has_project_action(user, Action.APPROVE, project):
-        return _("You submitted this ticket; in this environment someone else must approve it.")
-    if action == Action.APPROVE:
+    if action in (Action.APPROVE, Action.REJECT) and has_project_action(user, Action.APPROVE, project):
+        if _is_self_approval(user, obj, project):
+            return _("You submitted this ticket; in this environment someone else must approve it.")
+        return _("You have already approved this ticket; it needs another approver.")
+    if action in (Action.APPROVE, Action.REJECT):
         return _("Only Maintainers and Owners of %(group)s approve its tickets.") % group
     if action == Action.EDIT and getattr(obj, "author_id", None) != user.pk:
         return _("Only the submitter may edit a ticket.")
@@ -209,11 +230,14 @@ def visible(user, queryset: QuerySet, action: Action | str = Action.VIEW) -> Que
 
 def approvable(user, tickets: QuerySet) -> QuerySet:
     """The tickets ``user`` may approve, in one query: what :func:`can` says
-    for APPROVE on each (the project-level right, then separation of duties
-    where the environment asks for it), without a check per ticket."""
+    for APPROVE on each (the project-level right, separation of duties where
+    the environment asks for it, not approved by them already), without a
+    check per ticket."""
+    # One filter() call: approver and version are of the same approval row.
+    mine = tickets.filter(approvals__approver_id=user.pk, approvals__version=F("version")).values("pk")
     return visible(user, tickets, Action.APPROVE).exclude(
         author_id=user.pk, project__environment__allow_self_approval=False
-    )
+    ).exclude(pk__in=mine)
 
 
 def get_visible_or_404(user, queryset: QuerySet, pk: Any, action: Action | str = Action.VIEW):

@@ -101,6 +101,18 @@ def _who(run: DeployRun | None, ticket_event: TicketEvent | None) -> str:
     return "walle"
 
 
+def _approvers(ticket: Ticket, ticket_event: TicketEvent | None) -> str:
+    """Everyone whose approval of the version approved counts, in order ("" if
+    unknown): where two approvals are required, the message names both."""
+    if ticket_event is None or ticket_event.actor_id is None:
+        return ""
+    last = ticket.approvals.filter(approver_id=ticket_event.actor_id, created_at__lte=ticket_event.created_at).last()
+    if last is None:
+        return ""
+    names = ticket.approvals.filter(version=last.version).values_list("approver__username", flat=True)
+    return ", ".join(names)
+
+
 def ticket_message(ticket: Ticket, event: str, ticket_event: TicketEvent | None) -> Message:
     run = ticket.latest_run()
     label = Event(event).label
@@ -112,7 +124,8 @@ def ticket_message(ticket: Ticket, event: str, ticket_event: TicketEvent | None)
     return Message(
         event=event, title=title, project=ticket.project.name, project_slug=ticket.project.slug,
         environment=str(ticket.project.environment), ticket_id=ticket.pk, ticket_title=ticket.title,
-        ticket_kind=ticket.kind, status=str(Ticket.Status(moved_to).label), who=_who(run, ticket_event),
+        ticket_kind=ticket.kind, status=str(Ticket.Status(moved_to).label),
+        who=(event == Event.APPROVED and _approvers(ticket, ticket_event)) or _who(run, ticket_event),
         ref=ticket.ref, commit=(run.commit if run and run.commit else ticket.commit),
         hosts=[h.name for h in ticket.hosts.order_by("address", "port")],
         duration=run.duration if run else None, note=note[:MAX_NOTE], url=ticket_url(ticket.pk),

@@ -50,8 +50,8 @@ class DeployFreezeInline(PlatformInline):
 
 @admin.register(Environment)
 class EnvironmentAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "order", "deploy_needs_approval", "rollback_needs_approval", "allow_self_approval",
-                    "time_zone"]
+    list_display = ["name", "slug", "order", "deploy_needs_approval", "rollback_needs_approval", "approvals_required",
+                    "allow_self_approval", "time_zone"]
     list_editable = []
     prepopulated_fields = {"slug": ["name"]}
     inlines = [DeployWindowInline, DeployFreezeInline]

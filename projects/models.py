@@ -35,6 +35,12 @@ class Environment(models.Model):
         default=False,
         help_text=_("Separation of duties: leave off for production."),
     )
+    # Distinct people, each allowed to approve, must approve the same version
+    # of a ticket before it may run (where deploys or rollbacks need approval).
+    approvals_required = models.PositiveSmallIntegerField(
+        _("approvals required"), default=1, validators=[MinValueValidator(1)],
+        help_text=_("How many different people must approve a ticket, e.g. 2 for production."),
+    )
     time_zone = models.CharField(
         _("time zone"), max_length=64, default="UTC", validators=[validators.validate_time_zone],
         help_text=_("IANA name, e.g. Asia/Shanghai: deploy windows, freezes and schedules are read in it."),

@@ -22,7 +22,8 @@ from .models import DeployKey, Environment, Host, Project
 class EnvironmentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Environment
-        fields = ("slug", "name", "deploy_needs_approval", "rollback_needs_approval", "allow_self_approval")
+        fields = ("slug", "name", "deploy_needs_approval", "rollback_needs_approval", "approvals_required",
+                  "allow_self_approval")
 
 
 class HostSerializer(serializers.ModelSerializer):

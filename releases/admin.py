@@ -10,9 +10,9 @@ from django.utils.translation import gettext_lazy
 from accounts import permissions
 from accounts.admin import ScopedAdminMixin
 
-from . import workflow
+from . import queries, workflow
 from .forms import BadParameter, parse_count
-from .models import DeployRun, LogLine, ProjectLock, Release, RunHost, Ticket, TicketEvent
+from .models import Approval, DeployRun, LogLine, ProjectLock, Release, RunHost, Ticket, TicketEvent
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -41,6 +41,14 @@ class TicketEventInline(ReadOnlyInline):
     @admin.display(description=gettext_lazy("action"))
     def event_action(self, obj) -> str:
         return obj.action_label  # "approved", not the transition's name "approve"
+
+
+class ApprovalInline(ReadOnlyInline):
+    """Who approved which version; only those of the current version count."""
+
+    model = Approval
+    fields = ["created_at", "approver", "version"]
+    readonly_fields = fields
 
 
 class RunInline(ReadOnlyInline):
@@ -92,7 +100,7 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
     search_fields = ["title", "ref", "author__username"]
     detail_search_fields = ["commit"]  # commits are details: Guests may not even ask about them
     date_hierarchy = "created_at"
-    inlines = [TicketEventInline, RunInline]
+    inlines = [ApprovalInline, TicketEventInline, RunInline]
     actions = ["approve", "deploy", "cancel"]
     list_select_related = ["project", "author"]
 
@@ -139,10 +147,12 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
     @admin.action(description=gettext_lazy("Approve selected tickets"), permissions=["approve"])
     def approve(self, request, queryset):
         if request.POST.get("confirm") != "yes":
-            tickets = queryset.select_related("project").prefetch_related("hosts")
+            tickets = queries.with_approval_counts(queryset.select_related("project__environment")).prefetch_related(
+                "hosts")
             context = {**self.admin_site.each_context(request), "tickets": tickets, "opts": self.model._meta,
                        "title": _("Approve these tickets?")}
             return TemplateResponse(request, "admin/releases/ticket/approve_confirmation.html", context)
+        # A ticket that needs more approvals stays pending; the list shows its status.
         _run_action(self, request, queryset, _approve_as_shown(request), APPROVED)
         return None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -27,7 +27,7 @@ from projects.serializers import CommitSerializer, ProjectDetailSerializer, Refs
 
 from . import queries, repository, workflow
 from .forms import BadParameter, parse_count
-from .models import DeployRun, Ticket
+from .models import Approval, DeployRun, Ticket
 from .serializers import (
     ApproveSerializer,
     DeploySerializer,
@@ -127,7 +127,11 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
         return super().handle_exception(exc)
 
     def get_queryset(self) -> QuerySet[Ticket]:
-        queryset = Ticket.objects.select_related("project__environment", "author").order_by("-created_at", "-id")
+        queryset = (
+            Ticket.objects.select_related("project__environment", "author")
+            .prefetch_related(Prefetch("approvals", Approval.objects.select_related("approver")))
+            .order_by("-created_at", "-id")
+        )
         queryset = visible(self.request.user, queryset, Action.VIEW)
         return self._filter(queryset) if self.action == "list" else queryset
 
@@ -150,7 +154,7 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
         return TicketSerializer if self.action == "list" else TicketDetailSerializer
 
     def _render(self, ticket: Ticket, code: int = status.HTTP_200_OK) -> Response:
-        ticket.refresh_from_db()
+        ticket = self.get_queryset().get(pk=ticket.pk)  # fresh approvals, not the ones prefetched before the action
         return Response(TicketDetailSerializer(ticket, context=self.get_serializer_context()).data, status=code)
 
     @extend_schema(parameters=TICKET_FILTERS)
@@ -178,7 +182,13 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
         """Approve the ticket as it was at ``version`` (read it from the ticket
-        when you review it). 409 if it was edited since: review it again."""
+        when you review it). 409 if it was edited since: review it again.
+
+        Where the environment needs more than one approval
+        (``approvals_required``), the ticket stays ``pending`` until that many
+        distinct people approved its current version; the answer shows
+        ``approval_count`` and ``approvals``. A second approval by the same
+        person is refused (403, with the reason)."""
         ticket = self.get_object()
         check_object(request, Action.APPROVE, ticket)  # the refusal does not depend on the body
         data = _valid(ApproveSerializer, request)

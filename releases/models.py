@@ -124,6 +124,37 @@ class TicketEvent(models.Model):
         return event_action_label(self.action)
 
 
+class Approval(models.Model):
+    """One person's approval of one version of a ticket, written only by
+    ``workflow.approve``. An edit makes a new version, so approvals of earlier
+    versions stop counting; they stay here as history."""
+
+    project_path = "ticket__project"  # how it belongs to a project (accounts.permissions)
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    version = models.PositiveIntegerField(_("version approved"))
+    created_at = models.DateTimeField(_("approved at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("approval")
+        constraints = [
+            # The database, not only the workflow, keeps one approval per person per version.
+            models.UniqueConstraint(fields=["ticket", "version", "approver"], name="approval_once_per_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.ticket_id} v{self.version} approved by {self.approver}"
+
+
+class ApprovalEvent(models.TextChoices):
+    """TicketEvent action of an approval that leaves the ticket pending (more
+    approvals needed); the one that completes it is the "approve" move."""
+
+    APPROVE_PARTIAL = "approve_partial", _("Approved, more approvals needed")
+
+
 class WindowEvent(models.TextChoices):
     """TicketEvent actions of deploy windows and scheduled deploys (the audit
     log and notifications read them)."""

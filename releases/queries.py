@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from django.db.models import Max, Q, QuerySet
-from django.db.models.functions import Length
+from django.db.models import Count, IntegerField, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, Length
 from django.utils.translation import gettext as _
 
 from engine.plan import Stream
 from projects import windows
 from projects.models import Host, Project
 
-from .models import DeployRun, LogLine, Release, RunHost, Ticket
+from .models import Approval, DeployRun, LogLine, Release, RunHost, Ticket
 
 RUNNING_RUN = (DeployRun.Status.QUEUED, DeployRun.Status.RUNNING)
 
@@ -86,6 +86,49 @@ def filter_tickets(tickets: QuerySet[Ticket], wanted: TicketFilter) -> QuerySet[
     if text := wanted.text.strip():
         tickets = tickets.filter(Q(title__icontains=text) | Q(ref__icontains=text) | Q(commit__istartswith=text))
     return tickets
+
+
+# --- Approvals -----------------------------------------------------------------------
+
+def current_approvals(ticket: Ticket) -> QuerySet[Approval]:
+    """The approvals that count: those of the ticket's current version (an
+    edit makes a new version, so earlier ones stay as history only)."""
+    return ticket.approvals.filter(version=ticket.version).select_related("approver").order_by("created_at", "id")
+
+
+@dataclass(frozen=True)
+class ApprovalState:
+    """Who approved the current version and how many approvals it needs."""
+
+    required: int
+    given: list[Approval]
+
+    @property
+    def count(self) -> int:
+        return len(self.given)
+
+    @property
+    def missing(self) -> int:
+        return max(self.required - self.count, 0)
+
+
+def approval_state(ticket: Ticket) -> ApprovalState | None:
+    """For the ticket page: None where the ticket never waited for approval
+    and nobody approved it (e.g. in test, where deploys need none)."""
+    given = list(current_approvals(ticket))
+    if ticket.status != Ticket.Status.PENDING and not given:
+        return None
+    return ApprovalState(ticket.project.environment.approvals_required, given)
+
+
+def with_approval_counts(tickets: QuerySet[Ticket]) -> QuerySet[Ticket]:
+    """Annotate ``approvals_given`` (approvals of each ticket's current
+    version) in the list's own query: no query per row."""
+    counted = (
+        Approval.objects.filter(ticket=OuterRef("pk"), version=OuterRef("version"))
+        .order_by().values("ticket").annotate(n=Count("pk")).values("n")
+    )
+    return tickets.annotate(approvals_given=Coalesce(Subquery(counted, output_field=IntegerField()), 0))
 
 
 # --- Releases and hosts -------------------------------------------------------------

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.permissions import Action, can, visible
 from projects.models import Host, Project
 from projects.serializers import HostSerializer
 
-from .models import DeployRun, LogLine, RunHost, Ticket, TicketEvent
+from .models import Approval, DeployRun, LogLine, RunHost, Ticket, TicketEvent
 
 
 def shows_details(context: dict[str, Any], ticket: Ticket) -> bool:
@@ -29,6 +30,15 @@ class TicketEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = TicketEvent
         fields = ("action", "actor", "from_status", "to_status", "note", "created_at")
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    approver = serializers.CharField(source="approver.username", read_only=True)
+
+    class Meta:
+        model = Approval
+        fields = ("approver", "version", "created_at")
+        read_only_fields = fields
 
 
 class RunHostSerializer(serializers.ModelSerializer):
@@ -63,15 +73,31 @@ class TicketSerializer(serializers.ModelSerializer):
     project_name = serializers.CharField(source="project.name", read_only=True)
     environment = serializers.CharField(source="project.environment.slug", read_only=True)
     author = serializers.CharField(source="author.username", read_only=True)
+    approvals_required = serializers.IntegerField(
+        source="project.environment.approvals_required", read_only=True,
+        help_text="approvals of one version, by distinct people, the ticket needs where its environment asks "
+                  "for approval",
+    )
+    approvals = serializers.SerializerMethodField(
+        help_text="every approval given, oldest first; only those of the current `version` count")
+    approval_count = serializers.SerializerMethodField(help_text="approvals of the current version")
 
     class Meta:
         model = Ticket
         fields = (
             "id", "project", "project_name", "environment", "kind", "status", "title", "ref_kind", "ref",
             "commit", "author", "rollback_of", "rollback_release", "version", "scheduled_at", "created_at",
-            "updated_at",
+            "updated_at", "approvals_required", "approval_count", "approvals",
         )
         read_only_fields = fields
+
+    # Both read ticket.approvals.all(), which the list prefetches once for the page.
+    @extend_schema_field(ApprovalSerializer(many=True))
+    def get_approvals(self, ticket: Ticket) -> list[dict[str, Any]]:
+        return ApprovalSerializer(ticket.approvals.all(), many=True).data
+
+    def get_approval_count(self, ticket: Ticket) -> int:
+        return sum(1 for approval in ticket.approvals.all() if approval.version == ticket.version)
 
 
 class TicketDetailSerializer(TicketSerializer):

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.permissions import (
@@ -73,7 +74,7 @@ def ticket_actions(user, ticket: Ticket) -> dict[str, bool]:
     may_run = can(user, Action.ROLLBACK if ticket.is_rollback else Action.DEPLOY, ticket)
     return {
         "approve": _moves("approve", status) and can(user, Action.APPROVE, ticket),
-        "reject": _moves("reject", status) and can(user, Action.APPROVE, ticket),
+        "reject": _moves("reject", status) and can(user, Action.REJECT, ticket),
         "deploy": _moves("deploy", status) and may_run,
         "override": _moves("deploy", status) and may_run and can_override_window(user, ticket),
         "schedule": status == S.APPROVED and may_run,
@@ -104,14 +105,32 @@ def blocked_actions(user, ticket: Ticket, actions: dict[str, bool]) -> dict[str,
     }
 
 
-def waiting_for(ticket: Ticket) -> str:
-    """Who a pending ticket waits for, named by group."""
-    if ticket.status != S.PENDING:
+def waiting_for(ticket: Ticket, approvals: queries.ApprovalState | None) -> str:
+    """Who a pending ticket waits for, named by group, and how many more."""
+    if ticket.status != S.PENDING or approvals is None:
         return ""
-    if ticket.project.environment.allow_self_approval:
-        return _("Waiting for approval by a Maintainer or Owner of %(group)s.") % {"group": ticket.project.team.name}
-    return _("Waiting for approval by a Maintainer or Owner of %(group)s other than its submitter.") % {
-        "group": ticket.project.team.name}
+    values = {"group": ticket.project.team.name, "n": approvals.missing}
+    self_ok = ticket.project.environment.allow_self_approval
+    if approvals.required == 1:
+        if self_ok:
+            return _("Waiting for approval by a Maintainer or Owner of %(group)s.") % values
+        return _("Waiting for approval by a Maintainer or Owner of %(group)s other than its submitter.") % values
+    if not approvals.given:
+        if self_ok:
+            return _("Waiting for %(n)d approvals by different Maintainers or Owners of %(group)s.") % values
+        return _("Waiting for %(n)d approvals by different Maintainers or Owners of %(group)s other than its "
+                 "submitter.") % values
+    if self_ok:
+        return ngettext(
+            "Waiting for %(n)d more approval by a Maintainer or Owner of %(group)s other than those who approved.",
+            "Waiting for %(n)d more approvals by Maintainers or Owners of %(group)s other than those who approved.",
+            approvals.missing) % values
+    return ngettext(
+        "Waiting for %(n)d more approval by a Maintainer or Owner of %(group)s other than its submitter and "
+        "those who approved.",
+        "Waiting for %(n)d more approvals by Maintainers or Owners of %(group)s other than its submitter and "
+        "those who approved.",
+        approvals.missing) % values
 
 
 def console_state(ticket: Ticket, run: DeployRun | None, details: bool) -> dict:
@@ -140,15 +159,17 @@ def _visible_ticket(request: HttpRequest, pk: int) -> Ticket:
     return get_visible_or_404(request.user, Ticket.objects.select_related("project__environment"), pk)
 
 
-def _act(request: HttpRequest, ticket: Ticket, perform: Callable[[Ticket], object], done: str) -> HttpResponse:
+def _act(request: HttpRequest, ticket: Ticket, perform: Callable[[Ticket], object],
+         done: str | Callable[[object], str]) -> HttpResponse:
     """Run one workflow action on a visible ticket. A refused transition is a
-    message; a PermissionDenied propagates to the 403 page with its reason."""
+    message; a PermissionDenied propagates to the 403 page with its reason.
+    ``done`` is the success message, or makes it from the action's result."""
     try:
-        perform(ticket)
+        result = perform(ticket)
     except workflow.WorkflowError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, done)
+        messages.success(request, done(result) if callable(done) else done)
     return redirect("ticket_detail", pk=ticket.pk)
 
 
@@ -159,7 +180,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     user = request.user
     # The newest few, and how many more: a backlog of thousands must not make
     # the dashboard slow (the ticket list pages through them).
-    pending = approvable(user, Ticket.objects.filter(status=S.PENDING))
+    pending = queries.with_approval_counts(approvable(user, Ticket.objects.filter(status=S.PENDING)))
     to_approve = list(pending.select_related("project__environment", "author")[:DASHBOARD_ROWS])
     more_to_approve = pending.count() - len(to_approve)
     running = visible(user, Ticket.objects.filter(status__in=Ticket.ACTIVE_STATUSES)).select_related(
@@ -182,6 +203,7 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
     form = TicketFilterForm(request.user, request.GET or None)
     tickets = visible(request.user, Ticket.objects.all()).select_related("project__environment", "author")
     tickets = queries.filter_tickets(tickets, form.wanted()).order_by("-created_at", "-id")
+    tickets = queries.with_approval_counts(tickets)
     page = Paginator(tickets, 25).get_page(number)
     return render(request, "releases/ticket_list.html", {"form": form, "page": page})
 
@@ -304,8 +326,10 @@ def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
     tail = _log_page(run, before=None, max_lines=LOG_TAIL) if run and details else None
     preview, preview_error = _review(ticket) if details else (None, "")
     window = queries.window_state(ticket, timezone.now())
+    approvals = queries.approval_state(ticket)
     return render(request, "releases/ticket_detail.html", {
-        "blocked": blocked_actions(request.user, ticket, actions), "waiting_for": waiting_for(ticket),
+        "blocked": blocked_actions(request.user, ticket, actions), "waiting_for": waiting_for(ticket, approvals),
+        "approvals": approvals,
         "preview": preview, "preview_error": preview_error,
         "ticket": ticket, "actions": actions, "details": details, "run": run,
         "window": window, "deploy_closed": bool(window and not window.open),
@@ -408,14 +432,20 @@ def ticket_approve(request: HttpRequest, pk: int) -> HttpResponse:
     if version is None:
         return HttpResponseBadRequest(_("The approval does not name the version of the ticket you reviewed; "
                                         "reload the ticket and approve it again."))
-    return _act(request, ticket, lambda t: workflow.approve(request.user, t, version=version), _("Ticket approved."))
+    return _act(request, ticket, lambda t: workflow.approve(request.user, t, version=version), _approved_message)
+
+
+def _approved_message(ticket: Ticket) -> str:
+    if ticket.status == S.APPROVED:
+        return _("Ticket approved.")
+    return _("Your approval is recorded; the ticket needs more approvals.")
 
 
 @login_required
 @require_POST
 def ticket_reject(request: HttpRequest, pk: int) -> HttpResponse:
     ticket = _visible_ticket(request, pk)
-    require(request.user, Action.APPROVE, ticket)
+    require(request.user, Action.REJECT, ticket)
     reason = request.POST.get("reason", "")
     try:
         version = _seen_version(request)

@@ -26,7 +26,7 @@ from projects import windows
 from projects.models import Host, Project
 
 from . import queries
-from .models import DeployRun, ProjectLock, RunHost, Ticket, TicketEvent, WindowEvent
+from .models import Approval, ApprovalEvent, DeployRun, ProjectLock, RunHost, Ticket, TicketEvent, WindowEvent
 from .queries import kept_releases, switched_hosts
 from .runlog import append_line
 
@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 # the whole life of a ticket reads from one table.
 TRANSITIONS: dict[tuple[str, str], str] = {
     ("approve", S.PENDING): S.APPROVED,
+    # An approval that leaves the environment's N not yet reached.
+    (ApprovalEvent.APPROVE_PARTIAL, S.PENDING): S.PENDING,
     ("reject", S.PENDING): S.REJECTED,
     ("resubmit", S.REJECTED): S.PENDING,
     ("resubmit_approved", S.REJECTED): S.APPROVED,  # where deploys need no approval
@@ -198,12 +200,16 @@ def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields
         raise InvalidTransition(_("Only a ticket that has not run yet can be edited, and this one changed meanwhile."))
     if hosts is not None:
         ticket.hosts.set(_check_hosts(ticket.project, hosts))
-    if fields or hosts is not None:
-        # A new version: an approval of what an approver saw before is refused.
+    note = "changed " + ", ".join(sorted(fields) + (["hosts"] if hosts is not None else []))
+    # A resubmitted rejection is a new version too, changed or not: approvals
+    # given before the rejection must not carry over to the next round.
+    if fields or hosts is not None or current == S.REJECTED:
+        # A new version: an approval of what an approver saw before is refused,
+        # and approvals given to earlier versions no longer count.
+        if queries.current_approvals(ticket).exists():
+            note = _join(note, _("earlier approvals no longer count"))
         fields["version"] = F("version") + 1
     needs_approval = _initial_status(ticket.project, ticket.kind) == S.PENDING
-    changed = sorted(set(fields) - {"version"}) + (["hosts"] if hosts is not None else [])
-    note = "changed " + ", ".join(changed)
     if current == S.REJECTED:
         action = "resubmit" if needs_approval else "resubmit_approved"
         return _move(ticket, action, actor, note, reject_reason="", **fields)
@@ -212,18 +218,47 @@ def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields
     return _move(ticket, "edit", actor, note, **fields)
 
 
+def approvals_required(ticket: Ticket) -> int:
+    """How many distinct people must approve a version of ``ticket``: the
+    environment's N, for deploys and (where they need approval) rollbacks."""
+    return ticket.project.environment.approvals_required
+
+
 @transaction.atomic
 def approve(actor, ticket: Ticket, note: str = "", *, version: int) -> Ticket:
     """Approve ``ticket`` as it was at ``version``, the version the approver
-    reviewed; raises StaleTicket (approving nothing) if it was edited since."""
-    require(actor, Action.APPROVE, ticket)
-    return _move(ticket, "approve", actor, note, seen=version)
+    reviewed; raises StaleTicket (approving nothing) if it was edited since.
+
+    The ticket becomes approved when approvals of its current version from
+    distinct people reach the environment's N; until then it stays pending
+    and the approval is recorded (an ``approve_partial`` event). A second
+    approval by the same person is refused (AlreadyApproved).
+    """
+    # Lock the ticket first: two approvers at once must not both count one
+    # approval short of N and leave it pending.
+    locked = Ticket.objects.select_for_update().select_related("project__environment").get(pk=ticket.pk)
+    require(actor, Action.APPROVE, locked)  # the policy first, as for every action
+    if locked.status != ticket.status:
+        raise InvalidTransition(f"The ticket changed meanwhile; it is now {locked.get_status_display().lower()}.")
+    _target("approve", locked.status)
+    if locked.version != version:
+        raise StaleTicket(STALE_MESSAGE)
+    Approval.objects.create(ticket=locked, approver=actor, version=version)
+    given, needed = queries.current_approvals(locked).count(), approvals_required(locked)
+    tally = _("%(given)d of %(needed)d approvals") % {"given": given, "needed": needed}
+    if given < needed:
+        return _move(ticket, ApprovalEvent.APPROVE_PARTIAL, actor, _join(tally, note), seen=version)
+    return _move(ticket, "approve", actor, _join(tally, note) if needed > 1 else note, seen=version)
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
 
 
 @transaction.atomic
 def reject(actor, ticket: Ticket, reason: str, *, version: int | None = None) -> Ticket:
     """Reject ``ticket``; given ``version``, only as the rejecter saw it."""
-    require(actor, Action.APPROVE, ticket)
+    require(actor, Action.REJECT, ticket)
     if not reason.strip():
         raise WorkflowError(_("Say why the ticket is rejected."))
     return _move(ticket, "reject", actor, reason, seen=version, reject_reason=reason)

@@ -189,7 +189,7 @@ def test_environment_rules_are_changed_by_platform_admins_only(client, w, person
     url = reverse("admin:projects_environment_change", args=[env.pk])
     login(client, w.users[persona]).post(url, {
         "name": env.name, "slug": env.slug, "order": env.order, "deploy_needs_approval": "",
-        "rollback_needs_approval": "", "allow_self_approval": "on", "time_zone": "UTC",
+        "rollback_needs_approval": "", "allow_self_approval": "on", "approvals_required": "1", "time_zone": "UTC",
         # The deploy window and freeze inlines, left empty.
         **{f"{prefix}-{name}": value for prefix in ("deploy_windows", "deploy_freezes")
            for name, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))},

@@ -13,7 +13,7 @@ def post(client, user, env: Environment, time_zone: str = "Asia/Shanghai", windo
          freeze: dict | None = None):
     data = {
         "name": env.name, "slug": env.slug, "order": env.order, "deploy_needs_approval": "on",
-        "rollback_needs_approval": "", "allow_self_approval": "", "time_zone": time_zone,
+        "rollback_needs_approval": "", "allow_self_approval": "", "approvals_required": "1", "time_zone": time_zone,
     }
     for prefix, row in (("deploy_windows", window), ("deploy_freezes", freeze)):
         data.update({f"{prefix}-TOTAL_FORMS": "1" if row else "0", f"{prefix}-INITIAL_FORMS": "0"})
