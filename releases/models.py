@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from projects.models import Host, Project, RepoMode
+from projects.models import Host, Project, RepoMode, RolloutStrategy
 
 
 class Ticket(models.Model):
@@ -30,11 +30,14 @@ class Ticket(models.Model):
         REJECTED = "rejected", _("Rejected")
         QUEUED = "queued", _("Queued")
         DEPLOYING = "deploying", _("Deploying")
+        # A rollout's batch switched and passed its gate; the next one waits
+        # for someone to press Promote (or for the promote timeout).
+        WAITING = "waiting", _("Waiting for promote")
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
         CANCELLED = "cancelled", _("Cancelled")
 
-    ACTIVE_STATUSES = (Status.QUEUED, Status.DEPLOYING)
+    ACTIVE_STATUSES = (Status.QUEUED, Status.DEPLOYING, Status.WAITING)
     FINAL_STATUSES = (Status.SUCCEEDED, Status.CANCELLED)
 
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="tickets")
@@ -52,6 +55,10 @@ class Ticket(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="rollbacks"
     )
     rollback_release = models.CharField(_("release to restore"), max_length=64, blank=True)
+    # "" = the project's rollout; else a more careful one the author picked.
+    rollout_strategy = models.CharField(
+        _("rollout"), max_length=12, choices=RolloutStrategy.choices, blank=True, default="",
+    )
     reject_reason = models.TextField(_("reject reason"), blank=True)
     # Bumped by every edit (workflow.edit). An approval names the version its
     # approver reviewed, so content changed meanwhile is never approved unseen.
@@ -130,12 +137,15 @@ class WindowEvent(models.TextChoices):
 class RunStatus(models.TextChoices):
     QUEUED = "queued", _("Queued")
     RUNNING = "running", _("Running")
+    WAITING = "waiting", _("Waiting for promote")
     SUCCEEDED = "succeeded", _("Succeeded")
     FAILED = "failed", _("Failed")
     CANCELLED = "cancelled", _("Cancelled")
 
 
-ACTIVE_RUN_STATUSES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
+ACTIVE_RUN_STATUSES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.WAITING.value]
+# A worker is at work on the run (it holds the project's lease).
+WORKING_RUN_STATUSES = [RunStatus.RUNNING.value, RunStatus.WAITING.value]
 
 
 class DeployRun(models.Model):
@@ -145,6 +155,7 @@ class DeployRun(models.Model):
 
     Status = RunStatus
     ACTIVE_STATUSES = ACTIVE_RUN_STATUSES
+    WORKING_STATUSES = WORKING_RUN_STATUSES
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="runs")
     number = models.PositiveIntegerField()
@@ -157,6 +168,9 @@ class DeployRun(models.Model):
     stage = models.CharField(max_length=20, blank=True)
     error = models.TextField(blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    failed_batch = models.CharField(max_length=16, blank=True)  # "2/3": the rollout batch that failed
+    # A retry: the failed run whose release (name and prepared copies) it reuses.
+    resumes = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -195,6 +209,7 @@ class RunHost(models.Model):
         DONE = "done", _("Done")
         FAILED = "failed", _("Failed")
         CLEANED = "cleaned", _("Failed, cleaned up")
+        REVERTED = "reverted", _("Switched back")
 
     # The host's webroot points at this run's release.
     LIVE_STATUSES = (Status.SWITCHED, Status.DONE)
