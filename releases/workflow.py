@@ -301,6 +301,7 @@ def retry(actor, ticket: Ticket, override_reason: str = "") -> DeployRun:
     """Run a failed deploy ticket again with the release its last run made:
     hosts with a complete copy are not copied again, hosts that finished are
     left alone, and a run that failed during the switch is completed."""
+    ticket.refresh_from_db()  # the status the retry starts from is compare-and-set below
     last = queries.retryable_run(ticket)
     if last is None:
         raise InvalidTransition(_("Only a failed deploy whose run prepared a release can be retried."))
