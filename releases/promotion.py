@@ -44,5 +44,8 @@ class PromoteWait:
         return status == DeployRun.Status.RUNNING
 
     def _give_up(self, reason: str) -> str:
-        # A promote pressed at the last moment wins over the timeout.
-        return reason if workflow.stop_waiting(self.run, reason) else ""
+        # A promote pressed at the last moment wins over the timeout; a run
+        # ended meanwhile (its lock released) goes no further either.
+        if workflow.stop_waiting(self.run, reason) or not self._promoted():
+            return reason
+        return ""
