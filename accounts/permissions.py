@@ -45,6 +45,7 @@ class Action(StrEnum):
     # Rejecting takes the right to approve, but not the approver's one vote:
     # who approved a version may still reject it.
     REJECT = "reject"
+    PROMOTE = "promote"  # let a waiting rollout switch its next batch: whoever may deploy the ticket
 
 
 PROJECT_ACTIONS = (
@@ -149,7 +150,7 @@ def can(user, action: Action | str, obj: Model) -> bool:
         return (_is_own(user, ticket) and has_project_action(user, Action.SUBMIT, project)) or (
             has_project_action(user, Action.APPROVE, project)
         )
-    if action == Action.DEPLOY:
+    if action in (Action.DEPLOY, Action.PROMOTE):
         return has_project_action(user, Action.DEPLOY_ANY, project) or (
             _is_own(user, ticket) and has_project_action(user, Action.DEPLOY_OWN, project)
         )
@@ -185,6 +186,8 @@ def denial_reason(user, action: Action | str, obj: Model) -> str:
         return _("Only the submitter may edit a ticket.")
     if action == Action.DEPLOY:
         return _("Only its submitter or a Maintainer of %(group)s deploys this ticket.") % group
+    if action == Action.PROMOTE:
+        return _("Only its submitter or a Maintainer of %(group)s promotes this ticket's rollout.") % group
     if action == Action.ROLLBACK:
         return _("Only Maintainers and Owners of %(group)s roll back.") % group
     return _("You do not have permission to %(action)s here.") % {"action": action.value.replace("_", " ")}

@@ -21,6 +21,13 @@ SWITCH_SCRIPT = 'ln -sfn -- "$1" "$2" && mv -fT -- "$2" "$3" || { rm -f -- "$2";
 # mkdir -p the library, then mkdir (never -p) the release: it must be new.
 MAKE_RELEASE_SCRIPT = 'mkdir -p -- "$1" || exit 3; mkdir -- "$2"'
 _NO_LIBRARY = 3
+# The marker of a fully prepared release (copied, pre_release passed): its
+# commit, written last, so a retry can tell a complete copy from a cut one.
+# It lives until the run succeeds everywhere (the cleanup step removes it).
+MARK_SCRIPT = 'printf "%s\\n" "$1" > "$2"'
+PREPARED_SCRIPT = 'test -d "$1" && cat -- "$2"'
+# Only a symlink is removed: Walle never deletes a real webroot directory.
+UNLINK_SCRIPT = 'if [ -L "$1" ]; then rm -f -- "$1"; fi'
 QUICK_TIMEOUT = 60  # for small bookkeeping commands (readlink, mkdir, test)
 
 
@@ -92,6 +99,37 @@ def make_release_dir(conn: Connection, library: str, name: str, on_line: OnLine)
     return path
 
 
+def marker_path(library: str, name: str) -> str:
+    """Hidden beside the release dir (never served, never listed as a release)."""
+    return posixpath.join(library, f".{name}.walle-prepared")
+
+
+def mark_prepared(conn: Connection, library: str, name: str, commit: str, on_line: OnLine) -> None:
+    """Record that the release dir holds all of ``commit`` and passed pre_release."""
+    status, _ = capture(conn, ["sh", "-c", MARK_SCRIPT, "walle-mark", commit, marker_path(library, name)], on_line)
+    if status != 0:
+        raise HostOpError(f"cannot write the prepared marker of {name} on {conn.target.name}")
+
+
+def prepared_commit(conn: Connection, library: str, name: str, on_line: OnLine) -> str:
+    """The commit a complete earlier copy of release ``name`` holds, or ""."""
+    argv = ["sh", "-c", PREPARED_SCRIPT, "walle-prepared", posixpath.join(library, name), marker_path(library, name)]
+    status, out = capture(conn, argv, on_line)
+    return out[0].strip() if status == 0 and out else ""
+
+
+def remove_marker(conn: Connection, library: str, name: str, on_line: OnLine) -> None:
+    """The release went live everywhere: no retry will ask for its marker."""
+    capture(conn, ["rm", "-f", "--", marker_path(library, name)], on_line)
+
+
+def unlink_webroot(conn: Connection, webroot: str, on_line: OnLine) -> None:
+    """Remove the webroot link (it did not exist before the run)."""
+    status, _ = capture(conn, ["sh", "-c", UNLINK_SCRIPT, "walle-unlink", webroot], on_line)
+    if status != 0:
+        raise HostOpError(f"removing the webroot link {webroot} on {conn.target.name} failed (exit {status})")
+
+
 def release_exists(conn: Connection, library: str, name: str, on_line: OnLine) -> bool:
     """True if the release directory is present on the host."""
     status, _ = capture(conn, ["test", "-d", posixpath.join(library, name)], on_line)
@@ -121,7 +159,8 @@ def remove_release(conn: Connection, library: str, name: str, on_line: OnLine, t
     """``rm -rf -- <library>/<name>`` for a Walle release name only; True on success."""
     if not RELEASE_NAME_RE.fullmatch(name):
         raise ValueError(f"refusing to remove {name!r}: not a Walle release name")
-    status, _ = capture(conn, ["rm", "-rf", "--", posixpath.join(library, name)], on_line, timeout)
+    argv = ["rm", "-rf", "--", posixpath.join(library, name), marker_path(library, name)]
+    status, _ = capture(conn, argv, on_line, timeout)
     return status == 0
 
 

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import git, hooks, hostops, local, rsync, sandbox, stamps, validate
+from . import git, health, hooks, hostops, local, rollout, rsync, sandbox, stamps, validate
 from .git import GitError
 from .hooks import HookError
 from .hostops import Current, HostOpError
@@ -43,12 +43,17 @@ from .plan import (
     Stream,
     Target,
 )
+from .rollout import Rollout, Strategy
 from .sandbox import SandboxMode
 from .ssh import Connection, SSHError
 
 # Asked right before the first webroot switch; False means "do not switch".
 SwitchGate = Callable[[], bool]
 _GATE_CLOSED = "the run lost its project lock before the switch; no webroot is changed"
+_LOCK_LOST = "the run lost its project lock; the later batches are not switched"
+# Asked before each later batch when the rollout waits for promotes: "" to go
+# on, else why not (no promote in time), which fails the run.
+PromoteGate = Callable[[int, int], str]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +94,10 @@ def _ignore(_value: object) -> None:
     return None
 
 
+def _go_on(_number: int, _total: int) -> str:
+    return ""
+
+
 @dataclass(frozen=True)
 class RunCallbacks:
     """How the caller takes part in a run (not to be confused with the
@@ -98,10 +107,13 @@ class RunCallbacks:
     changes; False abandons the run (the caller lost its project lock).
     ``on_resolved`` gets the commit the run deploys as soon as it is resolved.
     ``on_host`` gets a copy of a host's result each time its state changes, and
-    each host's final result when the run ends.
+    each host's final result when the run ends. ``await_promote`` is asked
+    before each later batch of a rollout that waits for promotes (see
+    PromoteGate); it also asks ``may_switch`` itself while it waits.
     """
 
     may_switch: SwitchGate = _always
+    await_promote: PromoteGate = _go_on
     on_host: Callable[[HostResult], None] = _ignore
     on_resolved: Callable[[str], None] = _ignore
 
@@ -126,7 +138,7 @@ class HostPool:
         self.size = size
         self.stopped = threading.Event()
 
-    def map(self, step: Callable[[_Host], bool], hosts: Sequence[_Host]) -> list[bool]:
+    def map(self, step: Callable[[_Host], Any], hosts: Sequence[_Host]) -> list[Any]:
         if not hosts:
             return []
         with ThreadPoolExecutor(max_workers=min(self.size, len(hosts)), thread_name_prefix="walle-host") as pool:
@@ -153,6 +165,8 @@ class _Run:
         self.commit = ""
         self.hosts = [_Host(target, HostResult(target.id, target.name), release) for target, release in hosts]
         self.pool = HostPool(plan.max_parallel)
+        self.failed_batch = ""  # "2/3": the rollout batch that failed
+        self.rollout_error = ""  # why the rollout stopped, if it did
 
     # -- logging ---------------------------------------------------------------
 
@@ -286,28 +300,152 @@ class _Run:
         )
         self.set_state(host, HostState.DONE)
 
+    # -- the rollout: batches, the health gate, switching back ----------------
+
+    gated = True  # deploys wait for promotes and check health; rollbacks do not
+
+    def rollout(self) -> Rollout:
+        return self.plan.effective_rollout
+
     def switch_all(self) -> None:
-        """Switch every prepared host: in parallel, or one by one with a pause."""
+        """Switch the prepared hosts batch by batch (engine.rollout); the next
+        batch starts only when the last one switched and passed the gate."""
         prepared = [h for h in self.hosts if h.result.state == HostState.PREPARED]
-        delay = self.plan.post_release_delay
-        if delay <= 0:
-            self.each(self.switch_and_post_release, prepared)
-            return
-        for index, host in enumerate(prepared):
-            if index:
-                self.info(None, Stage.SWITCH, f"waiting {delay} s before switching {host.name}")
-                time.sleep(delay)
-            if not self.guarded(self.switch_and_post_release, host):
-                # A rolling switch stops at the first failure rather than spreading it.
-                for rest in prepared[index + 1 :]:
-                    rest.result.error = not_switched(f"the rolling switch stopped after {host.name} failed")
-                    self.info(rest, Stage.SWITCH, rest.result.error)
+        planned = rollout.batches(prepared, self.rollout())
+        for number in range(1, len(planned) + 1):
+            problem = self.run_batch(number, planned)
+            if problem is not None:
+                self.failed_batch = f"{number}/{len(planned)}"
+                if problem:  # a failed switch or post_release speaks for itself in the summary
+                    self.rollout_error = self.log.mask(f"batch {self.failed_batch}: {problem}")
+                for host in (h for later in planned[number:] for h in later):
+                    host.result.error = not_switched(f"the rollout stopped at batch {self.failed_batch}")
+                    self.info(host, Stage.SWITCH, host.result.error)
                 return
+
+    def run_batch(self, number: int, planned: list[list[_Host]]) -> str | None:
+        """Wait for the batch's turn, switch it, check it: None when it passed,
+        "" when a host failed to switch, else why the rollout stopped (after
+        switching back whatever that requires)."""
+        batch, total = planned[number - 1], len(planned)
+        if number > 1:
+            refused = self.await_turn(number, total, batch)
+            if refused:
+                for host in batch:
+                    host.result.error = not_switched(refused)
+                return refused
+        names = ", ".join(h.name for h in batch)
+        if total > 1:
+            self.info(None, Stage.SWITCH, f"batch {number}/{total}: switching {names}")
+        results = self.each(self.switch_and_post_release, batch)
+        if not all(results):
+            return ""
+        gate = self.check_health(batch)
+        if gate:
+            self.switch_back(gate)
+            return gate
+        if total > 1:
+            self.info(None, Stage.SWITCH, f"batch {number}/{total} done: {names}")
+        return None
+
+    def await_turn(self, number: int, total: int, batch: list[_Host]) -> str:
+        """The pause, the promote and the lease before a later batch: "" to go on."""
+        delay = self.plan.post_release_delay
+        if delay > 0:
+            self.info(None, Stage.SWITCH, f"waiting {delay} s before batch {number}/{total}")
+            time.sleep(delay)
+        if self.gated and self.rollout().promote:
+            names = ", ".join(h.name for h in batch)
+            self.info(None, Stage.SWITCH, f"waiting for a promote before batch {number}/{total} ({names})")
+            refused = _call_for(self.callbacks.await_promote, number, total)
+            if refused:
+                self.error(None, Stage.SWITCH, refused)
+                self.switch_back(refused)
+                return refused
+            self.info(None, Stage.SWITCH, f"promoted: batch {number}/{total} goes on")
+        if not self.callbacks.may_switch():
+            self.error(None, Stage.SWITCH, _LOCK_LOST)
+            return _LOCK_LOST  # another run may own the project now: switch nothing back either
+        return ""
+
+    def check_health(self, batch: list[_Host]) -> str:
+        """The gate on every host of the batch: "" when all pass, else why not."""
+        if not (self.gated and self.plan.health.enabled):
+            return ""
+        verdicts = self.pool.map(self.gate_host, batch)
+        failed = [f"{h.name}: {why}" for h, why in zip(batch, verdicts, strict=True) if why]
+        return "health check failed on " + "; ".join(failed) if failed else ""
+
+    def gate_host(self, host: _Host) -> str:
+        """Attempts until one passes; "" when it did, else the last failure."""
+        spec = self.plan.health
+        host.stage = Stage.HEALTH_CHECK
+        why = ""
+        for attempt in range(1, spec.retries + 2):
+            if attempt > 1:
+                time.sleep(spec.interval)
+            why = self.gate_attempt(host)
+            if not why:
+                self.info(host, host.stage, "health check passed")
+                return ""
+            self.info(host, host.stage, f"attempt {attempt}/{spec.retries + 1} failed")
+        host.result.error = self.log.mask(f"{Stage.HEALTH_CHECK.value}: {why}")
+        self.error(host, host.stage, host.result.error)
+        self.report(host)
+        return why
+
+    def gate_attempt(self, host: _Host) -> str:
+        spec = self.plan.health
+        if spec.path:
+            passed, seen = health.probe(host.target.address, spec)
+            self.log(host.name, Stage.HEALTH_CHECK, Stream.INFO if passed else Stream.STDERR, seen)
+            if not passed:
+                return seen
+        if spec.command:
+            assert host.conn is not None
+            try:
+                hooks.run_remote(
+                    host.conn, (spec.command,), cwd=self.plan.webroot, env=self.hook_env(host.release),
+                    secrets=hooks.secret_env(self.plan), timeout=self.plan.command_timeout, on_line=self.lines(host),
+                )
+            except _HOST_ERRORS as exc:
+                return f"the check command failed: {exc}"
+        return ""
+
+    def switch_back(self, why: str) -> None:
+        """Point every host this run switched back at what it served before."""
+        switched = [h for h in self.hosts if h.result.state in (HostState.SWITCHED, HostState.DONE)]
+        if not switched:
+            return
+        self.info(None, Stage.SWITCH, f"switching back {', '.join(h.name for h in switched)} because {why}")
+        self.pool.map(self.revert, switched)
+
+    def revert(self, host: _Host) -> bool:
+        """Switch one host back; a host that cannot be reached keeps its state and says so."""
+        assert host.conn is not None
+        host.stage = Stage.SWITCH
+        before = host.current
+        try:
+            if before.path:
+                hostops.switch(host.conn, before.path, self.plan.webroot, self.plan.ticket_id, self.lines(host))
+            else:
+                hostops.unlink_webroot(host.conn, self.plan.webroot, self.lines(host))
+        except (SSHError, HostOpError, OSError) as exc:
+            note = f"switching back failed: {exc}; it still serves {host.release}"
+            host.result.error = self.log.mask(f"{host.result.error}; {note}" if host.result.error else note)
+            self.error(host, host.stage, note)
+            self.report(host)
+            return False
+        host.result.release = before.release
+        self.set_state(host, HostState.REVERTED)
+        self.info(host, host.stage, f"switched back: {self.plan.webroot} -> {before.path or 'no link, as before'}")
+        return True
 
     # -- result ----------------------------------------------------------------
 
     def outcome(self, error: str = "", release_name: str = "") -> Outcome:
         """The run's result; ok only if every host is DONE and nothing went wrong."""
+        error = error or self.rollout_error
         ok = not error and all(h.result.state == HostState.DONE for h in self.hosts)
         if not ok and not error:
             error = self.summary()
@@ -323,6 +461,7 @@ class _Run:
             release_name=release_name,
             error=self.log.mask(error),
             hosts=[h.result for h in self.hosts],
+            failed_batch=self.failed_batch,
         )
 
     def summary(self) -> str:
@@ -394,7 +533,8 @@ class _Deploy(_Run):
 
     def prepare_every_host(self) -> Outcome | None:
         self.each(self.prepare, self.hosts, stop_others=True)
-        if not all(h.result.state == HostState.PREPARED for h in self.hosts):
+        # DONE: a retry's host that an earlier run finished.
+        if not all(h.result.state in (HostState.PREPARED, HostState.DONE) for h in self.hosts):
             return self.abandon()
         return None
 
@@ -497,6 +637,8 @@ class _Deploy(_Run):
             self.connect(host)
         self.check_stop()
         assert host.conn is not None
+        if plan.reuse_prepared and self.reuse(host):
+            return
         path = hostops.make_release_dir(host.conn, plan.release_library, host.release, self.lines(host))
         host.created = True
         self.check_stop()
@@ -523,6 +665,30 @@ class _Deploy(_Run):
             raise HostOpError(self.copy_failure(host, status))
         self.check_stop()
         self.pre_release(host)
+        hostops.mark_prepared(host.conn, plan.release_library, host.release, self.commit, self.lines(host))
+
+    def reuse(self, host: _Host) -> bool:
+        """A retry: True when an earlier run's work on the host stands (it
+        already serves the release with post_release done, or holds a complete
+        copy); otherwise remove what is left of the copy so it starts afresh."""
+        plan = self.deploy_plan
+        assert host.conn is not None
+        serves = host.current.release == host.release
+        if serves and host.target.id in plan.done_targets:
+            self.info(host, host.stage, f"already serves {host.release} (finished by an earlier run); left alone")
+            self.set_state(host, HostState.DONE)
+            return True
+        marked = hostops.prepared_commit(host.conn, plan.release_library, host.release, self.lines(host))
+        if marked == self.commit:
+            self.info(host, host.stage, f"reusing {self.release_path(host)}: an earlier run prepared it completely")
+            self.set_state(host, HostState.PREPARED)
+            return True
+        if serves:
+            raise HostOpError(f"{plan.webroot} points at {host.release}, whose copy is not marked complete; "
+                              "roll the ticket back instead")
+        self.info(host, host.stage, f"no complete earlier copy of {host.release} here; copying it afresh")
+        hostops.remove_release(host.conn, plan.release_library, host.release, self.lines(host), plan.command_timeout)
+        return False
 
     def copy_failure(self, host: _Host, status: int) -> str:
         """Why the copy failed, in plain words where the host can tell: a full
@@ -545,7 +711,8 @@ class _Deploy(_Run):
             f"{h.name}: {h.result.error}" for h in self.hosts if h.result.state == HostState.FAILED
         ))
         for host in self.hosts:
-            self.remove_new_release(host)
+            if host.result.state != HostState.DONE:  # a retry's host finished earlier: untouched
+                self.remove_new_release(host)
         return self.outcome(error, self.deploy_plan.release_name)
 
     def remove_new_release(self, host: _Host) -> None:
@@ -556,6 +723,9 @@ class _Deploy(_Run):
         if not host.created:
             return
         host.stage = Stage.CLEANUP
+        if self.deploy_plan.keep_prepared and host.result.state == HostState.PREPARED:
+            self.info(host, host.stage, f"kept {self.release_path(host)}, prepared completely, for a retry")
+            return
         path = self.release_path(host)
         removed = False
         if host.conn is not None and host.conn.is_open:
@@ -581,6 +751,7 @@ class _Deploy(_Run):
         assert host.conn is not None
         plan = self.deploy_plan
         try:
+            hostops.remove_marker(host.conn, plan.release_library, host.release, self.lines(host))
             names = hostops.list_releases(host.conn, plan.release_library, self.lines(host))
             protect = {host.release, host.current.release}
             orphans = hostops.orphan_releases(names, plan.known_releases, protect)
@@ -606,8 +777,16 @@ class _Deploy(_Run):
 
 
 class _Rollback(_Run):
+    # Undoing a deploy neither waits for promotes nor checks health: the
+    # release it restores already served, and a failed gate could only switch
+    # back to what is being undone.
+    gated = False
+
     def __init__(self, plan: RollbackPlan, log: MaskingLog, callbacks: RunCallbacks) -> None:
         super().__init__(plan, log, plan.releases, callbacks)
+
+    def rollout(self) -> Rollout:
+        return Rollout(Strategy.ONE_BY_ONE if self.plan.post_release_delay > 0 else Strategy.ALL_AT_ONCE)
 
     def execute(self) -> Outcome:
         """Check every host has its release, pre_release everywhere, then switch."""
@@ -663,6 +842,15 @@ def _execute(run: _Deploy | _Rollback, release: str) -> Outcome:
         return run.outcome(f"internal error: {exc}", release)
     finally:
         run.close()
+
+
+def _call_for(gate: PromoteGate, number: int, total: int) -> str:
+    """Ask the promote gate; a broken gate counts as "no promote"."""
+    try:
+        return gate(number, total)
+    except Exception as exc:  # noqa: BLE001 - the run must end honestly, not crash mid-rollout
+        logger.exception("promote gate failed")
+        return f"waiting for a promote failed: {exc}"
 
 
 def _call(callback: Callable[[Any], None], value: object) -> None:

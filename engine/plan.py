@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .health import NO_CHECK, HealthCheck
+from .rollout import Rollout, Strategy
 from .sandbox import DEFAULT_SANDBOX, SandboxSpec
 
 # A release directory Walle made: YYYYmmdd-HHMMSS-<ticket id>. Cleanup only ever
@@ -29,6 +31,7 @@ class Stage(StrEnum):
     PRE_RELEASE = "pre_release"
     SWITCH = "switch"
     POST_RELEASE = "post_release"
+    HEALTH_CHECK = "health_check"
     CLEANUP = "cleanup"
     FINISH = "finish"
 
@@ -52,6 +55,7 @@ class HostState(StrEnum):
     DONE = "done"  # switched and post_release succeeded
     FAILED = "failed"
     CLEANED = "cleaned"  # failed run: the new release dir was removed again
+    REVERTED = "reverted"  # switched, then switched back to what it served before (a failed gate)
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,17 @@ class Common:
     # every log line. On targets they travel over the SSH channel's stdin,
     # never on a command line.
     secrets: tuple[tuple[str, Secret], ...] = ()
+    # How the switch spreads over the hosts; None: today's rule (one by one
+    # when post_release_delay > 0, else all at once). The delay is the pause
+    # between batches.
+    rollout: Rollout | None = None
+    health: HealthCheck = NO_CHECK  # the gate after each batch
+
+    @property
+    def effective_rollout(self) -> Rollout:
+        if self.rollout is not None:
+            return self.rollout
+        return Rollout(Strategy.ONE_BY_ONE if self.post_release_delay > 0 else Strategy.ALL_AT_ONCE)
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,15 @@ class DeployPlan(Common):
     # leftovers of interrupted runs and are removed after a successful deploy,
     # so they never take keep-N slots. None: no such knowledge, remove none.
     known_releases: frozenset[str] | None = None
+    # A retry of a failed run: the release dir of this name may exist already;
+    # a host whose copy an earlier run completed (its marker names this
+    # commit) is not copied again. Hosts in done_targets already serve the
+    # release with post_release done and are left alone if they still do.
+    reuse_prepared: bool = False
+    done_targets: frozenset[int] = frozenset()
+    # A failure before the switch keeps the release dirs of the hosts that
+    # were fully prepared (for a retry) instead of removing them.
+    keep_prepared: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +186,7 @@ class Outcome:
     release_name: str = ""
     error: str = ""
     hosts: list[HostResult] = field(default_factory=list)
+    failed_batch: str = ""  # "2/3" when a batch of the rollout failed
 
 
 # log(host, stage, stream, text): host is "" for the deploy host itself.

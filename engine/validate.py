@@ -11,6 +11,7 @@ import ipaddress
 import posixpath
 import re
 
+from . import health, rollout
 from .plan import RELEASE_NAME_RE, Common, DeployPlan, RefKind, RollbackPlan, Target
 
 # Path characters Walle accepts for webroots, release libraries and workspaces.
@@ -120,6 +121,11 @@ def check_common(plan: Common) -> None:
         raise PlanError("post_release_delay must not be negative")
     if plan.command_timeout < 1 or plan.connect_timeout < 1:
         raise PlanError("timeouts must be at least 1 second")
+    try:
+        rollout.check(plan.effective_rollout)
+        health.check(plan.health)
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
 
 
 def check_deploy_plan(plan: DeployPlan) -> None:

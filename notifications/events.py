@@ -119,6 +119,9 @@ def ticket_message(ticket: Ticket, event: str, ticket_event: TicketEvent | None)
     # "Walle" first: a robot that only accepts messages with a keyword can use it.
     title = f"Walle [{ticket.project.environment}] {ticket.project.name}: {label} — #{ticket.pk} {ticket.title}"
     note = ticket_event.note if ticket_event is not None and event in NOTE_EVENTS else ""
+    if event == Event.FAILED and run is not None and run.failed_batch:
+        # Which batch of the rollout failed: the hosts of earlier batches were switched back.
+        note = _("Batch %(batch)s of the rollout failed.") % {"batch": run.failed_batch}
     # The status the event moved the ticket to, not whatever it is by the time this is sent.
     moved_to = ticket_event.to_status if ticket_event is not None and ticket_event.to_status else ticket.status
     return Message(

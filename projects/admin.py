@@ -132,8 +132,12 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         (_("Hooks"), {"fields": ["pre_deploy", "post_deploy", "pre_release", "post_release"]}),
         (_("Deploy host and keys"), {"fields": ["workspace", "excludes", "deploy_key", "repo_host_key"],
                                      "classes": ["collapse"]}),
-        (_("Rollout and retention"), {"fields": ["keep_releases", "max_parallel", "post_release_delay", "compress_transfer"],
-                                      "classes": ["collapse"]}),
+        (_("Rollout and retention"), {"fields": [
+            "keep_releases", "max_parallel", "post_release_delay", "compress_transfer",
+            "rollout_strategy", "canary_hosts", "batch_size", "batch_percent", "promote_required",
+            "health_path", "health_port", "health_host_header", "health_status", "health_text", "health_timeout",
+            "health_retries", "health_command",
+        ], "classes": ["collapse"]}),
         (_("History"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 

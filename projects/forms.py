@@ -35,7 +35,9 @@ class ProjectAdminForm(forms.ModelForm):
             "name", "slug", "team", "environment", "description", "is_active", "repo_url", "repo_mode",
             "deploy_key", "workspace", "excludes", "run_user", "webroot", "release_library", "keep_releases",
             "hosts", "max_parallel", "compress_transfer", "pre_deploy", "post_deploy", "pre_release", "post_release",
-            "post_release_delay",
+            "post_release_delay", "rollout_strategy", "canary_hosts", "batch_size", "batch_percent",
+            "promote_required", "health_path", "health_port", "health_host_header", "health_status", "health_text",
+            "health_timeout", "health_retries", "health_command",
         ]
         # The model's names are the hook names the docs use; people read these.
         labels = {
@@ -43,7 +45,7 @@ class ProjectAdminForm(forms.ModelForm):
             "post_deploy": _("Post-deploy hook (post_deploy)"),
             "pre_release": _("Pre-release hook (pre_release)"),
             "post_release": _("Post-release hook (post_release)"),
-            "post_release_delay": _("Pause between hosts (post_release_delay, seconds)"),
+            "post_release_delay": _("Pause between batches (post_release_delay, seconds)"),
         }
 
     @classmethod

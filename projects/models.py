@@ -239,6 +239,18 @@ class RepoMode(models.TextChoices):
     TAG = "tag", _("Tag")
 
 
+class RolloutStrategy(models.TextChoices):
+    """How a deploy's switch spreads over the hosts (engine.rollout.Strategy),
+    from the least careful to the most."""
+
+    ALL_AT_ONCE = "all_at_once", _("All at once")
+    ONE_BY_ONE = "one_by_one", _("One by one")
+    CANARY = "canary", _("Canary, then batches")
+
+
+STRATEGY_ORDER = [RolloutStrategy.ALL_AT_ONCE, RolloutStrategy.ONE_BY_ONE, RolloutStrategy.CANARY]
+
+
 class ProjectQuerySet(models.QuerySet):
     def active(self) -> ProjectQuerySet:
         return self.filter(is_active=True)
@@ -305,7 +317,7 @@ class Project(models.Model):
     post_release = models.TextField(_("post_release"), blank=True, help_text=_("Each target, in the webroot, after the switch."))
     post_release_delay = models.PositiveIntegerField(
         _("post_release delay (s)"), default=0, validators=[MaxValueValidator(3600)],
-        help_text=_("> 0: hosts switch one after another with this pause."),
+        help_text=_("The pause between batches of a rollout (with the one-by-one rollout: between hosts)."),
     )
     max_parallel = models.PositiveSmallIntegerField(
         _("max hosts in parallel"), default=10, validators=[MinValueValidator(1), MaxValueValidator(100)]
@@ -314,6 +326,57 @@ class Project(models.Model):
         _("compress transfers"), default=True,
         help_text=_("Compress the copy to the hosts (zstd where both ends support it, else zlib). "
                     "Turn off on a fast LAN, where compressing costs more than it saves."),
+    )
+    # Rollout (docs/rollouts.md): how the switch spreads over the hosts, and
+    # the health gate each batch must pass before the next one switches.
+    rollout_strategy = models.CharField(
+        _("rollout"), max_length=12, choices=RolloutStrategy.choices, default=RolloutStrategy.ALL_AT_ONCE,
+        help_text=_("A ticket may pick a more careful rollout than this, never a less careful one."),
+    )
+    canary_hosts = models.PositiveSmallIntegerField(
+        _("canary hosts"), default=1, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text=_("Canary rollout: hosts in the first batch."),
+    )
+    batch_size = models.PositiveSmallIntegerField(
+        _("batch size"), default=0, validators=[MaxValueValidator(100)],
+        help_text=_("Canary rollout: hosts per later batch; 0 = use the percentage."),
+    )
+    batch_percent = models.PositiveSmallIntegerField(
+        _("batch percentage"), default=0, validators=[MaxValueValidator(100)],
+        help_text=_("Canary rollout: each later batch is this share of all hosts (rounded up); "
+                    "0 with a batch size of 0 = all the rest at once."),
+    )
+    promote_required = models.BooleanField(
+        _("wait for a promote"), default=False,
+        help_text=_("Each batch after the first waits until someone who may deploy the ticket presses Promote."),
+    )
+    health_path = models.CharField(
+        _("health check path"), max_length=500, blank=True, validators=[validators.validate_health_path],
+        help_text=_("GET this path on each switched host (from the deploy host); empty = no HTTP check."),
+    )
+    health_port = models.PositiveIntegerField(
+        _("health check port"), default=80, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    health_host_header = models.CharField(
+        _("health check Host header"), max_length=255, blank=True, validators=[validators.validate_host_header],
+        help_text=_("The site's name, e.g. www.example.com; empty = the host's address."),
+    )
+    health_status = models.PositiveSmallIntegerField(
+        _("expected status"), default=200, validators=[MinValueValidator(100), MaxValueValidator(599)]
+    )
+    health_text = models.CharField(
+        _("expected text"), max_length=200, blank=True, help_text=_("The page must contain this text; empty = any."),
+    )
+    health_timeout = models.PositiveSmallIntegerField(
+        _("health check timeout (s)"), default=5, validators=[MinValueValidator(1), MaxValueValidator(120)]
+    )
+    health_retries = models.PositiveSmallIntegerField(
+        _("health check retries"), default=2, validators=[MaxValueValidator(20)],
+        help_text=_("Further attempts, 2 s apart, before the check counts as failed."),
+    )
+    health_command = models.CharField(
+        _("health check command"), max_length=500, blank=True, validators=[validators.validate_health_command],
+        help_text=_("Run on each switched host as the run user, in the webroot; exit 0 = healthy. Empty = none."),
     )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -402,6 +465,14 @@ class Project(models.Model):
     @property
     def effective_release_library(self) -> str:
         return self.release_library or posixpath.join("/data/releases", self.slug)
+
+    def allows_strategy(self, strategy: str) -> bool:
+        """A ticket may be more careful than its project, never less."""
+        return STRATEGY_ORDER.index(RolloutStrategy(strategy)) >= STRATEGY_ORDER.index(
+            RolloutStrategy(self.rollout_strategy))
+
+    def allowed_strategies(self) -> list[RolloutStrategy]:
+        return [s for s in STRATEGY_ORDER if self.allows_strategy(s)]
 
     @property
     def exclude_lines(self) -> tuple[str, ...]:

@@ -57,7 +57,10 @@ class ProjectDetailSerializer(ProjectSummarySerializer):
         fields = ProjectSummarySerializer.Meta.fields + (
             "description", "repo_url", "repo_mode", "deploy_key", "workspace", "excludes", "run_user",
             "webroot", "release_library", "keep_releases", "hosts", "pre_deploy", "post_deploy",
-            "pre_release", "post_release", "post_release_delay", "max_parallel", "compress_transfer", "created_at", "updated_at",
+            "pre_release", "post_release", "post_release_delay", "max_parallel", "compress_transfer",
+            "rollout_strategy", "canary_hosts", "batch_size", "batch_percent", "promote_required", "health_path",
+            "health_port", "health_host_header", "health_status", "health_text", "health_timeout", "health_retries",
+            "health_command", "created_at", "updated_at",
         )
 
     @extend_schema_field(DeployKeySerializer)

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
-from engine import git, validate
+from engine import git, health, validate
 
 from .windows import is_valid_zone
 
@@ -54,6 +54,21 @@ def validate_run_user(value: str) -> None:
 def validate_repo_url(value: str) -> None:
     """Only ssh://, https:// and scp-like user@host:path (blocks ext::, file:, options)."""
     _wrap(lambda: git.validate_repo_url(value))
+
+
+def validate_health_path(value: str) -> None:
+    """A path the health gate may send as is (no spaces, no second request line)."""
+    _wrap(lambda: health.check_path(value))
+
+
+def validate_host_header(value: str) -> None:
+    _wrap(lambda: health.check_host_header(value))
+
+
+def validate_health_command(value: str) -> None:
+    # One line: a newline would be a second command the form does not show as one.
+    if validate.has_control_chars(value):
+        raise ValidationError(_("The health check command must be one line without control characters."))
 
 
 def validate_exclude_line(value: str) -> None:

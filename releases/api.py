@@ -174,7 +174,7 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
         ticket = workflow.submit(
             request.user, project, title=data["title"] or Ticket.default_title(resolved.ref, resolved.commit),
             ref=resolved.ref, commit=resolved.commit,
-            description=data["description"], hosts=data.get("hosts"),
+            description=data["description"], hosts=data.get("hosts"), rollout_strategy=data["rollout_strategy"],
         )
         return self._render(ticket, status.HTTP_201_CREATED)
 
@@ -218,6 +218,25 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
         reason = _valid(DeploySerializer, request)["override_reason"]
         run = workflow.deploy(request.user, ticket, override_reason=reason)
         # 202: the run is queued for the worker; follow it through /log/.
+        return self._render(run.ticket, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses=TicketDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def promote(self, request: Request, pk: str | None = None) -> Response:
+        """Let a rollout waiting for a promote (status ``waiting``) switch its
+        next batch. 409 when the ticket is not waiting."""
+        return self._render(workflow.promote(request.user, self.get_object()))
+
+    @extend_schema(request=DeploySerializer, responses={202: TicketDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        """Run a failed deploy again with its last run's release: complete
+        copies are reused, hosts that finished are left alone, the rest is
+        prepared and switched (a run that failed during the switch is
+        completed). 409 when there is no failed run to retry."""
+        ticket = self.get_object()
+        reason = _valid(DeploySerializer, request)["override_reason"]
+        run = workflow.retry(request.user, ticket, override_reason=reason)
         return self._render(run.ticket, status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=ScheduleSerializer, responses=TicketDetailSerializer)

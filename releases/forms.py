@@ -10,7 +10,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.permissions import Action, visible_projects
-from projects.models import Environment, Host, Project
+from projects.models import Environment, Host, Project, RolloutStrategy
 
 from . import queries, repository
 from .models import Release, Ticket
@@ -31,11 +31,20 @@ class NewTicketForm(forms.Form):
         label=_("Hosts"), queryset=Host.objects.none(), widget=forms.CheckboxSelectMultiple
     )
 
+    rollout_strategy = forms.ChoiceField(
+        label=_("Rollout"), required=False, choices=[("", _("The project's rollout"))] + RolloutStrategy.choices,
+        help_text=_("A more careful rollout than the project's, for this ticket only."),
+    )
+
     def __init__(self, user, *args, project: Project | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.resolved: repository.ResolvedRef | None = None
         projects = visible_projects(user, Action.SUBMIT).filter(is_active=True)
         self.fields["project"].queryset = projects
+        if project is not None:  # only what the project allows; the workflow re-checks
+            self.fields["rollout_strategy"].choices = [("", _("The project's rollout (%(name)s)") % {
+                "name": project.get_rollout_strategy_display()})] + [(s.value, s.label) for s in
+                                                                       project.allowed_strategies()[1:]]
         # Offer the enabled hosts of the chosen project; the workflow re-checks.
         self.fields["hosts"].queryset = (
             project.hosts.filter(enabled=True) if project else Host.objects.filter(projects__in=projects, enabled=True)

@@ -13,7 +13,7 @@ from django.db import models
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from projects.models import Host, Project, RepoMode
+from projects.models import Host, Project, RepoMode, RolloutStrategy
 
 
 class Ticket(models.Model):
@@ -31,11 +31,14 @@ class Ticket(models.Model):
         REJECTED = "rejected", _("Rejected")
         QUEUED = "queued", _("Queued")
         DEPLOYING = "deploying", _("Deploying")
+        # A rollout's batch switched and passed its gate; the next one waits
+        # for someone to press Promote (or for the promote timeout).
+        WAITING = "waiting", _("Waiting for promote")
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
         CANCELLED = "cancelled", _("Cancelled")
 
-    ACTIVE_STATUSES = (Status.QUEUED, Status.DEPLOYING)
+    ACTIVE_STATUSES = (Status.QUEUED, Status.DEPLOYING, Status.WAITING)
     FINAL_STATUSES = (Status.SUCCEEDED, Status.CANCELLED)
 
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="tickets", verbose_name=_("project"))
@@ -53,6 +56,10 @@ class Ticket(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="rollbacks", verbose_name=_("rollback of")
     )
     rollback_release = models.CharField(_("release to restore"), max_length=64, blank=True)
+    # "" = the project's rollout; else a more careful one the author picked.
+    rollout_strategy = models.CharField(
+        _("rollout"), max_length=12, choices=RolloutStrategy.choices, blank=True, default="",
+    )
     reject_reason = models.TextField(_("reject reason"), blank=True)
     # Bumped by every edit (workflow.edit). An approval names the version its
     # approver reviewed, so content changed meanwhile is never approved unseen.
@@ -131,14 +138,16 @@ class Approval(models.Model):
 
     project_path = "ticket__project"  # how it belongs to a project (accounts.permissions)
 
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="approvals")
-    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="approvals", verbose_name=_("ticket"))
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+",
+                                 verbose_name=_("approver"))
     version = models.PositiveIntegerField(_("version approved"))
     created_at = models.DateTimeField(_("approved at"), auto_now_add=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         verbose_name = _("approval")
+        verbose_name_plural = _("approvals")
         constraints = [
             # The database, not only the workflow, keeps one approval per person per version.
             models.UniqueConstraint(fields=["ticket", "version", "approver"], name="approval_once_per_version"),
@@ -182,25 +191,33 @@ EVENT_ACTIONS = {
     "edit": _("edited"),
     "lock_taken_over": _("lock taken over"),
     "release_lock": _("lock released"),
+    "retry": _("retry queued"),
+    "wait": _("waiting for promote"),
+    "promote": _("promoted"),
+    "resume": _("rollout resumed"),
 }
 
 
 def event_action_label(action: str) -> str:
     """A ticket event's action for people; an unknown one as written."""
-    if action in WindowEvent.values:
-        return WindowEvent(action).label
+    for labelled in (WindowEvent, ApprovalEvent):
+        if action in labelled.values:
+            return labelled(action).label
     return EVENT_ACTIONS.get(action, action)
 
 
 class RunStatus(models.TextChoices):
     QUEUED = "queued", _("Queued")
     RUNNING = "running", _("Running")
+    WAITING = "waiting", _("Waiting for promote")
     SUCCEEDED = "succeeded", _("Succeeded")
     FAILED = "failed", _("Failed")
     CANCELLED = "cancelled", _("Cancelled")
 
 
-ACTIVE_RUN_STATUSES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
+ACTIVE_RUN_STATUSES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.WAITING.value]
+# A worker is at work on the run (it holds the project's lease).
+WORKING_RUN_STATUSES = [RunStatus.RUNNING.value, RunStatus.WAITING.value]
 
 
 class DeployRun(models.Model):
@@ -210,6 +227,7 @@ class DeployRun(models.Model):
 
     Status = RunStatus
     ACTIVE_STATUSES = ACTIVE_RUN_STATUSES
+    WORKING_STATUSES = WORKING_RUN_STATUSES
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="runs", verbose_name=_("ticket"))
     number = models.PositiveIntegerField(_("number"))
@@ -222,6 +240,10 @@ class DeployRun(models.Model):
     stage = models.CharField(_("stage"), max_length=20, blank=True)
     error = models.TextField(_("error"), blank=True)
     worker = models.CharField(_("worker"), max_length=200, blank=True)
+    failed_batch = models.CharField(_("failed batch"), max_length=16, blank=True)  # "2/3": the rollout batch that failed
+    # A retry: the failed run whose release (name and prepared copies) it reuses.
+    resumes = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                verbose_name=_("resumes"))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
@@ -262,6 +284,7 @@ class RunHost(models.Model):
         DONE = "done", _("Done")
         FAILED = "failed", _("Failed")
         CLEANED = "cleaned", _("Failed, cleaned up")
+        REVERTED = "reverted", _("Switched back")
 
     # The host's webroot points at this run's release.
     LIVE_STATUSES = (Status.SWITCHED, Status.DONE)

@@ -15,7 +15,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from engine.health import HealthCheck
 from engine.plan import DeployPlan, Hooks, RefKind, RollbackPlan, Secret, Target
+from engine.rollout import Rollout, Strategy
 from engine.sandbox import BuildUser, SandboxMode, SandboxSpec
 from projects import validators
 from projects.secrets import secret_env
@@ -82,14 +84,37 @@ def release_name_for(run: DeployRun) -> str:
     return f"{started:%Y%m%d-%H%M%S}-{run.ticket_id}"
 
 
+def rollout_for(ticket: Ticket) -> Rollout:
+    """The ticket's rollout (its own strategy if it picked one) with the project's sizes."""
+    project = ticket.project
+    return Rollout(
+        strategy=Strategy(ticket.rollout_strategy or project.rollout_strategy), canary=project.canary_hosts,
+        batch_size=project.batch_size, batch_percent=project.batch_percent, promote=project.promote_required,
+    )
+
+
+def health_check_for(project) -> HealthCheck:
+    return HealthCheck(
+        path=project.health_path, port=project.health_port, host_header=project.health_host_header,
+        expected_status=project.health_status, expected_text=project.health_text,
+        timeout=project.health_timeout, retries=project.health_retries, command=project.health_command,
+    )
+
+
 def build_deploy_plan(run: DeployRun, hosts, key: Secret, secrets: tuple = ()) -> DeployPlan:
     project = run.ticket.project
+    # A retry takes its failed run's release: the same name (so complete
+    # copies are reused) and the same commit (so they still match).
+    earlier = run.resumes
     return DeployPlan(
         **common_values(run, key, secrets), repo_url=project.repo_url, repo_host_key=project.repo_host_key,
-        commit=run.ticket.commit, workspace=project.effective_workspace, excludes=project.exclude_lines,
-        compress=project.compress_transfer,
-        release_name=release_name_for(run), keep_releases=project.keep_releases,
+        commit=earlier.commit if earlier else run.ticket.commit, workspace=project.effective_workspace,
+        excludes=project.exclude_lines, compress=project.compress_transfer,
+        release_name=earlier.release_name if earlier else release_name_for(run), keep_releases=project.keep_releases,
         targets=tuple(_target(h) for h in hosts), known_releases=known_releases(project),
+        rollout=rollout_for(run.ticket), health=health_check_for(project),
+        keep_prepared=True, reuse_prepared=earlier is not None,
+        done_targets=queries.finished_hosts(earlier) if earlier else frozenset(),
     )
 
 

@@ -140,6 +140,22 @@ def switched_hosts(ticket: Ticket) -> QuerySet[Host]:
     ).distinct()
 
 
+def retryable_run(ticket: Ticket) -> DeployRun | None:
+    """The failed run a retry of ``ticket`` would reuse, or None: the latest
+    run of a failed deploy ticket, if it got as far as naming its release."""
+    if ticket.is_rollback or ticket.status != Ticket.Status.FAILED:
+        return None
+    run = ticket.latest_run()
+    if run is None or run.status != DeployRun.Status.FAILED or not run.release_name or not run.commit:
+        return None
+    return run
+
+
+def finished_hosts(run: DeployRun) -> frozenset[int]:
+    """Host ids the run switched with post_release done: a retry leaves them alone."""
+    return frozenset(run.host_results.filter(status=RunHost.Status.DONE).values_list("host_id", flat=True))
+
+
 def kept_releases(project: Project):
     """Release names still on disk (not removed by keep-N), newest first."""
     return (

@@ -54,7 +54,8 @@ class Recorder:
         now = timezone.now()
         if self.release_name and not run.ticket.is_rollback:
             self._new_release_dir(result, now)
-        if result.state in _LIVE and result.release:
+        if (result.state in _LIVE and result.release) or result.state == HostState.REVERTED:
+            # Switched back: live again is what it served before (or nothing, or a foreign dir).
             Release.objects.filter(project=project, host_id=result.target_id, is_live=True).exclude(
                 name=result.release
             ).update(is_live=False)

@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.permissions import Action, can, visible
-from projects.models import Host, Project
+from projects.models import Host, Project, RolloutStrategy
 from projects.serializers import HostSerializer
 
 from .models import Approval, DeployRun, LogLine, RunHost, Ticket, TicketEvent
@@ -55,7 +55,7 @@ class RunSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = DeployRun
         fields = (
-            "number", "status", "stage", "release_name", "commit", "triggered_by",
+            "number", "status", "stage", "release_name", "commit", "triggered_by", "failed_batch",
             "created_at", "started_at", "finished_at", "duration",
         )
 
@@ -86,8 +86,8 @@ class TicketSerializer(serializers.ModelSerializer):
         model = Ticket
         fields = (
             "id", "project", "project_name", "environment", "kind", "status", "title", "ref_kind", "ref",
-            "commit", "author", "rollback_of", "rollback_release", "version", "scheduled_at", "created_at",
-            "updated_at", "approvals_required", "approval_count", "approvals",
+            "commit", "author", "rollback_of", "rollback_release", "rollout_strategy", "version", "scheduled_at",
+            "created_at", "updated_at", "approvals_required", "approval_count", "approvals",
         )
         read_only_fields = fields
 
@@ -145,6 +145,10 @@ class TicketCreateSerializer(serializers.Serializer):
     hosts = serializers.PrimaryKeyRelatedField(
         queryset=Host.objects.none(), many=True, required=False,
         help_text="host ids; omitted = every enabled host of the project",
+    )
+    rollout_strategy = serializers.ChoiceField(
+        choices=RolloutStrategy.choices, required=False, allow_blank=True, default="",
+        help_text="empty = the project's rollout; else one at least as careful (all_at_once < one_by_one < canary)",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

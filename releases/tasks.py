@@ -29,6 +29,7 @@ from projects.keys import key_for
 from . import plans, workflow
 from .lease import LeaseRefused, ProjectLease
 from .models import DeployRun
+from .promotion import PromoteWait
 from .recorder import Recorder
 from .runlog import RunLog
 
@@ -92,7 +93,8 @@ def _run_holding_the_project(run: DeployRun, worker: str, log: RunLog, recorder:
         with ProjectLease(run, worker) as lease:
             if lease.note:
                 log.note(Stage.PREPARE, Stream.INFO, lease.note)
-            callbacks = RunCallbacks(may_switch=lease.still_ours, on_host=log.host_result, on_resolved=recorder.resolved)
+            callbacks = RunCallbacks(may_switch=lease.still_ours, on_host=log.host_result, on_resolved=recorder.resolved,
+                                     await_promote=PromoteWait(run, lease, log))
             try:
                 outcome = _execute(run, log, recorder, callbacks)
             except Exception as exc:  # a bug must still end the run, never leave it "deploying"
@@ -106,7 +108,7 @@ def _run_holding_the_project(run: DeployRun, worker: str, log: RunLog, recorder:
                     for result in outcome.hosts:
                         recorder.host(result)
             finally:
-                workflow.finish_run(run, ok=outcome.ok, error=outcome.error)
+                workflow.finish_run(run, ok=outcome.ok, error=outcome.error, failed_batch=outcome.failed_batch)
     except LeaseRefused as refused:
         log.note(Stage.PREPARE, Stream.ERROR, refused.note)
         log.flush()

@@ -38,7 +38,7 @@ from accounts.permissions import (
 )
 from engine.git import GitError
 from engine.plan import Stage
-from projects.models import Project, RepoMode
+from projects.models import Project, RepoMode, RolloutStrategy
 
 from . import queries, repository, workflow
 from .forms import (
@@ -83,6 +83,8 @@ def ticket_actions(user, ticket: Ticket) -> dict[str, bool]:
         "edit": status in workflow.EDITABLE and can(user, Action.EDIT, ticket),
         "rollback": not ticket.is_rollback and can(user, Action.ROLLBACK, ticket)
         and queries.switched_hosts(ticket).exists(),
+        "promote": _moves("promote", status) and can(user, Action.PROMOTE, ticket),
+        "retry": may_run and queries.retryable_run(ticket) is not None,
     }
 
 
@@ -146,6 +148,7 @@ def console_state(ticket: Ticket, run: DeployRun | None, details: bool) -> dict:
         "active": ticket.status in Ticket.ACTIVE_STATUSES, "stage": stage, "progress": progress,
         "run": run.number if run else None,
         "run_status": run.status if run else "", "run_status_label": run.get_status_display() if run else "",
+        "waiting": ticket.status == S.WAITING,
         "hosts": [vars(chip) for chip in queries.host_chips(ticket, run)] if details else [],
     }
 
@@ -257,6 +260,7 @@ def ticket_new(request: HttpRequest) -> HttpResponse:
             ticket = workflow.submit(
                 request.user, data["project"], title=data["title"], description=data["description"],
                 ref=form.resolved.ref, commit=form.resolved.commit, hosts=data["hosts"],
+                rollout_strategy=data["rollout_strategy"],
             )
         except workflow.WorkflowError as exc:
             form.add_error(None, str(exc))
@@ -342,7 +346,26 @@ def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "reject_form": RejectForm() if actions["reject"] else None,
         "rollback_form": RollbackForm(ticket) if actions["rollback"] else None,
         "rollbacks": ticket.rollbacks.all(),
+        "rollout": rollout_text(ticket),
     })
+
+
+def rollout_text(ticket: Ticket) -> str:
+    """The rollout the ticket's next run uses, in words."""
+    if ticket.is_rollback:
+        return ""
+    project = ticket.project
+    strategy = RolloutStrategy(ticket.rollout_strategy or project.rollout_strategy)
+    text = str(strategy.label)
+    if strategy == RolloutStrategy.CANARY:
+        rest = (_("batches of %(n)s") % {"n": project.batch_size} if project.batch_size else
+                _("batches of %(p)s%%") % {"p": project.batch_percent} if project.batch_percent else _("the rest"))
+        text = _("Canary of %(n)s, then %(rest)s") % {"n": project.canary_hosts, "rest": rest}
+    if project.promote_required and strategy != RolloutStrategy.ALL_AT_ONCE:
+        text += " · " + _("each later batch waits for a promote")
+    if project.health_path or project.health_command:
+        text += " · " + _("health gate after each batch")
+    return text
 
 
 # A ticket is reviewed before it runs: then "what it changes" is live -> its commit.
@@ -469,6 +492,21 @@ def ticket_deploy(request: HttpRequest, pk: int) -> HttpResponse:
     reason = request.POST.get("override_reason", "")
     return _act(request, _visible_ticket(request, pk), lambda t: workflow.deploy(request.user, t, reason),
                 _("Deploy queued."))
+
+
+@login_required
+@require_POST
+def ticket_promote(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, _visible_ticket(request, pk), lambda t: workflow.promote(request.user, t),
+                _("Promoted: the next batch switches."))
+
+
+@login_required
+@require_POST
+def ticket_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    reason = request.POST.get("override_reason", "")
+    return _act(request, _visible_ticket(request, pk), lambda t: workflow.retry(request.user, t, reason),
+                _("Retry queued."))
 
 
 @login_required

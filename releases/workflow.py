@@ -53,6 +53,15 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("succeed", S.DEPLOYING): S.SUCCEEDED,
     ("fail", S.DEPLOYING): S.FAILED,
     ("fail", S.QUEUED): S.FAILED,
+    # A rollout between batches: the worker waits for a person's promote; no
+    # promote within WALLE_PROMOTE_TIMEOUT resumes the run, which then fails
+    # and switches its hosts back.
+    ("wait", S.DEPLOYING): S.WAITING,
+    ("promote", S.WAITING): S.DEPLOYING,
+    ("resume", S.WAITING): S.DEPLOYING,
+    ("fail", S.WAITING): S.FAILED,
+    # A new run of a failed ticket that reuses its release (docs/rollouts.md).
+    ("retry", S.FAILED): S.QUEUED,
     # An edit that needs no new approval keeps the status (and still goes
     # through the mover: compare-and-set, version, event).
     ("edit", S.PENDING): S.PENDING,
@@ -71,6 +80,10 @@ RUN_TRANSITIONS: dict[tuple[str, str], str] = {
     ("start", R.QUEUED): R.RUNNING,
     ("succeed", R.RUNNING): R.SUCCEEDED,
     ("fail", R.RUNNING): R.FAILED,
+    ("wait", R.RUNNING): R.WAITING,
+    ("promote", R.WAITING): R.RUNNING,
+    ("resume", R.WAITING): R.RUNNING,
+    ("fail", R.WAITING): R.FAILED,  # the reaper, a released lock: the worker that waited is gone
     ("cancel", R.QUEUED): R.CANCELLED,
     ("lose", R.QUEUED): R.FAILED,  # the broker never delivered it
 }
@@ -167,18 +180,23 @@ def _check_hosts(project: Project, hosts: Iterable[Host] | None) -> list[Host]:
 @transaction.atomic
 def submit(
     actor, project: Project, *, title: str, ref: str, commit: str = "",
-    description: str = "", hosts: Iterable[Host] | None = None,
+    description: str = "", hosts: Iterable[Host] | None = None, rollout_strategy: str = "",
 ) -> Ticket:
     """Open a deploy ticket. ``ref`` and ``commit`` must already be resolved
-    against the repository (see :mod:`releases.repository`)."""
+    against the repository (see :mod:`releases.repository`); ``rollout_strategy``
+    ("" = the project's) may only be more careful than the project's."""
     require(actor, Action.SUBMIT, project)
     if not project.is_active:
         raise WorkflowError(_("This project is archived; activate it before deploying."))
+    if rollout_strategy and not project.allows_strategy(rollout_strategy):
+        raise WorkflowError(_("This project's rollout is %(rollout)s; a ticket may only pick a more careful one.")
+                            % {"rollout": project.get_rollout_strategy_display()})
     chosen = _check_hosts(project, hosts)
     status = _initial_status(project, Ticket.Kind.DEPLOY)
     ticket = Ticket.objects.create(
         project=project, kind=Ticket.Kind.DEPLOY, title=title, description=description,
         author=actor, status=status, ref_kind=project.repo_mode, ref=ref, commit=commit,
+        rollout_strategy=rollout_strategy,
     )
     ticket.hosts.set(chosen)
     TicketEvent.objects.create(ticket=ticket, actor=actor, action="submit", to_status=status)
@@ -285,9 +303,11 @@ def deploy(actor, ticket: Ticket, override_reason: str = "") -> DeployRun:
     return _deploy(actor, ticket, override_reason=override_reason)
 
 
-def _deploy(actor, ticket: Ticket, *, override_reason: str = "", now=None, note: str = "") -> DeployRun:
+def _deploy(actor, ticket: Ticket, *, override_reason: str = "", now=None, note: str = "",
+            resumes: DeployRun | None = None) -> DeployRun:
     """deploy() inside the caller's transaction; ``now`` is the clock the
-    window is checked against (a scheduled deploy's sweep time)."""
+    window is checked against (a scheduled deploy's sweep time); ``resumes``
+    makes the new run a retry of that failed run."""
     require(actor, Action.ROLLBACK if ticket.is_rollback else Action.DEPLOY, ticket)
     _check_window(actor, ticket, override_reason.strip(), now or timezone.now())
     # Serialise deploy requests per project so two tickets cannot both pass the
@@ -306,11 +326,55 @@ def _deploy(actor, ticket: Ticket, *, override_reason: str = "", now=None, note:
         # Deployed by hand before its time: the schedule is done with.
         TicketEvent.objects.create(ticket=ticket, actor=actor, action=WindowEvent.UNSCHEDULE,
                                    note=_("deployed before its scheduled time"))
-    ticket = _move(ticket, "deploy", actor, note, **UNSCHEDULED)
+    ticket = _move(ticket, "retry" if resumes else "deploy", actor, note, **UNSCHEDULED)
     number = (ticket.runs.aggregate(n=Max("number"))["n"] or 0) + 1
-    run = DeployRun.objects.create(ticket=ticket, number=number, triggered_by=actor)
+    run = DeployRun.objects.create(ticket=ticket, number=number, triggered_by=actor, resumes=resumes)
     transaction.on_commit(lambda: _enqueue(run.pk))
     return run
+
+
+@transaction.atomic
+def retry(actor, ticket: Ticket, override_reason: str = "") -> DeployRun:
+    """Run a failed deploy ticket again with the release its last run made:
+    hosts with a complete copy are not copied again, hosts that finished are
+    left alone, and a run that failed during the switch is completed."""
+    ticket.refresh_from_db()  # the status the retry starts from is compare-and-set below
+    last = queries.retryable_run(ticket)
+    if last is None:
+        raise InvalidTransition(_("Only a failed deploy whose run prepared a release can be retried."))
+    return _deploy(actor, ticket, override_reason=override_reason,
+                   note=_("retry of run %(n)s") % {"n": last.number}, resumes=last)
+
+
+@transaction.atomic
+def promote(actor, ticket: Ticket) -> Ticket:
+    """Let a waiting rollout switch its next batch; the worker sees it at its next poll."""
+    require(actor, Action.PROMOTE, ticket)
+    run = DeployRun.objects.filter(ticket=ticket, status=R.WAITING).first()
+    ticket = _move(ticket, "promote", actor)
+    if run is None or not _move_run(run, "promote"):
+        raise InvalidTransition(_("The run stopped waiting meanwhile."))
+    return ticket
+
+
+def wait_for_promote(run: DeployRun, number: int, total: int) -> None:
+    """The worker's move: its rollout waits before batch ``number`` of ``total``."""
+    with transaction.atomic():
+        if _move_run(run, "wait"):
+            ticket = Ticket.objects.get(pk=run.ticket_id)
+            _move(ticket, "wait", None, _("batch %(n)s/%(total)s waits for a promote") % {"n": number, "total": total})
+
+
+def stop_waiting(run: DeployRun, note: str) -> bool:
+    """The worker gives up waiting (timeout, lost lease). True if it did;
+    False if a promote came first (then the rollout goes on)."""
+    with transaction.atomic():
+        if not _move_run(run, "resume"):
+            return False
+        ticket = Ticket.objects.get(pk=run.ticket_id)
+        if ticket.status == S.WAITING:
+            _move(ticket, "resume", None, note)
+        return True
 
 
 def _check_window(actor, ticket: Ticket, override_reason: str, now) -> None:
@@ -482,15 +546,16 @@ def start_run(run_id: int, worker: str) -> DeployRun | None:
         return run
 
 
-def finish_run(run: DeployRun, *, ok: bool, error: str = "") -> bool:
+def finish_run(run: DeployRun, *, ok: bool, error: str = "", failed_batch: str = "") -> bool:
     """End a run and its ticket in a final status; every run ends here.
     Returns False when the run had already ended (and nothing changed)."""
     with transaction.atomic():
-        ended = _move_run(run, "succeed" if ok else "fail", finished_at=timezone.now(), error=error)
+        ended = _move_run(run, "succeed" if ok else "fail", finished_at=timezone.now(), error=error,
+                          failed_batch=failed_batch)
         if not ended:
             return False  # already ended (reaped, lock released): a late worker must not touch the ticket
         ticket = Ticket.objects.get(pk=run.ticket_id)
-        if ticket.status == S.DEPLOYING:
+        if ticket.status in (S.DEPLOYING, S.WAITING):
             _move(ticket, "succeed" if ok else "fail", None, error[:2000])
         return True
 
@@ -521,7 +586,7 @@ def lock_taken_over(dead: DeployRun, run: DeployRun, note: str) -> None:
     ``run``: say so on both tickets and end the dead run."""
     TicketEvent.objects.create(ticket=dead.ticket, action="lock_taken_over", note=note)
     TicketEvent.objects.create(ticket=run.ticket, action="lock_taken_over", note=note)
-    if dead.status == DeployRun.Status.RUNNING:
+    if dead.status in DeployRun.WORKING_STATUSES:
         interrupt(dead)
 
 
@@ -535,7 +600,7 @@ def reap_stale_runs(project: Project) -> list[DeployRun]:
     lease = timedelta(seconds=settings.WALLE_LOCK_LEASE)
     now = timezone.now()
     reaped = _reap_lost_queued(project, now)
-    running = DeployRun.objects.filter(ticket__project=project, status=DeployRun.Status.RUNNING)
+    running = DeployRun.objects.filter(ticket__project=project, status__in=DeployRun.WORKING_STATUSES)
     for run in running:
         lock = ProjectLock.objects.filter(project=project, run=run).first()
         stale = lock.is_expired(now) if lock else (run.started_at or now) < now - lease
@@ -583,7 +648,7 @@ def release_lock(actor, project: Project) -> DeployRun | None:
         return None
     run = lock.run
     lock.delete()
-    if run.status == DeployRun.Status.RUNNING:
+    if run.status in DeployRun.WORKING_STATUSES:
         finish_run(run, ok=False, error=_("Lock released by %(user)s.") % {"user": actor})
     TicketEvent.objects.create(ticket=run.ticket, actor=actor, action="release_lock",
                                note=_("run %(run)s") % {"run": run.number})

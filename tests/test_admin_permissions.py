@@ -71,6 +71,12 @@ def _project_form(project: Project, **changes) -> dict:
         "release_library": "", "keep_releases": project.keep_releases, "max_parallel": 10,
         "hosts": [h.pk for h in project.hosts.all()], "host_lines": "", "pre_deploy": "",
         "post_deploy": "", "pre_release": "", "post_release": "", "post_release_delay": 0,
+        # The rollout group (a folded fieldset: a browser always posts it).
+        "rollout_strategy": project.rollout_strategy, "canary_hosts": project.canary_hosts,
+        "batch_size": project.batch_size, "batch_percent": project.batch_percent, "health_path": "",
+        "health_port": project.health_port, "health_host_header": "", "health_status": project.health_status,
+        "health_text": "", "health_timeout": project.health_timeout, "health_retries": project.health_retries,
+        "health_command": "",
     }
     data.update(changes)
     return data

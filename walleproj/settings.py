@@ -233,6 +233,12 @@ WALLE_COMMAND_TIMEOUT = env_int("WALLE_COMMAND_TIMEOUT", 600)
 # A project lock whose heartbeat is older than this is taken over.
 WALLE_LOCK_LEASE = env_int("WALLE_LOCK_LEASE", 90)
 WALLE_LOCK_HEARTBEAT = env_int("WALLE_LOCK_HEARTBEAT", 10)
+# How long a rollout waits for a promote before it fails and switches its
+# hosts back. The wait counts against WALLE_DEPLOY_TIMEOUT (the worker kills a
+# run after that), so it is kept 10 minutes below it for the rest of the run.
+WALLE_PROMOTE_TIMEOUT = min(env_int("WALLE_PROMOTE_TIMEOUT", 1800), max(60, WALLE_DEPLOY_TIMEOUT - 600))
+# How often the waiting worker looks for the promote (a cheap query).
+WALLE_PROMOTE_POLL = env_int("WALLE_PROMOTE_POLL", 2)
 # What one run may store of its console log; past either limit the rest is cut
 # with a visible marker (a runaway build must not fill the database).
 WALLE_LOG_MAX_LINES = env_int("WALLE_LOG_MAX_LINES", 20000)

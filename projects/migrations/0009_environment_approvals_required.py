@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('projects', '0007_project_compress_transfer'),
+        ('projects', '0008_i18n_verbose_names'),
     ]
 
     operations = [

@@ -1,0 +1,45 @@
+"""A canary production deploy as a person sees it: the canary switches and
+passes its check, the ticket shows it waits for a promote, the person presses
+Promote, the other hosts follow and the ticket succeeds."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from projects.models import RolloutStrategy
+from releases.models import DeployRun, Ticket
+from tests.browser.test_story_browser import DEPLOY_TIMEOUT_MS, browser, log_in  # noqa: F401 - the browser fixture
+from tests.deploy_fixtures import V1_TEXT, V2_TEXT, deploy_now, open_approved_ticket
+
+pytestmark = [pytest.mark.browser, pytest.mark.sshd, pytest.mark.worker]
+
+
+def test_promote_lets_the_rest_of_a_canary_rollout_follow(site, qcluster, live_server, browser):  # noqa: F811
+    first = deploy_now(site.users["developer"], open_approved_ticket(site, "v1"))
+    assert first.status == DeployRun.Status.SUCCEEDED, first.error
+    ports = {t.http_port for t in site.targets}
+    project = site.project
+    project.rollout_strategy, project.canary_hosts, project.promote_required = RolloutStrategy.CANARY, 1, True
+    project.health_path, project.health_port, project.health_text = "/", ports.pop(), V2_TEXT
+    project.save()
+    site.push("v2", V2_TEXT)
+    ticket = open_approved_ticket(site, "v2")
+
+    page = log_in(browser, live_server.url, "developer")
+    page.goto(f"{live_server.url}/tickets/{ticket.pk}/")
+    expect(page.locator("#rollout")).to_contain_text("Canary of 1, then the rest")
+    page.click("#btn-deploy")
+    status = page.locator("#ticket-status .chip")
+    expect(status).to_have_attribute("data-status", Ticket.Status.WAITING, timeout=DEPLOY_TIMEOUT_MS)
+    expect(status).to_have_text("Waiting for promote")
+    expect(page.locator("#waiting-promote")).to_be_visible()
+    expect(page.locator("#log")).to_contain_text("waiting for a promote before batch 2/2")
+    # The canary serves the new release, the others still the old one.
+    assert [V2_TEXT in text for text in site.pages()] == [True, False, False]
+    assert V1_TEXT in site.pages()[1]
+
+    page.click("#btn-promote")
+    expect(status).to_have_attribute("data-status", Ticket.Status.SUCCEEDED, timeout=DEPLOY_TIMEOUT_MS)
+    expect(page.locator("#btn-promote")).to_have_count(0)
+    assert all(V2_TEXT in text for text in site.pages())

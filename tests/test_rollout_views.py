@@ -1,0 +1,93 @@
+"""Promote and Retry on the ticket page and over the API, and the failed
+notification naming the batch."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from notifications.events import ticket_message
+from notifications.models import Event
+from releases import workflow
+from releases.models import DeployRun, Ticket
+
+from . import helpers
+
+S = Ticket.Status
+
+
+def waiting(world, author: str = "developer") -> Ticket:
+    ticket = helpers.make_ticket(world.project, world.users[author], S.DEPLOYING)
+    run = DeployRun.objects.create(ticket=ticket, number=1, status=DeployRun.Status.RUNNING, started_at=timezone.now())
+    workflow.wait_for_promote(run, 2, 2)
+    ticket.refresh_from_db()
+    return ticket
+
+
+def failed(world) -> Ticket:
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.FAILED)
+    DeployRun.objects.create(ticket=ticket, number=1, status=DeployRun.Status.FAILED, failed_batch="2/3",
+                             release_name="20260101-000000-1", commit="c" * 40)
+    return ticket
+
+
+def test_the_ticket_page_offers_promote_while_the_rollout_waits(client, world):
+    ticket = waiting(world)
+    client.force_login(world.users["developer"])
+    page = client.get(reverse("ticket_detail", args=[ticket.pk])).content.decode()
+    assert 'id="btn-promote"' in page and 'id="waiting-promote"' in page and "Waiting for promote" in page
+    client.force_login(world.users["reporter"])
+    assert 'id="btn-promote"' not in client.get(reverse("ticket_detail", args=[ticket.pk])).content.decode()
+
+
+def test_pressing_promote_moves_the_ticket_on(client, world):
+    ticket = waiting(world)
+    client.force_login(world.users["developer"])
+    response = client.post(reverse("ticket_promote", args=[ticket.pk]), follow=True)
+    assert "Promoted: the next batch switches." in response.content.decode()
+    ticket.refresh_from_db()
+    assert ticket.status == S.DEPLOYING
+
+
+def test_a_reporter_cannot_promote(client, world):
+    ticket = waiting(world)
+    client.force_login(world.users["reporter"])
+    assert client.post(reverse("ticket_promote", args=[ticket.pk])).status_code == 403
+    ticket.refresh_from_db()
+    assert ticket.status == S.WAITING
+
+
+def test_the_page_names_the_failed_batch_and_offers_retry(client, world, django_capture_on_commit_callbacks):
+    ticket = failed(world)
+    client.force_login(world.users["developer"])
+    page = client.get(reverse("ticket_detail", args=[ticket.pk])).content.decode()
+    assert 'id="btn-retry"' in page and "batch 2/3 failed" in page
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(reverse("ticket_retry", args=[ticket.pk]))
+    ticket.refresh_from_db()
+    assert ticket.status == S.QUEUED and ticket.latest_run().resumes.number == 1
+
+
+def test_the_api_promotes_and_retries(world, django_capture_on_commit_callbacks):
+    api = APIClient()
+    api.force_authenticate(world.users["developer"])
+    ticket = waiting(world)
+    assert api.post(f"/api/tickets/{ticket.pk}/promote/").json()["status"] == S.DEPLOYING
+    assert api.post(f"/api/tickets/{ticket.pk}/promote/").status_code == 409  # not waiting any more
+
+
+def test_the_api_retries_a_failed_run_once(world, django_capture_on_commit_callbacks):
+    api = APIClient()
+    api.force_authenticate(world.users["developer"])
+    again = failed(world)
+    with django_capture_on_commit_callbacks(execute=False):
+        response = api.post(f"/api/tickets/{again.pk}/retry/", {}, format="json")
+    assert response.status_code == 202 and response.json()["status"] == S.QUEUED
+    assert api.post(f"/api/tickets/{again.pk}/retry/", {}, format="json").status_code == 409
+
+
+def test_the_failed_notification_names_the_batch(world):
+    ticket = failed(world)
+    message = ticket_message(ticket, Event.FAILED, None)
+    assert message.note == "Batch 2/3 of the rollout failed."
