@@ -25,7 +25,7 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("changes"))
     def changes_text(self, obj: AuditEntry) -> str:
-        return as_text(obj.changes)
+        return as_text(obj.readable_changes)
 
     def get_queryset(self, request):
         return permissions.visible_audit_entries(request.user, super().get_queryset(request))

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.db import models
 from django.utils import translation
 from django.utils.translation import gettext
@@ -85,6 +86,29 @@ def diff(before: models.Model | None, after: models.Model | None) -> dict:
         # A creation or deletion lists only what was set.
         changes = {k: v for k, v in changes.items() if v == SECRET or any(x not in (None, "") for x in v)}
     return changes
+
+
+def for_reader(model_label: str, changes: dict) -> dict:
+    """``changes`` with the choice labels ``readable`` recorded in the
+    installation's language shown in the reader's (the active) language."""
+    try:
+        model = apps.get_model(model_label)
+    except (LookupError, ValueError):  # a model since removed: show what was recorded
+        return changes
+    return {name: _relabelled(model, name, value) for name, value in changes.items()}
+
+
+def _relabelled(model: type[models.Model], name: str, value: Any) -> Any:
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return value
+    if not isinstance(value, list) or not field.choices:
+        return value
+    with translation.override(settings.LANGUAGE_CODE):
+        keys = {str(label): key for key, label in field.flatchoices}
+    labels = dict(field.flatchoices)
+    return [str(labels[keys[v]]) if v in keys else v for v in value]
 
 
 def names(objects: Iterable[models.Model]) -> list[str]:

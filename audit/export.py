@@ -28,7 +28,7 @@ def row(entry: AuditEntry) -> list[str]:
     return [safe(cell) for cell in (
         timezone.localtime(entry.created_at).isoformat(), entry.actor_name, entry.origin, entry.source_address,
         entry.kind, entry.action, entry.project_name, entry.object_type, entry.object_id, entry.object_repr,
-        as_text(entry.changes), entry.note,
+        as_text(entry.readable_changes), entry.note,
     )]
 
 

@@ -16,6 +16,8 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Team
 from projects.models import Project
 
+from .changes import for_reader
+
 
 class AppendOnlyError(Exception):
     """Raised on any attempt to change or delete an audit entry."""
@@ -115,6 +117,11 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError(APPEND_ONLY)
+
+    @property
+    def readable_changes(self) -> dict:
+        """``changes`` for the reader: recorded choice labels in their language."""
+        return for_reader(self.object_type, self.changes)
 
     @property
     def action_display(self) -> str:

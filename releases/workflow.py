@@ -123,6 +123,12 @@ def _target(action: str, current: str) -> str:
         ) from None
 
 
+def _changed_meanwhile(ticket: Ticket) -> InvalidTransition:
+    return InvalidTransition(
+        _("The ticket changed meanwhile; it is now %(status)s.") % {"status": ticket.get_status_display().lower()}
+    )
+
+
 def _move(ticket: Ticket, action: str, actor, note: str = "", *, seen: int | None = None, **fields) -> Ticket:
     """Compare-and-set the status (and, given ``seen``, the version the actor
     reviewed), write the event, refresh ``ticket``."""
@@ -134,9 +140,7 @@ def _move(ticket: Ticket, action: str, actor, note: str = "", *, seen: int | Non
         ticket.refresh_from_db()
         if ticket.status == frm and seen is not None:
             raise StaleTicket(STALE_MESSAGE)
-        raise InvalidTransition(
-            _("The ticket changed meanwhile; it is now %(status)s.") % {"status": ticket.get_status_display().lower()}
-        )
+        raise _changed_meanwhile(ticket)
     # An edit that keeps the status records no status change.
     moved = {"from_status": frm, "to_status": to} if frm != to else {}
     TicketEvent.objects.create(ticket=ticket, actor=actor, action=action, note=note, **moved)
@@ -257,7 +261,7 @@ def approve(actor, ticket: Ticket, note: str = "", *, version: int) -> Ticket:
     locked = Ticket.objects.select_for_update().select_related("project__environment").get(pk=ticket.pk)
     require(actor, Action.APPROVE, locked)  # the policy first, as for every action
     if locked.status != ticket.status:
-        raise InvalidTransition(f"The ticket changed meanwhile; it is now {locked.get_status_display().lower()}.")
+        raise _changed_meanwhile(locked)
     _target("approve", locked.status)
     if locked.version != version:
         raise StaleTicket(STALE_MESSAGE)

@@ -191,3 +191,17 @@ def test_the_nav_links_the_page_and_the_schema_lists_the_endpoint(world, client,
     out = tmp_path / "schema.yml"
     call_command("spectacular", "--fail-on-warn", "--file", str(out))
     assert "/api/audit/:" in out.read_text()
+
+
+def test_a_recorded_choice_label_reads_in_the_readers_language(world, client):
+    """Entries record choice labels in the installation's language; a page
+    read in Chinese shows them in Chinese, the API keeps what was recorded."""
+    world.project.rollout_strategy = "canary"
+    world.project.save()
+    client.force_login(world.users["admin"])
+    page = client.get(f"/audit/?project={world.project.pk}", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert "先金丝雀，再分批" in page and "Canary, then batches" not in page
+    assert "Canary, then batches" in client.get(f"/audit/?project={world.project.pk}",
+                                                HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    item = api(world.users["admin"]).get(f"/api/audit/?project={world.project.pk}&kind=project").json()["results"][0]
+    assert item["changes"]["rollout_strategy"] == ["All at once", "Canary, then batches"]

@@ -37,3 +37,11 @@ def unmarked_labels(model) -> list[str]:
 def test_every_walle_model_field_and_choice_has_a_translatable_label():
     problems = [p for model in walle_models() for p in unmarked_labels(model)]
     assert not problems, "\n".join(problems)
+
+
+def test_every_ticket_move_reads_as_a_label_on_the_timeline_and_in_the_audit_log():
+    from releases.models import event_action_label
+    from releases.workflow import TRANSITIONS
+
+    unlabelled = sorted({action for action, _ in TRANSITIONS if event_action_label(action) == action})
+    assert not unlabelled, f"add these to releases.models.EVENT_ACTIONS: {unlabelled}"
