@@ -132,10 +132,11 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
             .prefetch_related(Prefetch("approvals", Approval.objects.select_related("approver")))
             .order_by("-created_at", "-id")
         )
-        queryset = visible(self.request.user, queryset, Action.VIEW)
-        return self._filter(queryset) if self.action == "list" else queryset
+        if self.action == "list":
+            return queries.listed_tickets(self.request.user, queryset, self._wanted())
+        return visible(self.request.user, queryset, Action.VIEW)
 
-    def _filter(self, queryset: QuerySet[Ticket]) -> QuerySet[Ticket]:
+    def _wanted(self) -> queries.TicketFilter:
         params = self.request.query_params
         unknown = set(params.keys()) - LIST_PARAMS
         if unknown:
@@ -143,12 +144,11 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
         for name, choices in (("status", Ticket.Status.values), ("kind", Ticket.Kind.values)):
             if params.get(name) and params[name] not in choices:
                 raise exceptions.ValidationError({name: [f"Unknown {name} {params[name]!r}."]})
-        wanted = queries.TicketFilter(
+        return queries.TicketFilter(
             project_id=_int_param(self.request, "project"), environment=params.get("environment", ""),
             status=params.get("status", ""), kind=params.get("kind", ""), author=params.get("author", ""),
             text=params.get("q", ""),
         )
-        return queries.filter_tickets(queryset, wanted)
 
     def get_serializer_class(self) -> type:
         return TicketSerializer if self.action == "list" else TicketDetailSerializer

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from django.db.models import Count, IntegerField, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, IntegerField, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, Length
 from django.utils.translation import gettext as _
 
+from accounts.permissions import is_platform_admin, visible, visible_projects
 from engine.plan import Stream
 from projects import windows
 from projects.models import Host, Project
@@ -69,6 +70,34 @@ class TicketFilter:
     kind: str = ""
     author: str = ""  # user name, case-insensitive
     text: str = ""  # in the title or ref, or the start of the commit
+
+
+# A user who sees at least this share of the projects reads lists best served
+# by walking ticket_created newest first (see listed_tickets).
+WALK_CREATED_SHARE = 0.25
+
+
+def listed_tickets(user, tickets: QuerySet[Ticket], wanted: TicketFilter) -> QuerySet[Ticket]:
+    """A ticket list (the list page's and the API's): the tickets ``user`` may
+    see, by the rule of ``accounts.permissions.visible()``, narrowed by ``wanted``."""
+    if wanted.project_id is not None or is_platform_admin(user) or not _sees_many_projects(user):
+        return filter_tickets(visible(user, tickets), wanted)
+    # Lists are read newest first, a page at a time: walking the ticket_created
+    # index, the database stops after a page. SQLite (even after ANALYZE)
+    # serves "project_id IN (visible projects)" from the project index instead
+    # and sorts every visible ticket (60-80 ms for 50,000 of 100,000). An
+    # expression is no column, so "project_id + 0" keeps it off that index.
+    # PostgreSQL walks ticket_created either way. For a project filter, or a
+    # user who sees few projects (whose tickets the walk would find only after
+    # passing everyone else's), the project index is the right one: visible() above.
+    unindexed = tickets.alias(project_id_expr=F("project_id") + 0)
+    return filter_tickets(unindexed.filter(project_id_expr__in=visible_projects(user).values("pk")), wanted)
+
+
+def _sees_many_projects(user) -> bool:
+    counts = Project.objects.aggregate(
+        seen=Count("pk", filter=Q(pk__in=visible_projects(user).values("pk"))), all=Count("pk"))
+    return counts["seen"] >= WALK_CREATED_SHARE * counts["all"]
 
 
 def filter_tickets(tickets: QuerySet[Ticket], wanted: TicketFilter) -> QuerySet[Ticket]:

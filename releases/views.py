@@ -204,8 +204,8 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
     except BadParameter as exc:
         return HttpResponseBadRequest(escape(str(exc)))
     form = TicketFilterForm(request.user, request.GET or None)
-    tickets = visible(request.user, Ticket.objects.all()).select_related("project__environment", "author")
-    tickets = queries.filter_tickets(tickets, form.wanted()).order_by("-created_at", "-id")
+    tickets = Ticket.objects.select_related("project__environment", "author")
+    tickets = queries.listed_tickets(request.user, tickets, form.wanted()).order_by("-created_at", "-id")
     tickets = queries.with_approval_counts(tickets)
     page = Paginator(tickets, 25).get_page(number)
     return render(request, "releases/ticket_list.html", {"form": form, "page": page})
