@@ -320,7 +320,7 @@ def _seed_tickets(projects, hosts, developers) -> int:
         created = start + timedelta(seconds=300 * i)
         status = _status_of(i)
         tickets.append((i, project.pk, "deploy", f"release {i}: {WORDS[i % len(WORDS)]}", "", author.pk, status,
-                        "branch", "master", f"{i:040x}", None, "", "", 1, adapt(created), adapt(created)))
+                        "branch", "master", f"{i:040x}", None, "", "", "", 1, adapt(created), adapt(created)))
         for h in range(HOSTS_PER_PROJECT):
             ticket_hosts.append((i, hosts[p * HOSTS_PER_PROJECT + h].pk))
         events.append((len(events) + 1, i, author.pk, "submit", "", S.PENDING, "", adapt(created)))
@@ -330,7 +330,7 @@ def _seed_tickets(projects, hosts, developers) -> int:
             active = status == S.DEPLOYING
             run_status = {S.SUCCEEDED: "succeeded", S.FAILED: "failed"}.get(status, "running")
             runs.append((run_id, i, 1, run_status, author.pk, f"r{i}", f"{i:040x}", "transfer" if active else "finish",
-                         "", "bench", adapt(created), adapt(created), None if active else adapt(created + timedelta(seconds=30))))
+                         "", "bench", "", adapt(created), adapt(created), None if active else adapt(created + timedelta(seconds=30))))
             events.append((len(events) + 1, i, author.pk, "deploy", S.APPROVED, S.QUEUED, "", adapt(created)))
             if not active:
                 host_status = "done" if status == S.SUCCEEDED else "cleaned"
@@ -341,13 +341,13 @@ def _seed_tickets(projects, hosts, developers) -> int:
     big = next(i for i in range(N_TICKETS, 0, -1)
                if _status_of(i) == S.SUCCEEDED and _project_of(i) // PROJECTS_PER_TEAM < MAINTAINED_TEAMS)
     _insert(Ticket, ["id", "project_id", "kind", "title", "description", "author_id", "status", "ref_kind", "ref",
-                     "commit", "rollback_of_id", "rollback_release", "reject_reason", "version", "created_at",
+                     "commit", "rollback_of_id", "rollback_release", "rollout_strategy", "reject_reason", "version", "created_at",
                      "updated_at"], tickets)
     _insert(Ticket.hosts.through, ["ticket_id", "host_id"], ticket_hosts)
     _insert(TicketEvent, ["id", "ticket_id", "actor_id", "action", "from_status", "to_status", "note", "created_at"],
             events)
     _insert(DeployRun, ["id", "ticket_id", "number", "status", "triggered_by_id", "release_name", "commit", "stage",
-                        "error", "worker", "created_at", "started_at", "finished_at"], runs)
+                        "error", "worker", "failed_batch", "created_at", "started_at", "finished_at"], runs)
     _insert(RunHost, ["id", "run_id", "host_id", "status", "release", "previous_release", "error", "duration"],
             run_hosts)
     _insert(LogLine, ["run_id", "seq", "created_at", "host", "stage", "stream", "text"],
