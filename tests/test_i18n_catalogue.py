@@ -16,7 +16,6 @@ import shutil
 from pathlib import Path
 
 import django
-
 import polib
 import pytest
 from django.apps import apps

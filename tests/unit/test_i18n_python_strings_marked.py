@@ -83,6 +83,8 @@ def is_unmarked(node: ast.AST | None) -> bool:
         return is_unmarked(node.body) or is_unmarked(node.orelse)
     if isinstance(node, ast.Dict):
         return any(is_unmarked(v) for v in node.values)
+    if isinstance(node, (ast.List, ast.Tuple)):  # ValidationError({"field": ["text"]})
+        return any(is_unmarked(e) for e in node.elts)
     return False
 
 
