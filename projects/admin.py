@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 from guardian.shortcuts import get_users_with_perms
@@ -110,7 +110,7 @@ class HostAdmin(ScopedAdminMixin, admin.ModelAdmin):
         Host.objects.filter(pk__in=[h.pk for h in allowed]).update(
             host_key="", host_key_fingerprint="", host_key_pinned_by=None, host_key_pinned_at=None
         )
-        self.message_user(request, gettext("Unpinned %(count)d host(s).") % {"count": len(allowed)})
+        self.message_user(request, ngettext("Unpinned %(count)d host.", "Unpinned %(count)d hosts.", len(allowed)) % {"count": len(allowed)})
 
 
 @admin.register(Project)
@@ -270,7 +270,7 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         hosts = link_pasted_hosts(request.user, form.instance, form.cleaned_data.get("host_lines") or [])
         if hosts:
             self.message_user(
-                request, gettext("Linked %(count)d host(s): %(hosts)s")
+                request, ngettext("Linked %(count)d host: %(hosts)s", "Linked %(count)d hosts: %(hosts)s", len(hosts))
                 % {"count": len(hosts), "hosts": ", ".join(h.name for h in hosts)}
             )
 

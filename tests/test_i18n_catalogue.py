@@ -21,6 +21,8 @@ import pytest
 from django.apps import apps
 from django.core.management import call_command
 
+from projects.management.commands.makemessages import walle_sources
+
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = ROOT / "locale" / "zh_Hans" / "LC_MESSAGES"
 PLACEHOLDER = re.compile(r"%\(\w+\)[sdr]|\{\w*\}")
@@ -68,7 +70,28 @@ def test_the_extraction_reads_the_engine_marker_and_skips_tests(extracted):
     msgids = {e.msgid for e in extracted}
     assert "{path} is not writable by {user}" in msgids  # engine/checks.py, marked with N_
     sources = {path for e in extracted for path, _line in e.occurrences}
-    assert not any(path.startswith(("tests/", "bench/", ".venv/")) for path in sources)
+    walle = tuple(f"{source.relative_to(ROOT)}/" for source in walle_sources())
+    assert "engine/" in walle and "templates/" in walle and "tests/" not in walle
+    assert sources and all(path.startswith(walle) for path in sources), sorted(sources)
+
+
+def test_the_extraction_reads_nothing_else_below_the_checkout(tmp_path):
+    """A workspace or data dir inside the checkout holds hostile repositories:
+    their strings must never reach the catalogue maintainers translate."""
+    if shutil.which("xgettext") is None:
+        pytest.skip("xgettext is missing (apt-get install gettext)")
+    planted = ROOT / "var-i18n-probe"
+    planted.mkdir()
+    try:
+        (planted / "evil.py").write_text('from django.utils.translation import gettext as _\n_("planted by a repo")\n')
+        out = tmp_path / "locale"
+        out.mkdir()
+        with contextlib.chdir(ROOT):
+            call_command("makemessages", locale=["zh_Hans"], output_dir=str(out), verbosity=0)
+        catalogue = polib.pofile(str(out / "zh_Hans" / "LC_MESSAGES" / "django.po"))
+    finally:
+        shutil.rmtree(planted)
+    assert len(catalogue) > 500 and "planted by a repo" not in {e.msgid for e in catalogue}
 
 
 def test_translations_keep_every_placeholder(committed):

@@ -108,5 +108,5 @@ def test_the_chinese_admin_messages_asserted_are_djangos_with_walles_names(key, 
 
 def test_the_chinese_linked_hosts_message_asserted_is_the_catalogues():
     with translation.override("zh-hans"):
-        message = translation.gettext("Linked %(count)d host(s): %(hosts)s")
+        message = translation.ngettext("Linked %(count)d host: %(hosts)s", "Linked %(count)d hosts: %(hosts)s", 3)
     assert message % {"count": 3, "hosts": "127.0.0.11, 127.0.0.12, 127.0.0.13"} == TEXTS["zh"]["hosts_linked"]

@@ -46,7 +46,7 @@ def test_bulk_approval_shows_each_ticket_then_approves_what_was_shown(transactio
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.PENDING  # nothing approved by the first press
     page.click("input[type=submit][value=Approve]")
-    expect(page.locator(".messagelist")).to_contain_text("Approved 1 ticket(s).")
+    expect(page.locator(".messagelist")).to_contain_text("Approved 1 ticket.")
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.APPROVED
 

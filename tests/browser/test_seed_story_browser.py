@@ -57,7 +57,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "user_added": "The user “{name}” was added successfully.",
         "group_added": "The group “{name}” was added successfully.",
         "project_added": "The project “{name} [production]” was added successfully.",
-        "hosts_linked": "Linked 3 host(s): 127.0.0.11, 127.0.0.12, 127.0.0.13",
+        "hosts_linked": "Linked 3 hosts: 127.0.0.11, 127.0.0.12, 127.0.0.13",
         "secrets": "Secrets", "secrets_title": "Secrets: {name}",
         "run_check": "Run config check", "check_passed": "All checks passed",
         "submitted": "Ticket #{id} submitted.", "pending": "Pending approval",
