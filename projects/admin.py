@@ -173,7 +173,8 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
             try:
                 change(request.user, data["username"], data["action"], project)
                 done = _("Revoked %(action)s from %(user)s.") if data["revoke"] else _("Granted %(action)s to %(user)s.")
-                self.message_user(request, done % {"action": data["action"], "user": data["username"]})
+                label = permissions.ACTION_LABELS[permissions.Action(data["action"])]
+                self.message_user(request, done % {"action": label, "user": data["username"]})
             except PermissionDenied as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             return redirect("admin:projects_project_grants", pk=project.pk)
@@ -181,7 +182,8 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": project,
             "title": gettext("Per-user grants: %(project)s") % {"project": project}, "form": form,
-            "rows": [(u, grants.granted_actions(u, project)) for u in holders],
+            "rows": [(u, [(a, permissions.ACTION_LABELS[a]) for a in grants.granted_actions(u, project)])
+                     for u in holders],
         }
         return TemplateResponse(request, "admin/projects/project/grants.html", context)
 
