@@ -21,7 +21,9 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db.models import F, Model, Q, QuerySet
 from django.http import Http404
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from guardian.shortcuts import get_objects_for_user
 
 from .models import Membership, Role
@@ -52,6 +54,19 @@ PROJECT_ACTIONS = (
     Action.VIEW, Action.VIEW_DETAILS, Action.SUBMIT, Action.DEPLOY_OWN, Action.APPROVE,
     Action.DEPLOY_ANY, Action.ROLLBACK, Action.CONFIGURE, Action.MANAGE,
 )
+
+# What each grantable action lets its holder do, as the grants page offers it.
+ACTION_LABELS: dict[Action, Promise] = {
+    Action.VIEW: gettext_lazy("view: see the project and its tickets"),
+    Action.VIEW_DETAILS: gettext_lazy("view details: config, hosts, commits and logs"),
+    Action.SUBMIT: gettext_lazy("submit: open tickets; edit or cancel own"),
+    Action.DEPLOY_OWN: gettext_lazy("deploy own: deploy own approved tickets"),
+    Action.APPROVE: gettext_lazy("approve: approve or reject tickets"),
+    Action.DEPLOY_ANY: gettext_lazy("deploy any: deploy any approved ticket"),
+    Action.ROLLBACK: gettext_lazy("rollback: roll back"),
+    Action.CONFIGURE: gettext_lazy("configure: the project, the check, a lock"),
+    Action.MANAGE: gettext_lazy("manage: members; delete the project"),
+}
 
 # The lowest role that grants each project-level action.
 MIN_ROLE: dict[Action, Role] = {

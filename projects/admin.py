@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 from guardian.shortcuts import get_users_with_perms
@@ -110,7 +110,7 @@ class HostAdmin(ScopedAdminMixin, admin.ModelAdmin):
         Host.objects.filter(pk__in=[h.pk for h in allowed]).update(
             host_key="", host_key_fingerprint="", host_key_pinned_by=None, host_key_pinned_at=None
         )
-        self.message_user(request, gettext("Unpinned %(count)d host(s).") % {"count": len(allowed)})
+        self.message_user(request, ngettext("Unpinned %(count)d host.", "Unpinned %(count)d hosts.", len(allowed)) % {"count": len(allowed)})
 
 
 @admin.register(Project)
@@ -173,7 +173,8 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
             try:
                 change(request.user, data["username"], data["action"], project)
                 done = _("Revoked %(action)s from %(user)s.") if data["revoke"] else _("Granted %(action)s to %(user)s.")
-                self.message_user(request, done % {"action": data["action"], "user": data["username"]})
+                label = permissions.ACTION_LABELS[permissions.Action(data["action"])]
+                self.message_user(request, done % {"action": label, "user": data["username"]})
             except PermissionDenied as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             return redirect("admin:projects_project_grants", pk=project.pk)
@@ -181,7 +182,8 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": project,
             "title": gettext("Per-user grants: %(project)s") % {"project": project}, "form": form,
-            "rows": [(u, grants.granted_actions(u, project)) for u in holders],
+            "rows": [(u, [(a, permissions.ACTION_LABELS[a]) for a in grants.granted_actions(u, project)])
+                     for u in holders],
         }
         return TemplateResponse(request, "admin/projects/project/grants.html", context)
 
@@ -270,7 +272,7 @@ class ProjectAdmin(ScopedAdminMixin, admin.ModelAdmin):
         hosts = link_pasted_hosts(request.user, form.instance, form.cleaned_data.get("host_lines") or [])
         if hosts:
             self.message_user(
-                request, gettext("Linked %(count)d host(s): %(hosts)s")
+                request, ngettext("Linked %(count)d host: %(hosts)s", "Linked %(count)d hosts: %(hosts)s", len(hosts))
                 % {"count": len(hosts), "hosts": ", ".join(h.name for h in hosts)}
             )
 

@@ -12,7 +12,8 @@ from accounts.permissions import Action, require
 from engine.checks import CheckReport, CheckResult, check_project
 from engine.plan import Secret, Target
 from engine.ssh import fingerprint
-from engine.text import N_, Text
+from engine.text import N_
+from walleproj.i18n import translate
 
 from .keys import key_for
 from .models import Host, Project
@@ -91,11 +92,3 @@ def check_rows(report: CheckReport) -> list[CheckRow]:
     # gettext("") would return the catalogue's header, so an empty text stays empty.
     return [CheckRow(r, gettext(r.name) if r.name else "", translate(r.message), translate(r.fix))
             for r in report.results]
-
-
-def translate(text: str) -> str:
-    """A text the engine marked (with its values filled in), translated; any other text as it is."""
-    if not isinstance(text, Text):
-        return text
-    params = {name: translate(value) if isinstance(value, str) else value for name, value in text.params.items()}
-    return gettext(text.template).format(**params)

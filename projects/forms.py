@@ -168,25 +168,11 @@ def link_pasted_hosts(user, project: Project, addresses) -> list[Host]:
     return hosts
 
 
-# What each grantable action lets its holder do, as the grants page offers it.
-ACTION_LABELS = {
-    permissions.Action.VIEW: _("view: see the project and its tickets"),
-    permissions.Action.VIEW_DETAILS: _("view details: config, hosts, commits and logs"),
-    permissions.Action.SUBMIT: _("submit: open tickets; edit or cancel own"),
-    permissions.Action.DEPLOY_OWN: _("deploy own: deploy own approved tickets"),
-    permissions.Action.APPROVE: _("approve: approve or reject tickets"),
-    permissions.Action.DEPLOY_ANY: _("deploy any: deploy any approved ticket"),
-    permissions.Action.ROLLBACK: _("rollback: roll back"),
-    permissions.Action.CONFIGURE: _("configure: the project, the check, a lock"),
-    permissions.Action.MANAGE: _("manage: members; delete the project"),
-}
-
-
 class GrantForm(forms.Form):
     """Give or take one action on one project from one user (guardian)."""
 
     username = forms.CharField(label=_("Username"), max_length=150)
-    action = forms.ChoiceField(label=_("Action"), choices=[(a.value, ACTION_LABELS[a]) for a in permissions.PROJECT_ACTIONS])
+    action = forms.ChoiceField(label=_("Action"), choices=[(a.value, permissions.ACTION_LABELS[a]) for a in permissions.PROJECT_ACTIONS])
     revoke = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def clean_username(self):

@@ -4,8 +4,9 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.template.response import TemplateResponse
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext_lazy
 
 from accounts import permissions
 from accounts.admin import ScopedAdminMixin
@@ -58,7 +59,13 @@ class RunInline(ReadOnlyInline):
     show_change_link = True
 
 
-def _run_action(modeladmin, request, queryset, func, done_message) -> None:
+# What an admin action reports, by how many tickets it moved.
+APPROVED = ngettext_lazy("Approved %(count)d ticket.", "Approved %(count)d tickets.", "count")
+QUEUED = ngettext_lazy("Queued %(count)d ticket.", "Queued %(count)d tickets.", "count")
+CANCELLED = ngettext_lazy("Cancelled %(count)d ticket.", "Cancelled %(count)d tickets.", "count")
+
+
+def _run_action(modeladmin, request, queryset, func, done_message: Promise) -> None:
     """Apply one workflow function per ticket; report each refusal by name.
     ``done_message`` is a lazy translation with a "count" placeholder."""
     done = 0
@@ -165,9 +172,6 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
         _run_action(self, request, queryset, workflow.cancel, CANCELLED)
 
 
-APPROVED = gettext_lazy("Approved %(count)d ticket(s).")
-QUEUED = gettext_lazy("Queued %(count)d ticket(s).")
-CANCELLED = gettext_lazy("Cancelled %(count)d ticket(s).")
 
 
 class RecordAdmin(ScopedAdminMixin, admin.ModelAdmin):

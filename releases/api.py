@@ -140,10 +140,10 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
         params = self.request.query_params
         unknown = set(params.keys()) - LIST_PARAMS
         if unknown:
-            raise exceptions.ValidationError({name: ["Unknown filter."] for name in sorted(unknown)})
+            raise exceptions.ValidationError({name: [_("Unknown filter.")] for name in sorted(unknown)})
         for name, choices in (("status", Ticket.Status.values), ("kind", Ticket.Kind.values)):
             if params.get(name) and params[name] not in choices:
-                raise exceptions.ValidationError({name: [f"Unknown {name} {params[name]!r}."]})
+                raise exceptions.ValidationError({name: [_("Unknown %(name)s %(value)r.") % {"name": name, "value": params[name]}]})
         return queries.TicketFilter(
             project_id=_int_param(self.request, "project"), environment=params.get("environment", ""),
             status=params.get("status", ""), kind=params.get("kind", ""), author=params.get("author", ""),
@@ -396,7 +396,7 @@ class ProjectViewSet(BaseProjectViewSet):
         field = RepoMode(project.repo_mode).value
         ref = request.query_params.get(field, "")
         if not ref:
-            raise exceptions.ValidationError({field: [f"This project deploys by {field}; pass ?{field}=<name>."]})
+            raise exceptions.ValidationError({field: [_("This project deploys by %(field)s; pass ?%(field)s=<name>.") % {"field": field}]})
         try:
             return Response(repository.commits(project, ref, COMMIT_LIMIT))
         except repository.RepositoryError as exc:

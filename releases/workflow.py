@@ -18,12 +18,13 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from accounts.permissions import Action, can_override_window, require
 from engine.plan import Stage, Stream
 from projects import windows
 from projects.models import Host, Project
+from walleproj.i18n import stored
 
 from . import queries
 from .models import Approval, ApprovalEvent, DeployRun, ProjectLock, RunHost, Ticket, TicketEvent, WindowEvent
@@ -222,21 +223,22 @@ def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields
         raise InvalidTransition(_("Only a ticket that has not run yet can be edited, and this one changed meanwhile."))
     if hosts is not None:
         ticket.hosts.set(_check_hosts(ticket.project, hosts))
-    note = "changed " + ", ".join(sorted(fields) + (["hosts"] if hosts is not None else []))
+    note = stored(gettext_noop("changed %(fields)s"),
+                  fields=", ".join(sorted(fields) + (["hosts"] if hosts is not None else [])))
     # A resubmitted rejection is a new version too, changed or not: approvals
     # given before the rejection must not carry over to the next round.
     if fields or hosts is not None or current == S.REJECTED:
         # A new version: an approval of what an approver saw before is refused,
         # and approvals given to earlier versions no longer count.
         if queries.current_approvals(ticket).exists():
-            note = _join(note, _("earlier approvals no longer count"))
+            note = _join(note, stored(gettext_noop("earlier approvals no longer count")))
         fields["version"] = F("version") + 1
     needs_approval = _initial_status(ticket.project, ticket.kind) == S.PENDING
     if current == S.REJECTED:
         action = "resubmit" if needs_approval else "resubmit_approved"
         return _move(ticket, action, actor, note, reject_reason="", **fields)
     if current == S.APPROVED and needs_approval:
-        return _move(ticket, "reopen", actor, note + "; needs approval again", **fields)
+        return _move(ticket, "reopen", actor, _join(note, stored(gettext_noop("needs approval again"))), **fields)
     return _move(ticket, "edit", actor, note, **fields)
 
 
@@ -267,7 +269,7 @@ def approve(actor, ticket: Ticket, note: str = "", *, version: int) -> Ticket:
         raise StaleTicket(STALE_MESSAGE)
     Approval.objects.create(ticket=locked, approver=actor, version=version)
     given, needed = queries.current_approvals(locked).count(), approvals_required(locked)
-    tally = _("%(given)d of %(needed)d approvals") % {"given": given, "needed": needed}
+    tally = stored(gettext_noop("%(given)d of %(needed)d approvals"), given=given, needed=needed)
     if given < needed:
         return _move(ticket, ApprovalEvent.APPROVE_PARTIAL, actor, _join(tally, note), seen=version)
     return _move(ticket, "approve", actor, _join(tally, note) if needed > 1 else note, seen=version)
@@ -329,7 +331,7 @@ def _deploy(actor, ticket: Ticket, *, override_reason: str = "", now=None, note:
     if ticket.scheduled_at is not None:
         # Deployed by hand before its time: the schedule is done with.
         TicketEvent.objects.create(ticket=ticket, actor=actor, action=WindowEvent.UNSCHEDULE,
-                                   note=_("deployed before its scheduled time"))
+                                   note=stored(gettext_noop("deployed before its scheduled time")))
     ticket = _move(ticket, "retry" if resumes else "deploy", actor, note, **UNSCHEDULED)
     number = (ticket.runs.aggregate(n=Max("number"))["n"] or 0) + 1
     run = DeployRun.objects.create(ticket=ticket, number=number, triggered_by=actor, resumes=resumes)
@@ -347,7 +349,7 @@ def retry(actor, ticket: Ticket, override_reason: str = "") -> DeployRun:
     if last is None:
         raise InvalidTransition(_("Only a failed deploy whose run prepared a release can be retried."))
     return _deploy(actor, ticket, override_reason=override_reason,
-                   note=_("retry of run %(n)s") % {"n": last.number}, resumes=last)
+                   note=stored(gettext_noop("retry of run %(n)s"), n=last.number), resumes=last)
 
 
 @transaction.atomic
@@ -366,7 +368,8 @@ def wait_for_promote(run: DeployRun, number: int, total: int) -> None:
     with transaction.atomic():
         if _move_run(run, "wait"):
             ticket = Ticket.objects.get(pk=run.ticket_id)
-            _move(ticket, "wait", None, _("batch %(n)s/%(total)s waits for a promote") % {"n": number, "total": total})
+            _move(ticket, "wait", None, stored(gettext_noop("batch %(n)s/%(total)s waits for a promote"),
+                                               n=number, total=total))
 
 
 def stop_waiting(run: DeployRun, note: str) -> bool:
@@ -424,12 +427,12 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
     # A rollback ticket names what it returns to, wherever it is listed: the
     # release, and the ref and commit that release holds.
     target = queries.rollback_target(ticket, release)
-    back_to = (_("back to %(release)s (%(ref)s %(commit)s)")
-               % {"release": target.name, "ref": target.ticket.ref, "commit": target.commit[:7]} if target
-               else _("back to what each host served before"))
+    back_to = (stored(gettext_noop("back to %(release)s (%(ref)s %(commit)s)"),
+                      release=target.name, ref=target.ticket.ref, commit=target.commit[:7]) if target
+               else stored(gettext_noop("back to what each host served before")))
     rollback = Ticket.objects.create(
         project=ticket.project, kind=Ticket.Kind.ROLLBACK, author=actor, status=status,
-        title=title or (_("Roll back #%(ticket)s: %(back_to)s") % {"ticket": ticket.pk, "back_to": back_to})[:200],
+        title=title or stored(gettext_noop("Roll back #%(ticket)s: %(back_to)s"), ticket=ticket.pk, back_to=back_to)[:200],
         ref_kind=target.ticket.ref_kind if target else ticket.ref_kind,
         ref=target.ticket.ref if target else ticket.ref, commit=target.commit if target else "",
         rollback_of=ticket, rollback_release=release,
@@ -439,8 +442,8 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
     rollback.hosts.set(switched)
     TicketEvent.objects.create(
         ticket=rollback, actor=actor, action="submit", to_status=status,
-        note=(_("rollback of #%(ticket)s to %(release)s") if release else _("rollback of #%(ticket)s"))
-        % {"ticket": ticket.pk, "release": release},
+        note=stored(gettext_noop("rollback of #%(ticket)s to %(release)s") if release
+                    else gettext_noop("rollback of #%(ticket)s"), ticket=ticket.pk, release=release),
     )
     return rollback
 
@@ -526,7 +529,7 @@ def _run_due(pk: int, project_id: int, now) -> DeployRun | None:
             if user is None:
                 raise WorkflowError(_("The user who scheduled it no longer exists."))
             with transaction.atomic():  # a refused deploy leaves nothing behind but the refusal
-                return _deploy(user, ticket, now=now, note=_("scheduled deploy"))
+                return _deploy(user, ticket, now=now, note=stored(gettext_noop("scheduled deploy")))
         except (WorkflowError, PermissionDenied) as exc:
             TicketEvent.objects.create(ticket=ticket, action=WindowEvent.SCHEDULE_REFUSED, note=str(exc))
             return None
@@ -564,24 +567,25 @@ def finish_run(run: DeployRun, *, ok: bool, error: str = "", failed_batch: str =
         return True
 
 
-INTERRUPTED = gettext_lazy("Interrupted: the worker stopped responding (lock lease expired).")
+INTERRUPTED = gettext_noop("Interrupted: the worker stopped responding (lock lease expired).")
 
 
 def interrupt(run: DeployRun) -> bool:
     """End a run whose worker died, and say so at the end of its console: the
     worker that would have written the last lines never will."""
     with transaction.atomic():
-        if not finish_run(run, ok=False, error=str(INTERRUPTED)):
+        if not finish_run(run, ok=False, error=stored(INTERRUPTED)):
             return False
         live = RunHost.objects.filter(run=run, status__in=RunHost.LIVE_STATUSES).select_related("host")
         switched = [result.host.endpoint for result in live]
         meaning = (
-            _('Hosts that show "switched" (%(hosts)s) serve this run\'s release; '
-              "the others still serve what they served before.") % {"hosts": ", ".join(switched)}
-            if switched else _("No host had switched: every host still serves what it served before.")
+            stored(gettext_noop('Hosts that show "switched" (%(hosts)s) serve this run\'s release; '
+                                "the others still serve what they served before."), hosts=", ".join(switched))
+            if switched else stored(gettext_noop("No host had switched: every host still serves what it served before."))
         )
-        append_line(run, Stage.FINISH, Stream.ERROR, _("Interrupted: the worker stopped responding (its lock "
-                    "lease expired), so the run was ended. %(meaning)s") % {"meaning": meaning})
+        append_line(run, Stage.FINISH, Stream.ERROR, stored(gettext_noop(
+            "Interrupted: the worker stopped responding (its lock lease expired), so the run was ended. %(meaning)s"),
+            meaning=meaning))
         return True
 
 
@@ -625,13 +629,12 @@ def _reap_lost_queued(project: Project, now) -> list[DeployRun]:
     lost = []
     for run in candidates:
         with transaction.atomic():
-            if _move_run(run, "lose", finished_at=now, error=_("Lost: the worker never picked it up.")):
+            if _move_run(run, "lose", finished_at=now, error=stored(gettext_noop("Lost: the worker never picked it up."))):
                 ticket = Ticket.objects.get(pk=run.ticket_id)
                 if ticket.status == S.QUEUED:
-                    _move(ticket, "fail", None, _("the queued run was lost; deploy again"))
-                append_line(run, Stage.FINISH, Stream.ERROR,
-                            _("Lost: no worker ever picked this run up, so nothing ran and no host changed. "
-                              "Deploy again."))
+                    _move(ticket, "fail", None, stored(gettext_noop("the queued run was lost; deploy again")))
+                append_line(run, Stage.FINISH, Stream.ERROR, stored(gettext_noop(
+                    "Lost: no worker ever picked this run up, so nothing ran and no host changed. Deploy again.")))
                 lost.append(run)
     return lost
 
@@ -653,7 +656,7 @@ def release_lock(actor, project: Project) -> DeployRun | None:
     run = lock.run
     lock.delete()
     if run.status in DeployRun.WORKING_STATUSES:
-        finish_run(run, ok=False, error=_("Lock released by %(user)s.") % {"user": actor})
+        finish_run(run, ok=False, error=stored(gettext_noop("Lock released by %(user)s."), user=actor))
     TicketEvent.objects.create(ticket=run.ticket, actor=actor, action="release_lock",
-                               note=_("run %(run)s") % {"run": run.number})
+                               note=stored(gettext_noop("run %(run)s"), run=run.number))
     return run

@@ -9,14 +9,19 @@ the .mo without gettext tools.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 from pathlib import Path
 
+import django
 import polib
 import pytest
+from django.apps import apps
 from django.core.management import call_command
+
+from projects.management.commands.makemessages import walle_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = ROOT / "locale" / "zh_Hans" / "LC_MESSAGES"
@@ -40,12 +45,8 @@ def extracted(tmp_path_factory) -> polib.POFile:
             pytest.fail(f"{reason}; CI must check the catalogue")
         pytest.skip(reason)
     out = tmp_path_factory.mktemp("locale")
-    cwd = os.getcwd()
-    os.chdir(ROOT)  # makemessages reads the tree below the working directory
-    try:
+    with contextlib.chdir(ROOT):  # makemessages reads the tree below the working directory
         call_command("makemessages", locale=["zh_Hans"], output_dir=str(out), verbosity=0)
-    finally:
-        os.chdir(cwd)
     written = out / "zh_Hans" / "LC_MESSAGES" / "django.po"
     assert written.is_file(), "makemessages --output-dir wrote no catalogue"
     return polib.pofile(str(written))
@@ -69,7 +70,28 @@ def test_the_extraction_reads_the_engine_marker_and_skips_tests(extracted):
     msgids = {e.msgid for e in extracted}
     assert "{path} is not writable by {user}" in msgids  # engine/checks.py, marked with N_
     sources = {path for e in extracted for path, _line in e.occurrences}
-    assert not any(path.startswith(("tests/", "bench/", ".venv/")) for path in sources)
+    walle = tuple(f"{source.relative_to(ROOT)}/" for source in walle_sources())
+    assert "engine/" in walle and "templates/" in walle and "tests/" not in walle
+    assert sources and all(path.startswith(walle) for path in sources), sorted(sources)
+
+
+def test_the_extraction_reads_nothing_else_below_the_checkout(tmp_path):
+    """A workspace or data dir inside the checkout holds hostile repositories:
+    their strings must never reach the catalogue maintainers translate."""
+    if shutil.which("xgettext") is None:
+        pytest.skip("xgettext is missing (apt-get install gettext)")
+    planted = ROOT / "var-i18n-probe"
+    planted.mkdir()
+    try:
+        (planted / "evil.py").write_text('from django.utils.translation import gettext as _\n_("planted by a repo")\n')
+        out = tmp_path / "locale"
+        out.mkdir()
+        with contextlib.chdir(ROOT):
+            call_command("makemessages", locale=["zh_Hans"], output_dir=str(out), verbosity=0)
+        catalogue = polib.pofile(str(out / "zh_Hans" / "LC_MESSAGES" / "django.po"))
+    finally:
+        shutil.rmtree(planted)
+    assert len(catalogue) > 500 and "planted by a repo" not in {e.msgid for e in catalogue}
 
 
 def test_translations_keep_every_placeholder(committed):
@@ -92,3 +114,32 @@ def test_the_compiled_catalogue_matches_the_po_file(committed):
         k[1] for k in in_po.keys() & in_mo.keys() if in_po[k] != in_mo[k]
     )
     assert not stale, "django.mo is out of step with django.po (run manage.py compilemessages):\n" + "\n".join(stale)
+
+
+# Walle's catalogue comes first (LOCALE_PATHS), so a msgid it shares with Django
+# or an installed app changes that app's pages too. These differ on purpose:
+INTENDED_OVERRIDES = {
+    "group", "groups", "Group",  # a team is a 分组 everywhere in Walle, auth's and guardian's pages included
+    "Duration", "Email", "Queued", "Action", "active", "version", "object id", "Filter", "Log out",  # same sense
+    "Created",  # DRF uses it only as the text of an HTTP 201, which no page shows
+}
+
+
+def installed_chinese() -> dict[tuple[str, str, str], str]:
+    """Django's and every installed app's own zh_Hans translations."""
+    dirs = [Path(django.__file__).parent / "conf" / "locale"]
+    dirs += [Path(app.path) / "locale" for app in apps.get_app_configs() if not Path(app.path).is_relative_to(ROOT)]
+    found: dict[tuple[str, str, str], str] = {}
+    for mo in (d / "zh_Hans" / "LC_MESSAGES" / "django.mo" for d in dirs):
+        if mo.is_file():
+            for entry in polib.mofile(str(mo)):
+                found.setdefault(key(entry), entry.msgstr)
+    return found
+
+
+def test_walle_does_not_change_the_chinese_of_django_and_its_apps(committed):
+    theirs = installed_chinese()
+    assert len(theirs) > 500, "Django's own Chinese catalogues were not found"
+    changed = [f"{e.msgid!r}: {e.msgstr} (theirs: {theirs[key(e)]})" for e in committed.translated_entries()
+               if key(e) in theirs and theirs[key(e)] != e.msgstr and e.msgid not in INTENDED_OVERRIDES]
+    assert not changed, "give Walle's string a context (msgctxt) instead:\n" + "\n".join(changed)

@@ -16,7 +16,6 @@ from tests.browser.test_seed_story_browser import STEP_NAMES, TEXTS, TOUR_STEPS
 
 README = Path(settings.BASE_DIR) / "README.md"
 README_ZH = Path(settings.BASE_DIR) / "README.zh-CN.md"
-BROWSER_TEST = Path(settings.BASE_DIR) / "tests" / "browser" / "test_seed_story_browser.py"
 TOUR_HEADINGS = {README: "## A short tour", README_ZH: "## 导览"}
 # Walle's own strings the browser test asserts in Chinese: the English text is
 # the msgid, so the catalogue must turn it into exactly the Chinese text
@@ -74,25 +73,11 @@ def test_what_each_walked_step_names_is_what_the_browser_test_asserts(readme, la
         assert sorted(bold_names(steps[number])) == pressed, f"{readme.name} step {number}"
 
 
-def test_the_browser_test_screenshots_every_walked_step():
-    source = BROWSER_TEST.read_text(encoding="utf-8")
-    shot_steps = {int(n) for n in re.findall(r"\.shot\(\w+, (\d+),", source)}
-    shot_steps |= {int(n) for n in re.findall(r"submit_ticket\(\w+, story, site, \"v\d\", (\d+)\)", source)}
-    assert shot_steps == set(TOUR_STEPS)
-
-
 @pytest.mark.parametrize("key", CATALOGUE_KEYS)
 def test_the_chinese_texts_asserted_are_the_catalogues(key):
     with translation.override("zh-hans"):
         translated = translation.gettext(as_msgid(TEXTS["en"][key]))
     assert translated == as_msgid(TEXTS["zh"][key])
-
-
-def test_the_browser_test_uses_every_name_a_walked_step_lists():
-    # STEP_NAMES is only a promise; the story must press or read each name.
-    source = BROWSER_TEST.read_text(encoding="utf-8")
-    unused = [key for keys in STEP_NAMES.values() for key in keys if f't("{key}"' not in source]
-    assert not unused
 
 
 @pytest.mark.parametrize(("key", "verbose_name"), [
@@ -108,5 +93,5 @@ def test_the_chinese_admin_messages_asserted_are_djangos_with_walles_names(key, 
 
 def test_the_chinese_linked_hosts_message_asserted_is_the_catalogues():
     with translation.override("zh-hans"):
-        message = translation.gettext("Linked %(count)d host(s): %(hosts)s")
-    assert message % {"count": 3, "hosts": "127.0.0.11, 127.0.0.12, 127.0.0.13"} == TEXTS["zh"]["hosts_linked"]
+        message = translation.ngettext("Linked %(count)d host: %(hosts)s", "Linked %(count)d hosts: %(hosts)s", 3)
+    assert message % {"count": 3, "hosts": "{hosts}"} == TEXTS["zh"]["hosts_linked"]

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from releases import workflow
 from releases.lease import ProjectLease
@@ -111,6 +111,18 @@ def test_editing_an_approved_ticket_needs_approval_again(world):
     ticket = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
     ticket = workflow.edit(world.users["developer"], ticket, title="new title")
     assert ticket.status == S.PENDING
+
+
+def test_notes_are_stored_in_the_installations_language_whoever_acts(world, settings):
+    """A Chinese reader's edit writes the timeline in WALLE_LANGUAGE (English
+    here), which every later reader shares; the Chinese installation's in Chinese."""
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
+    with translation.override("zh-hans"):
+        ticket = workflow.edit(world.users["developer"], ticket, title="new title")
+    assert ticket.events.last().note == "changed title; needs approval again"
+    settings.LANGUAGE_CODE = "zh-hans"
+    ticket = workflow.edit(world.users["developer"], ticket, title="newer title")
+    assert ticket.events.last().note == "修改了 title"
 
 
 def test_only_the_author_edits(world):

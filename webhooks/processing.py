@@ -15,10 +15,12 @@ import logging
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from accounts.permissions import Action, can
 from releases import fetching, repository, workflow
 from releases.models import Ticket
+from walleproj.i18n import stored
 
 from .models import ProjectWebhook, WebhookDelivery
 
@@ -103,9 +105,10 @@ def _submit(actor, delivery: WebhookDelivery, commit: str) -> Ticket:
     try:
         ticket = workflow.submit(
             actor, delivery.project, ref=delivery.ref, commit=commit,
-            title=f"{delivery.ref} {commit[:8]} (push by {pusher})"[:200],
-            description=_("Opened by a %(vendor)s webhook, delivery %(delivery)s; pushed by %(pusher)s.")
-            % {"vendor": delivery.get_vendor_display(), "delivery": delivery.delivery_id, "pusher": pusher},
+            title=stored(gettext_noop("%(ref)s %(commit)s (push by %(pusher)s)"),
+                         ref=delivery.ref, commit=commit[:8], pusher=pusher)[:200],
+            description=stored(gettext_noop("Opened by a %(vendor)s webhook, delivery %(delivery)s; pushed by %(pusher)s."),
+                               vendor=delivery.get_vendor_display(), delivery=delivery.delivery_id, pusher=pusher),
         )
     except (PermissionDenied, workflow.WorkflowError) as exc:
         raise Refused(_("The workflow refused to open a ticket: %(error)s") % {"error": exc}) from None

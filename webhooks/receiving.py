@@ -89,7 +89,7 @@ def why_not(hook: ProjectWebhook, push: vendors.Push) -> str:
     """Why this push opens no ticket, or "" if it should open one."""
     mode = hook.project.repo_mode
     if push.deleted:
-        return _("%(kind)s %(name)s was deleted.") % {"kind": push.ref_kind or "ref", "name": push.name}
+        return _("%(kind)s %(name)s was deleted.") % {"kind": RepoMode(push.ref_kind).label if push.ref_kind else _("Ref"), "name": push.name}
     if push.ref_kind == RepoMode.BRANCH:
         if mode != RepoMode.BRANCH or not hook.wants_branch(push.name):
             return _("Tickets are not opened for pushes to branch %(name)s.") % {"name": push.name}

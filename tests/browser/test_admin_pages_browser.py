@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from accounts import permissions
 from releases.models import Ticket
 from tests import helpers
 from tests.browser.test_story_browser import browser, log_in  # noqa: F401 - the browser fixture
@@ -46,7 +47,7 @@ def test_bulk_approval_shows_each_ticket_then_approves_what_was_shown(transactio
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.PENDING  # nothing approved by the first press
     page.click("input[type=submit][value=Approve]")
-    expect(page.locator(".messagelist")).to_contain_text("Approved 1 ticket(s).")
+    expect(page.locator(".messagelist")).to_contain_text("Approved 1 ticket.")
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.APPROVED
 
@@ -64,3 +65,24 @@ def test_a_maintainer_rejects_a_ticket_with_a_reason_the_author_then_reads(trans
     expect(author.locator("body")).to_contain_text("no tests for the new endpoint")
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.REJECTED
+
+
+def test_a_maintainer_grants_an_outsider_one_action_by_its_label_and_revokes_it(transactional_db, world, live_server,
+                                                                               browser):  # noqa: F811
+    carol = helpers.make_user("carol")  # not in the project's group
+    page = log_in(browser, live_server.url, "maintainer")
+    page.goto(f"{live_server.url}/admin/projects/project/{world.project.pk}/change/")
+    page.click("text=Per-user grants")
+    expect(page.locator("#grants")).to_contain_text("No per-user grants.")
+    page.fill("#id_username", "carol")
+    page.select_option("#id_action", label="view details: config, hosts, commits and logs")
+    page.click("form button.default")
+    expect(page.locator(".messagelist")).to_contain_text(
+        "Granted view details: config, hosts, commits and logs to carol.")
+    row = page.locator("#grants tbody tr", has_text="carol")
+    expect(row).to_contain_text("view details: config, hosts, commits and logs")
+    assert permissions.can(carol, permissions.Action.VIEW_DETAILS, world.project)
+    row.locator("button", has_text="Revoke").click()
+    expect(page.locator(".messagelist")).to_contain_text("Revoked view details")
+    expect(page.locator("#grants")).to_contain_text("No per-user grants.")
+    assert not permissions.can(carol, permissions.Action.VIEW_DETAILS, world.project)

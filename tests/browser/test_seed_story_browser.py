@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -57,7 +57,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "user_added": "The user “{name}” was added successfully.",
         "group_added": "The group “{name}” was added successfully.",
         "project_added": "The project “{name} [production]” was added successfully.",
-        "hosts_linked": "Linked 3 host(s): 127.0.0.11, 127.0.0.12, 127.0.0.13",
+        "hosts_linked": "Linked 3 hosts: {hosts}",
         "secrets": "Secrets", "secrets_title": "Secrets: {name}",
         "run_check": "Run config check", "check_passed": "All checks passed",
         "submitted": "Ticket #{id} submitted.", "pending": "Pending approval",
@@ -75,7 +75,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "user_added": "成功添加了 用户“{name}”。",
         "group_added": "成功添加了 分组“{name}”。",
         "project_added": "成功添加了 项目“{name} [production]”。",
-        "hosts_linked": "已关联 3 台主机：127.0.0.11, 127.0.0.12, 127.0.0.13",
+        "hosts_linked": "已关联 3 台主机：{hosts}",
         "secrets": "机密变量", "secrets_title": "机密变量：{name}",
         "run_check": "运行配置检测", "check_passed": "全部检测通过",
         "submitted": "上线单 #{id} 已提交。", "pending": "待审核",
@@ -98,13 +98,17 @@ class Story:
     shots: Path
     base: str
     count: int = 0
+    used: set[str] = field(default_factory=set)  # the texts pressed or read
+    shot_steps: set[int] = field(default_factory=set)
 
     def t(self, key: str, **fields: object) -> str:
+        self.used.add(key)
         return self.texts[key].format(**fields)
 
     def next_shot(self, step: int, name: str) -> Path:
         """The next numbered screenshot's path, tagged with its tour step."""
         self.count += 1
+        self.shot_steps.add(step)
         return self.shots / f"{self.count:02d}-step{step}-{name}.png"
 
     def shot(self, page: Page, step: int, name: str) -> None:
@@ -194,7 +198,7 @@ def add_project(page: Page, story: Story, name: str, group: str, repo_url: str, 
     page.fill("#id_webroot", "/data/nginx/website")
     page.click("input[name=_continue]")
     expect(messages(page)).to_contain_text(story.t("project_added", name=name))
-    expect(messages(page)).to_contain_text(story.t("hosts_linked"))
+    expect(messages(page)).to_contain_text(story.t("hosts_linked", hosts=", ".join(h.address for h in hosts)))
     return int(re.search(r"/project/(\d+)/change/", page.url).group(1))
 
 
@@ -349,3 +353,8 @@ def test_the_seed_story_through_the_pages(language, stage, worker, live_server, 
     dev.goto(f"{story.base}/")
     expect(dev.locator("#live")).to_contain_text(site.commits["v1"][:8])
     story.shot(dev, 5, "dashboard")
+
+    # The README's walked steps are what this story did: each name it lists was
+    # pressed or read, and each step has its screenshot.
+    assert {key for keys in STEP_NAMES.values() for key in keys} <= story.used
+    assert story.shot_steps == set(TOUR_STEPS)

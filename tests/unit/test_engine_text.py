@@ -8,7 +8,7 @@ import pickle
 from django.utils import translation
 
 from engine.text import N_, Text
-from projects.config_check import translate
+from walleproj.i18n import translate
 
 
 def test_a_marked_text_reads_as_english_and_keeps_its_template_and_values():
