@@ -128,7 +128,7 @@ INTENDED_OVERRIDES = {
 def installed_chinese() -> dict[tuple[str, str, str], str]:
     """Django's and every installed app's own zh_Hans translations."""
     dirs = [Path(django.__file__).parent / "conf" / "locale"]
-    dirs += [Path(app.path) / "locale" for app in apps.get_app_configs() if not Path(app.path).is_relative_to(ROOT)]
+    dirs += [Path(app.path) / "locale" for app in apps.get_app_configs() if Path(app.path).parent != ROOT]
     found: dict[tuple[str, str, str], str] = {}
     for mo in (d / "zh_Hans" / "LC_MESSAGES" / "django.mo" for d in dirs):
         if mo.is_file():

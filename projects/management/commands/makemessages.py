@@ -28,7 +28,9 @@ IGNORED = ["*/migrations/*"]
 def walle_sources() -> list[Path]:
     """Walle's apps (those inside the project), the engine, settings and templates."""
     base = Path(settings.BASE_DIR)
-    own = {Path(app.path) for app in apps.get_app_configs() if Path(app.path).is_relative_to(base)}
+    # Walle's apps are the project's top-level packages (a virtualenv inside
+    # the checkout holds other apps below it, deeper down).
+    own = {Path(app.path) for app in apps.get_app_configs() if Path(app.path).parent == base}
     return sorted(own | {base / "engine", base / "walleproj", base / "templates"})
 
 
