@@ -12,7 +12,8 @@ fi
 . .venv/bin/activate
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/walle"
 export WALLE_REDIS_URL="redis://127.0.0.1:6379/0"
-python -m pytest -p no:cacheprovider tests/test_configuration.py tests/test_workflow.py tests/integration/test_worker.py
+python -m pytest -p no:cacheprovider tests/test_configuration.py tests/test_workflow.py tests/integration/test_worker.py \
+  tests/test_approval_rules.py tests/test_rollout_workflow.py tests/test_promote_wait.py tests/test_read_queries.py
 # Several workers on separate data dirs, and health, metrics and log retention
 # against PostgreSQL and Redis (the stage histogram's SQL differs per database).
 python -m pytest -p no:cacheprovider tests/scale_out tests/test_health_endpoints.py tests/test_metrics_endpoint.py \
