@@ -42,7 +42,7 @@ class Action(StrEnum):
     MANAGE = "manage"  # members and roles, delete projects
     # Ticket-level actions, resolved from the above plus ownership.
     EDIT = "edit"
-    CANCEL = "cancel"
+    CANCEL = "cancel"  # a waiting rollout: as PROMOTE, since cancelling it switches hosts back
     DEPLOY = "deploy"
     # Rejecting takes the right to approve, but not the approver's one vote:
     # who approved a version may still reject it.
@@ -161,6 +161,13 @@ def can(user, action: Action | str, obj: Model) -> bool:
         return action == Action.REJECT or not has_approved(user, ticket)
     if action == Action.EDIT:
         return _is_own(user, ticket) and has_project_action(user, Action.SUBMIT, project)
+    if action == Action.CANCEL and getattr(ticket, "is_waiting", False):
+        # Cancelling a rollout that waits for a promote is no longer withdrawing
+        # a request: the worker switches production hosts back. It is the other
+        # answer to "Promote?", so it takes the right to promote (whoever may
+        # deploy the ticket), not the right to cancel a ticket that never ran
+        # (an approver's grant alone, or a submitter without the right to deploy).
+        action = Action.PROMOTE
     if action == Action.CANCEL:
         return (_is_own(user, ticket) and has_project_action(user, Action.SUBMIT, project)) or (
             has_project_action(user, Action.APPROVE, project)
@@ -203,6 +210,8 @@ def denial_reason(user, action: Action | str, obj: Model) -> str:
         return _("Only its submitter or a Maintainer of %(group)s deploys this ticket.") % group
     if action == Action.PROMOTE:
         return _("Only its submitter or a Maintainer of %(group)s promotes this ticket's rollout.") % group
+    if action == Action.CANCEL and getattr(obj, "is_waiting", False):
+        return _("Only its submitter or a Maintainer of %(group)s cancels this ticket's rollout.") % group
     if action == Action.ROLLBACK:
         return _("Only Maintainers and Owners of %(group)s roll back.") % group
     return _("You do not have permission to %(action)s here.") % {"action": action.value.replace("_", " ")}

@@ -52,7 +52,8 @@ SwitchGate = Callable[[], bool]
 _GATE_CLOSED = "the run lost its project lock before the switch; no webroot is changed"
 _LOCK_LOST = "the run lost its project lock; the later batches are not switched"
 # Asked before each later batch when the rollout waits for promotes: "" to go
-# on, else why not (no promote in time), which fails the run.
+# on, else why not (no promote in time, a person cancelled), which stops the
+# rollout and switches back the hosts this run switched.
 PromoteGate = Callable[[int, int], str]
 
 logger = logging.getLogger(__name__)

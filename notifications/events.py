@@ -26,6 +26,7 @@ ACTION_EVENTS: dict[str, Event] = {
     "approve": Event.APPROVED,
     "reject": Event.REJECTED,
     "start": Event.STARTED,
+    "wait": Event.WAITING_FOR_PROMOTE,  # someone must press Promote (or Cancel) on the ticket
     "succeed": Event.SUCCEEDED,  # Event.ROLLED_BACK for a rollback ticket
     "fail": Event.FAILED,
     "lock_taken_over": Event.LOCK_TAKEN_OVER,
@@ -33,10 +34,12 @@ ACTION_EVENTS: dict[str, Event] = {
     "schedule_refused": Event.SCHEDULE_REFUSED,  # nobody is watching at the scheduled time
 }
 
-# Events whose note is worth sending: a reason a person wrote, or the
-# takeover's explanation. A failed run's error stays on the ticket page (it
-# can quote build output, which is not for every chat group).
-NOTE_EVENTS = (Event.REJECTED, Event.LOCK_TAKEN_OVER, Event.WINDOW_OVERRIDDEN, Event.SCHEDULE_REFUSED)
+# Events whose note is worth sending: a reason a person wrote, the
+# takeover's explanation, or which batch waits for a promote. A failed run's
+# error stays on the ticket page (it can quote build output, which is not for
+# every chat group).
+NOTE_EVENTS = (Event.REJECTED, Event.LOCK_TAKEN_OVER, Event.WINDOW_OVERRIDDEN, Event.SCHEDULE_REFUSED,
+               Event.WAITING_FOR_PROMOTE)
 MAX_NOTE = 500
 
 

@@ -26,6 +26,8 @@ class Event(models.TextChoices):
     APPROVED = "approved", _("Ticket approved")
     REJECTED = "rejected", _("Ticket rejected")
     STARTED = "started", _("Deploy started")
+    # A rollout's next batch waits for someone to press Promote (or Cancel).
+    WAITING_FOR_PROMOTE = "waiting_for_promote", _("Waiting for promote")
     SUCCEEDED = "succeeded", _("Deploy succeeded")
     FAILED = "failed", _("Deploy failed")
     ROLLED_BACK = "rolled_back", _("Rolled back")

@@ -201,12 +201,19 @@ class TicketViewSet(PolicyErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMod
         data = _valid(ReasonSerializer, request)
         return self._render(workflow.reject(request.user, ticket, data["reason"], version=data.get("version")))
 
-    @extend_schema(request=NoteSerializer, responses=TicketDetailSerializer)
+    @extend_schema(request=NoteSerializer, responses={200: TicketDetailSerializer, 202: TicketDetailSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
+        """Cancel a ticket that has not run (200, ``cancelled``), or stop a
+        rollout waiting for a promote (202, ``cancelling``: the worker switches
+        back the hosts the run switched, then the ticket is ``cancelled``, or
+        ``failed`` if a host could not be switched back). Stopping a rollout
+        takes the right to promote it. 409 when the status allows no cancel."""
         ticket = self.get_object()
         note = _valid(NoteSerializer, request)["note"]
-        return self._render(workflow.cancel(request.user, ticket, note))
+        ticket = workflow.cancel(request.user, ticket, note)
+        code = status.HTTP_202_ACCEPTED if ticket.status == Ticket.Status.CANCELLING else status.HTTP_200_OK
+        return self._render(ticket, code)
 
     @extend_schema(request=DeploySerializer, responses={202: TicketDetailSerializer})
     @action(detail=True, methods=["post"])

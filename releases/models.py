@@ -34,11 +34,14 @@ class Ticket(models.Model):
         # A rollout's batch switched and passed its gate; the next one waits
         # for someone to press Promote (or for the promote timeout).
         WAITING = "waiting", _("Waiting for promote")
+        # Cancelled while it waited: the worker stops the rollout and switches
+        # back the hosts this run switched, then the ticket is cancelled.
+        CANCELLING = "cancelling", _("Cancelling")
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
         CANCELLED = "cancelled", _("Cancelled")
 
-    ACTIVE_STATUSES = (Status.QUEUED, Status.DEPLOYING, Status.WAITING)
+    ACTIVE_STATUSES = (Status.QUEUED, Status.DEPLOYING, Status.WAITING, Status.CANCELLING)
     FINAL_STATUSES = (Status.SUCCEEDED, Status.CANCELLED)
 
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="tickets", verbose_name=_("project"))
@@ -98,6 +101,11 @@ class Ticket(models.Model):
     @property
     def is_rollback(self) -> bool:
         return self.kind == self.Kind.ROLLBACK
+
+    @property
+    def is_waiting(self) -> bool:
+        """Its rollout waits for a promote (the policy asks: a cancel now switches hosts back)."""
+        return self.status == self.Status.WAITING
 
     def latest_run(self) -> DeployRun | None:
         return self.runs.order_by("-number").first()
@@ -195,6 +203,7 @@ EVENT_ACTIONS = {
     "wait": _("waiting for promote"),
     "promote": _("promoted"),
     "resume": _("rollout resumed"),
+    "switch_back": _("hosts switched back"),
 }
 
 
@@ -210,14 +219,16 @@ class RunStatus(models.TextChoices):
     QUEUED = "queued", _("Queued")
     RUNNING = "running", _("Running")
     WAITING = "waiting", _("Waiting for promote")
+    CANCELLING = "cancelling", _("Cancelling")  # cancelled while waiting; the worker switches back
     SUCCEEDED = "succeeded", _("Succeeded")
     FAILED = "failed", _("Failed")
     CANCELLED = "cancelled", _("Cancelled")
 
 
-ACTIVE_RUN_STATUSES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.WAITING.value]
+ACTIVE_RUN_STATUSES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.WAITING.value,
+                       RunStatus.CANCELLING.value]
 # A worker is at work on the run (it holds the project's lease).
-WORKING_RUN_STATUSES = [RunStatus.RUNNING.value, RunStatus.WAITING.value]
+WORKING_RUN_STATUSES = [RunStatus.RUNNING.value, RunStatus.WAITING.value, RunStatus.CANCELLING.value]
 
 
 class DeployRun(models.Model):

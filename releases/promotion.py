@@ -1,5 +1,6 @@
 """The worker's side of a promote: wait, without busy-looping, until a person
-lets the rollout's next batch switch, or until the promote timeout.
+lets the rollout's next batch switch or cancels the ticket, or until the
+promote timeout.
 
 The run's project lease keeps beating in its own thread meanwhile (see
 ``releases.lease``), so a waiting run is never taken for a dead one; this only
@@ -20,7 +21,9 @@ from .runlog import RunLog
 
 
 class PromoteWait:
-    """The engine's ``await_promote`` for one run: "" once promoted, else why not."""
+    """The engine's ``await_promote`` for one run: "" once promoted, else why
+    not (cancelled, no promote in time, lock lost), which makes the engine
+    switch back the hosts this run switched."""
 
     def __init__(self, run: DeployRun, lease: ProjectLease, log: RunLog) -> None:
         self.run = run
@@ -32,20 +35,28 @@ class PromoteWait:
         workflow.wait_for_promote(self.run, number, total)
         deadline = time.monotonic() + settings.WALLE_PROMOTE_TIMEOUT
         while time.monotonic() < deadline:
-            if self._promoted():
-                return ""
+            answer = self._answer()
+            if answer is not None:
+                return answer
             if not self.lease.still_ours():
                 return self._give_up(_("the run lost its project lock while it waited for a promote"))
             time.sleep(settings.WALLE_PROMOTE_POLL)
         return self._give_up(_("no promote came within %(seconds)s s") % {"seconds": settings.WALLE_PROMOTE_TIMEOUT})
 
-    def _promoted(self) -> bool:
-        status = DeployRun.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
-        return status == DeployRun.Status.RUNNING
+    def _answer(self) -> str | None:
+        """A person's answer: "" once promoted, why not once cancelled (the
+        engine then switches back), None while the run still waits."""
+        status, error = DeployRun.objects.filter(pk=self.run.pk).values_list("status", "error").first() or ("", "")
+        if status == DeployRun.Status.RUNNING:
+            return ""
+        if status == DeployRun.Status.CANCELLING:
+            return error or str(DeployRun.Status.CANCELLED.label)  # "cancelled by alice" (workflow.cancel)
+        return None
 
     def _give_up(self, reason: str) -> str:
-        # A promote pressed at the last moment wins over the timeout; a run
-        # ended meanwhile (its lock released) goes no further either.
-        if workflow.stop_waiting(self.run, reason) or not self._promoted():
+        # A promote or a cancel pressed at the last moment wins over the
+        # timeout; a run ended meanwhile (its lock released) goes no further.
+        if workflow.stop_waiting(self.run, reason):
             return reason
-        return ""
+        answer = self._answer()
+        return reason if answer is None else answer

@@ -481,8 +481,13 @@ def ticket_reject(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def ticket_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, _visible_ticket(request, pk), lambda t: workflow.cancel(request.user, t),
-                _("Ticket cancelled."))
+    return _act(request, _visible_ticket(request, pk), lambda t: workflow.cancel(request.user, t), _cancelled)
+
+
+def _cancelled(ticket: Ticket) -> str:
+    if ticket.status == S.CANCELLING:
+        return _("Cancelling: the rollout stops and the hosts it switched go back to what they served before.")
+    return _("Ticket cancelled.")
 
 
 @login_required

@@ -61,6 +61,13 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("promote", S.WAITING): S.DEPLOYING,
     ("resume", S.WAITING): S.DEPLOYING,
     ("fail", S.WAITING): S.FAILED,
+    # Cancelled while it waits (cancel): the worker sees it at its next poll,
+    # stops the rollout and switches back the hosts this run switched. The
+    # ticket ends cancelled, or failed if a host could not be switched back
+    # (it still serves the new release: that needs a retry or a rollback).
+    ("cancel", S.WAITING): S.CANCELLING,
+    ("switch_back", S.CANCELLING): S.CANCELLED,
+    ("fail", S.CANCELLING): S.FAILED,
     # A new run of a failed ticket that reuses its release (docs/rollouts.md).
     ("retry", S.FAILED): S.QUEUED,
     # An edit that needs no new approval keeps the status (and still goes
@@ -86,6 +93,9 @@ RUN_TRANSITIONS: dict[tuple[str, str], str] = {
     ("resume", R.WAITING): R.RUNNING,
     ("fail", R.WAITING): R.FAILED,  # the reaper, a released lock: the worker that waited is gone
     ("cancel", R.QUEUED): R.CANCELLED,
+    ("cancel", R.WAITING): R.CANCELLING,
+    ("switch_back", R.CANCELLING): R.CANCELLED,
+    ("fail", R.CANCELLING): R.FAILED,
     ("lose", R.QUEUED): R.FAILED,  # the broker never delivered it
 }
 
@@ -290,9 +300,21 @@ def reject(actor, ticket: Ticket, reason: str, *, version: int | None = None) ->
 
 @transaction.atomic
 def cancel(actor, ticket: Ticket, note: str = "") -> Ticket:
-    require(actor, Action.CANCEL, ticket)
+    """Cancel a ticket before it runs (a queued run is cancelled with it), or
+    stop a rollout that waits for a promote: the ticket is then *cancelling*
+    until the worker, at its next poll, has switched back the hosts this run
+    switched (see ``finish_run``)."""
+    require(actor, Action.CANCEL, ticket)  # for a waiting rollout, the right to promote (the policy)
     Ticket.objects.select_for_update().filter(pk=ticket.pk).first()
+    waiting = DeployRun.objects.filter(ticket=ticket, status=R.WAITING).first() if ticket.is_waiting else None
     ticket = _move(ticket, "cancel", actor, note, **UNSCHEDULED)
+    if ticket.status == S.CANCELLING:
+        # The worker reads the reason when it sees the run cancelling: the console,
+        # the run's error and the timeline all say who stopped the rollout.
+        reason = _("cancelled by %(user)s") % {"user": actor}
+        if waiting is None or not _move_run(waiting, "cancel", error=reason):
+            raise InvalidTransition(_("The run stopped waiting meanwhile."))
+        return ticket
     for run in DeployRun.objects.filter(ticket=ticket, status=R.QUEUED):
         _move_run(run, "cancel", finished_at=timezone.now())
     return ticket
@@ -555,15 +577,27 @@ def start_run(run_id: int, worker: str) -> DeployRun | None:
 
 def finish_run(run: DeployRun, *, ok: bool, error: str = "", failed_batch: str = "") -> bool:
     """End a run and its ticket in a final status; every run ends here.
-    Returns False when the run had already ended (and nothing changed)."""
+    Returns False when the run had already ended (and nothing changed).
+
+    A run cancelled while it waited ends cancelled when no host serves its
+    release any more (all switched back), else failed."""
     with transaction.atomic():
-        ended = _move_run(run, "succeed" if ok else "fail", finished_at=timezone.now(), error=error,
-                          failed_batch=failed_batch)
+        action = "succeed" if ok else "fail"
+        if DeployRun.objects.filter(pk=run.pk, status=R.CANCELLING).exists():
+            # No batch failed: a person stopped the rollout. A host still serving
+            # the run's release (switching back failed) makes it a failure, so
+            # the ticket offers a retry or a rollback.
+            live = RunHost.objects.filter(run=run, status__in=RunHost.LIVE_STATUSES).exists()
+            action, failed_batch = ("fail" if live else "switch_back"), ""
+        ended = _move_run(run, action, finished_at=timezone.now(), error=error, failed_batch=failed_batch)
         if not ended:
             return False  # already ended (reaped, lock released): a late worker must not touch the ticket
         ticket = Ticket.objects.get(pk=run.ticket_id)
-        if ticket.status in (S.DEPLOYING, S.WAITING):
-            _move(ticket, "succeed" if ok else "fail", None, error[:2000])
+        if ticket.status in (S.DEPLOYING, S.WAITING, S.CANCELLING):
+            _move(ticket, action, None, error[:2000])
+        if action == "switch_back":
+            append_line(run, Stage.FINISH, Stream.INFO, _("Cancelled: every host this run switched serves what it "
+                                                          "served before again."))
         return True
 
 

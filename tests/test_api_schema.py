@@ -7,3 +7,4 @@ def test_the_openapi_schema_generates_without_warnings(tmp_path, db):
     text = out.read_text()
     assert "/api/tickets/{id}/approve/" in text and "TicketStatusEnum" in text
     assert "/api/tickets/{id}/promote/" in text and "/api/tickets/{id}/retry/" in text
+    assert "/api/tickets/{id}/cancel/" in text and "cancelling" in text

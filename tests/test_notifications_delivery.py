@@ -13,7 +13,16 @@ from django.utils import timezone
 
 from notifications import sending
 from notifications.events import ACTION_EVENTS, event_for
-from notifications.models import SIGNED_KINDS, URL_KINDS, Channel, Delivery, Event, Kind, ProjectNotificationSettings
+from notifications.models import (
+    SIGNED_KINDS,
+    URL_KINDS,
+    Channel,
+    Delivery,
+    Event,
+    Kind,
+    ProjectNotificationSettings,
+    all_events,
+)
 from projects import crypto
 from releases import workflow
 from releases.models import DeployRun, Ticket, TicketEvent
@@ -67,6 +76,9 @@ def test_every_mapped_action_is_one_the_workflow_writes():
     ("approve", Ticket.Kind.DEPLOY, Event.APPROVED),
     ("reject", Ticket.Kind.DEPLOY, Event.REJECTED),
     ("start", Ticket.Kind.DEPLOY, Event.STARTED),
+    ("wait", Ticket.Kind.DEPLOY, Event.WAITING_FOR_PROMOTE),
+    ("cancel", Ticket.Kind.DEPLOY, None),  # also of a waiting rollout: whoever pressed it knows
+    ("switch_back", Ticket.Kind.DEPLOY, None),
     ("succeed", Ticket.Kind.DEPLOY, Event.SUCCEEDED),
     ("succeed", Ticket.Kind.ROLLBACK, Event.ROLLED_BACK),
     ("fail", Ticket.Kind.ROLLBACK, Event.FAILED),
@@ -246,6 +258,53 @@ def test_environment_defaults_join_project_channels_unless_the_project_turns_the
     ProjectNotificationSettings.objects.create(project=world.project, use_environment_defaults=False)
     _, second = deployed_ticket(world)
     assert {d.channel for d in _queued(second)} == {own}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rollout_waiting_for_a_promote_tells_the_channels_which_batch_waits(world, receiver, inline_worker,  # noqa: F811
+                                                                             settings):
+    settings.WALLE_BASE_URL = "https://walle.example.com"
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.DEPLOYING)
+    run = DeployRun.objects.create(ticket=ticket, number=1, status=DeployRun.Status.RUNNING,
+                                   triggered_by=world.users["maintainer"], started_at=timezone.now())
+    make_channel(Kind.WEBHOOK, receiver, project=world.project)
+    make_channel(Kind.DINGTALK, receiver, environment=world.project.environment)
+    deaf = make_channel(Kind.SLACK, receiver, project=world.project, events=[Event.FAILED, Event.SUCCEEDED])
+    workflow.wait_for_promote(run, 2, 3)  # the worker's move, as the rollout reaches batch 2
+
+    got = receiver.wait(2)
+    assert all(r.verified for r in got), [r.problem for r in got]
+    [hook] = [r for r in got if r.vendor == "webhook"]
+    assert hook.headers["x-walle-event"] == "waiting_for_promote"
+    body = hook.json
+    assert (body["event"], body["status"], body["note"], body["who"]) == (
+        "waiting_for_promote", "Waiting for promote", "batch 2/3 waits for a promote", "maintainer")
+    assert body["url"] == f"https://walle.example.com/tickets/{ticket.pk}/"
+    [robot] = [r for r in got if r.vendor == "dingtalk"]
+    text = robot.json["markdown"]["text"]
+    for expected in ("Waiting for promote", "batch 2/3 waits for a promote", f"/tickets/{ticket.pk}/", ticket.title):
+        assert expected in text, (expected, text)
+    assert not deaf.deliveries.exists()  # a channel that did not pick the event hears nothing
+    assert set(Delivery.objects.filter(ticket=ticket).values_list("event", "status")) == {
+        (Event.WAITING_FOR_PROMOTE, D.SENT)}
+
+
+def test_new_channels_hear_a_waiting_rollout_by_default_and_the_migration_adds_it_to_all_event_channels(world):
+    import importlib
+
+    from django.apps import apps
+
+    assert Event.WAITING_FOR_PROMOTE in Channel().events
+    migration = importlib.import_module("notifications.migrations.0003_waiting_for_promote")
+    earlier = sorted(migration.EARLIER)
+    everything = Channel.objects.create(name="all", kind=Kind.EMAIL, project=world.project, events=earlier)
+    picked = Channel.objects.create(name="failures", kind=Kind.EMAIL, project=world.project, events=[Event.FAILED])
+    migration.subscribe_channels_that_hear_everything(apps, None)
+    everything.refresh_from_db()
+    picked.refresh_from_db()
+    assert everything.events == [*earlier, Event.WAITING_FOR_PROMOTE]
+    assert picked.events == [Event.FAILED]
+    assert set(migration.EARLIER) | {Event.WAITING_FOR_PROMOTE} == set(all_events())
 
 
 # --- Never in the workflow's way -------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The worker's wait for a promote, with the real lease and console: it ends
-on a promote, on the timeout, or when the run loses its project."""
+on a promote, on a cancel, on the timeout, or when the run loses its project."""
 
 from __future__ import annotations
 
@@ -53,6 +53,28 @@ def test_no_promote_in_time_ends_the_wait_with_the_reason(running):
     run.refresh_from_db()
     assert (ticket.status, run.status) == (S.DEPLOYING, DeployRun.Status.RUNNING)
     assert ticket.events.last().action == "resume"
+
+
+def test_a_cancel_ends_the_wait_with_who_cancelled(running, world):
+    ticket, run, wait = running
+    timer = threading.Timer(0.5, lambda: workflow.cancel(world.users["maintainer"], Ticket.objects.get(pk=ticket.pk)))
+    timer.start()
+    try:
+        assert wait(2, 3) == "cancelled by maintainer"  # the engine switches back and stops
+    finally:
+        timer.join()
+    ticket.refresh_from_db()
+    run.refresh_from_db()
+    assert (ticket.status, run.status) == (S.CANCELLING, DeployRun.Status.CANCELLING)
+
+
+def test_a_cancel_pressed_as_the_wait_times_out_still_names_the_cancel(running, world):
+    ticket, run, wait = running
+    workflow.wait_for_promote(run, 2, 3)
+    workflow.cancel(world.users["maintainer"], Ticket.objects.get(pk=ticket.pk))
+    assert wait._give_up("no promote came within 2 s") == "cancelled by maintainer"
+    run.refresh_from_db()
+    assert run.status == DeployRun.Status.CANCELLING
 
 
 def test_a_released_lock_ends_the_wait_without_switching_on(running, world):

@@ -1,5 +1,5 @@
-"""Promote and Retry on the ticket page and over the API, and the failed
-notification naming the batch."""
+"""Promote, Cancel (of a waiting rollout) and Retry on the ticket page and
+over the API, and the failed notification naming the batch."""
 
 from __future__ import annotations
 
@@ -32,13 +32,15 @@ def failed(world) -> Ticket:
     return ticket
 
 
-def test_the_ticket_page_offers_promote_while_the_rollout_waits(client, world):
+def test_the_ticket_page_offers_promote_and_cancel_while_the_rollout_waits(client, world):
     ticket = waiting(world)
     client.force_login(world.users["developer"])
     page = client.get(reverse("ticket_detail", args=[ticket.pk])).content.decode()
     assert 'id="btn-promote"' in page and 'id="waiting-promote"' in page and "Waiting for promote" in page
+    assert 'id="btn-cancel"' in page and "Cancel and switch back" in page and "data-confirm=" in page
     client.force_login(world.users["reporter"])
-    assert 'id="btn-promote"' not in client.get(reverse("ticket_detail", args=[ticket.pk])).content.decode()
+    page = client.get(reverse("ticket_detail", args=[ticket.pk])).content.decode()
+    assert 'id="btn-promote"' not in page and 'id="btn-cancel"' not in page
 
 
 def test_pressing_promote_moves_the_ticket_on(client, world):
@@ -58,6 +60,18 @@ def test_a_reporter_cannot_promote(client, world):
     assert ticket.status == S.WAITING
 
 
+def test_pressing_cancel_on_a_waiting_ticket_says_the_hosts_go_back(client, world):
+    ticket = waiting(world)
+    client.force_login(world.users["developer"])
+    response = client.post(reverse("ticket_cancel", args=[ticket.pk]), follow=True)
+    page = response.content.decode()
+    assert "Cancelling: the rollout stops and the hosts it switched go back" in page
+    assert 'id="cancelling-note"' in page and 'data-status="cancelling"' in page
+    assert 'id="btn-cancel"' not in page and 'id="btn-promote"' not in page
+    ticket.refresh_from_db()
+    assert ticket.status == S.CANCELLING
+
+
 def test_the_page_names_the_failed_batch_and_offers_retry(client, world, django_capture_on_commit_callbacks):
     ticket = failed(world)
     client.force_login(world.users["developer"])
@@ -75,6 +89,29 @@ def test_the_api_promotes_and_retries(world, django_capture_on_commit_callbacks)
     ticket = waiting(world)
     assert api.post(f"/api/tickets/{ticket.pk}/promote/").json()["status"] == S.DEPLOYING
     assert api.post(f"/api/tickets/{ticket.pk}/promote/").status_code == 409  # not waiting any more
+
+
+def test_the_api_cancels_a_waiting_rollout_once_and_only_for_who_may_promote(world):
+    api = APIClient()
+    ticket = waiting(world)
+    api.force_authenticate(world.users["reporter"])
+    refused = api.post(f"/api/tickets/{ticket.pk}/cancel/", {}, format="json")
+    assert refused.status_code == 403
+    api.force_authenticate(world.users["developer"])
+    response = api.post(f"/api/tickets/{ticket.pk}/cancel/", {"note": "wrong build"}, format="json")
+    assert response.status_code == 202  # accepted: the worker switches back, then it is cancelled
+    assert response.json()["status"] == S.CANCELLING
+    assert ticket.latest_run().status == DeployRun.Status.CANCELLING
+    assert api.post(f"/api/tickets/{ticket.pk}/cancel/", {}, format="json").status_code == 409
+    assert api.post(f"/api/tickets/{ticket.pk}/promote/").status_code == 409
+
+
+def test_the_api_still_cancels_a_ticket_that_never_ran_at_once(world):
+    api = APIClient()
+    api.force_authenticate(world.users["developer"])
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.APPROVED)
+    response = api.post(f"/api/tickets/{ticket.pk}/cancel/", {}, format="json")
+    assert (response.status_code, response.json()["status"]) == (200, S.CANCELLED)
 
 
 def test_the_api_retries_a_failed_run_once(world, django_capture_on_commit_callbacks):

@@ -1,5 +1,6 @@
 """Rollout moves in the workflow: waiting for a promote, promote (who may,
-from where), the worker's timeout racing a promote, the reaper, retries."""
+from where), cancelling a waiting rollout (who may, how it ends), the
+worker's timeout racing a promote or a cancel, the reaper, retries."""
 
 from __future__ import annotations
 
@@ -84,8 +85,113 @@ def test_a_developer_may_not_promote_someone_elses_ticket(world):
         workflow.promote(world.users["developer"], ticket)
 
 
-def test_a_waiting_run_whose_worker_died_is_reaped(world, settings):
+def test_cancelling_a_waiting_rollout_hands_the_switch_back_to_the_worker(world):
     ticket, run = waiting_ticket(world)
+    ticket = workflow.cancel(world.users["developer"], ticket, "wrong build")
+    run.refresh_from_db()
+    assert (ticket.status, run.status) == (S.CANCELLING, R.CANCELLING)
+    assert S.CANCELLING in Ticket.ACTIVE_STATUSES and R.CANCELLING in DeployRun.WORKING_STATUSES  # still held
+    # The worker's next poll reads who cancelled, for the console and the run's error.
+    assert run.error == "cancelled by developer" and run.finished_at is None
+    event = ticket.events.last()
+    assert (event.action, event.from_status, event.to_status, event.actor, event.note) == (
+        "cancel", S.WAITING, S.CANCELLING, world.users["developer"], "wrong build")
+
+
+def test_a_cancel_and_a_promote_exclude_each_other(world):
+    ticket, run = waiting_ticket(world)
+    stale = Ticket.objects.get(pk=ticket.pk)
+    workflow.cancel(world.users["developer"], ticket)
+    with pytest.raises(workflow.InvalidTransition):
+        workflow.promote(world.users["owner"], stale)
+    assert workflow.stop_waiting(run, "no promote came within 1 s") is False  # nor does the timeout win
+    run.refresh_from_db()
+    assert run.status == R.CANCELLING
+
+    promoted, _run = waiting_ticket(world)
+    stale = Ticket.objects.get(pk=promoted.pk)
+    workflow.promote(world.users["developer"], promoted)
+    with pytest.raises(workflow.InvalidTransition):
+        workflow.cancel(world.users["owner"], stale)
+    promoted.refresh_from_db()
+    assert promoted.status == S.DEPLOYING
+
+
+def test_a_waiting_ticket_without_a_waiting_run_is_not_cancelled(world):
+    ticket = helpers.make_ticket(world.project, world.users["developer"], S.WAITING)
+    with pytest.raises(workflow.InvalidTransition, match="stopped waiting"):
+        workflow.cancel(world.users["developer"], ticket)
+    ticket.refresh_from_db()
+    assert ticket.status == S.WAITING and not ticket.events.filter(action="cancel").exists()
+
+
+@pytest.mark.parametrize(("user", "allowed"), [
+    ("developer", True), ("maintainer", True), ("owner", True), ("admin", True),
+    ("reporter", False), ("guest", False), ("outsider", False),
+    ("granted", False),  # a per-project approver: may cancel a pending ticket, not switch production back
+])
+def test_who_may_cancel_a_waiting_rollout_is_who_may_promote_it(world, user, allowed):
+    from accounts import grants
+
+    grants.grant(world.users["owner"], world.users["granted"], Action.APPROVE, world.project)
+    ticket, _run = waiting_ticket(world)
+    person = world.users[user]
+    assert can(person, Action.CANCEL, ticket) is allowed
+    assert can(person, Action.CANCEL, ticket) is can(person, Action.PROMOTE, ticket)
+    assert ticket_actions(person, ticket)["cancel"] is allowed
+    if not allowed:
+        with pytest.raises(PermissionDenied):
+            workflow.cancel(person, ticket)
+        ticket.refresh_from_db()
+        assert ticket.status == S.WAITING
+    pending = helpers.make_ticket(world.project, world.users["developer"], S.PENDING)
+    if user == "granted":  # the usual right to cancel a ticket that never ran is unchanged
+        assert can(person, Action.CANCEL, pending) is True
+
+
+def test_a_developer_may_not_cancel_someone_elses_waiting_rollout_and_is_told_why(world):
+    ticket, _run = waiting_ticket(world, author="maintainer")
+    with pytest.raises(PermissionDenied, match="cancels this ticket's rollout"):
+        workflow.cancel(world.users["developer"], ticket)
+
+
+def _worker_finishes(run: DeployRun, world, host_status: str) -> DeployRun:
+    """The worker after a cancel: its host reports, then finish_run as tasks.run_deploy calls it."""
+    RunHost.objects.create(run=run, host=world.project.hosts.get(), status=host_status)
+    assert workflow.finish_run(run, ok=False, error="batch 2/3: cancelled by developer", failed_batch="2/3")
+    run.refresh_from_db()
+    return run
+
+
+def test_the_cancelled_run_ends_cancelled_once_every_switched_host_is_back(world):
+    ticket, run = waiting_ticket(world)
+    workflow.cancel(world.users["developer"], ticket)
+    run = _worker_finishes(run, world, RunHost.Status.REVERTED)
+    ticket.refresh_from_db()
+    assert (ticket.status, run.status, run.failed_batch) == (S.CANCELLED, R.CANCELLED, "")
+    assert run.error == "batch 2/3: cancelled by developer" and run.finished_at is not None
+    assert list(ticket.events.values_list("action", flat=True))[-2:] == ["cancel", "switch_back"]
+    assert ticket.events.last().to_status == S.CANCELLED
+    assert run.log_lines.last().text.startswith("Cancelled: every host this run switched")
+    assert ticket_actions(world.users["developer"], ticket)["retry"] is False  # cancelled is final
+
+
+def test_a_host_that_could_not_be_switched_back_fails_the_cancelled_ticket(world):
+    ticket, run = waiting_ticket(world)
+    workflow.cancel(world.users["developer"], ticket)
+    run = _worker_finishes(run, world, RunHost.Status.SWITCHED)  # still serves the run's release
+    ticket.refresh_from_db()
+    assert (ticket.status, run.status) == (S.FAILED, R.FAILED)
+    assert ticket.events.last().action == "fail"
+    assert ticket_actions(world.users["maintainer"], ticket)["rollback"] is True
+
+
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_a_waiting_or_cancelling_run_whose_worker_died_is_reaped(world, settings, cancelled):
+    ticket, run = waiting_ticket(world)
+    if cancelled:  # the worker died before it switched the canary back
+        workflow.cancel(world.users["developer"], ticket)
+        RunHost.objects.create(run=run, host=world.project.hosts.get(), status=RunHost.Status.SWITCHED)
     stale = timezone.now() - timedelta(seconds=settings.WALLE_LOCK_LEASE + 60)
     ProjectLock.objects.create(project=world.project, run=run, owner="dead:1:1", acquired_at=stale,
                                heartbeat_at=stale, lease_seconds=settings.WALLE_LOCK_LEASE)

@@ -1,6 +1,7 @@
 """Rollouts through the worker on the real sshd + nginx hosts: the health gate
-switching back exactly the switched hosts, waiting for a promote, its timeout,
-and retrying a failed ticket with the release its run prepared."""
+switching back exactly the switched hosts, waiting for a promote, a cancel
+while waiting, the promote timeout, and retrying a failed ticket with the
+release its run prepared."""
 
 from __future__ import annotations
 
@@ -43,6 +44,15 @@ def v1_live_then_v2(site) -> list[str]:
     return [t.readlink(WEBROOT) for t in site.targets]
 
 
+def serves_as_before(site, before: list[str]) -> bool:
+    """Every webroot is the link it was before the run, and every page is v1's."""
+    return [t.readlink(WEBROOT) for t in site.targets] == before and all(V1_TEXT in page for page in site.pages())
+
+
+def host_states(run: DeployRun) -> dict[str, str]:
+    return dict(RunHost.objects.filter(run=run).values_list("host__address", "status"))
+
+
 def test_a_failed_health_gate_fails_the_ticket_and_switches_back_exactly_the_switched_hosts(site):
     before = v1_live_then_v2(site)
     canary(site, pre_release=BREAK_IF_MARKED)
@@ -51,11 +61,9 @@ def test_a_failed_health_gate_fails_the_ticket_and_switches_back_exactly_the_swi
     run = deploy_now(site.users["developer"], ticket)
     ticket.refresh_from_db()
     assert (ticket.status, run.status, run.failed_batch) == (S.FAILED, DeployRun.Status.FAILED, "2/3")
-    assert [t.readlink(WEBROOT) for t in site.targets] == before
-    assert all(V1_TEXT in page for page in site.pages())
-    states = dict(RunHost.objects.filter(run=run).values_list("host__address", "status"))
-    assert states == {"127.0.0.11": RunHost.Status.REVERTED, "127.0.0.12": RunHost.Status.REVERTED,
-                      "127.0.0.13": RunHost.Status.PREPARED}
+    assert serves_as_before(site, before)
+    assert host_states(run) == {"127.0.0.11": RunHost.Status.REVERTED, "127.0.0.12": RunHost.Status.REVERTED,
+                                "127.0.0.13": RunHost.Status.PREPARED}
     assert "but the page lacks the expected text" in run.error
     assert run.log_lines.filter(stage="health_check", host="127.0.0.12", stream="error").exists()
     assert run.log_lines.filter(text__startswith="batch 2/3: switching 127.0.0.12").exists()
@@ -99,6 +107,37 @@ def test_the_rollout_waits_for_a_promote_with_the_canary_switched(site, settings
     actions = list(ticket.events.values_list("action", flat=True))
     assert actions[-3:] == ["wait", "promote", "succeed"]
     assert ticket.latest_run().log_lines.filter(text__startswith="waiting for a promote before batch 2/2").exists()
+
+
+def test_cancel_while_waiting_switches_the_canary_back_and_cancels_the_ticket(site, settings):
+    settings.WALLE_PROMOTE_POLL = 1
+    before = v1_live_then_v2(site)
+    canary(site, batch_size=0, promote_required=True)
+    ticket = open_approved_ticket(site, "v2")
+    worker = _start_worker(workflow.deploy(site.users["developer"], ticket))
+    try:
+        wait_for(lambda: _waiting(ticket), timeout=120, interval=0.2)
+        assert [V2_TEXT in page for page in site.pages()] == [True, False, False]
+        with pytest.raises(PermissionDenied):
+            workflow.cancel(site.users["reporter"], ticket)
+        workflow.cancel(site.users["developer"], ticket, "the canary looks wrong")
+    finally:
+        worker.join(timeout=180)
+    assert not worker.is_alive()
+    ticket.refresh_from_db()
+    run = ticket.latest_run()
+    assert (ticket.status, run.status, run.failed_batch) == (S.CANCELLED, DeployRun.Status.CANCELLED, "")
+    # The canary serves v1 again, through the very link it had; the others were never switched.
+    assert serves_as_before(site, before)
+    assert host_states(run) == {"127.0.0.11": RunHost.Status.REVERTED, "127.0.0.12": RunHost.Status.PREPARED,
+                                "127.0.0.13": RunHost.Status.PREPARED}
+    assert not workflow.switched_hosts(ticket).exists()
+    assert run.error == "batch 2/2: cancelled by developer"
+    assert run.log_lines.filter(text="switching back 127.0.0.11 because cancelled by developer").exists()
+    assert run.log_lines.filter(host="127.0.0.12", text__contains="not switched because cancelled by developer").exists()
+    assert run.log_lines.last().text.startswith("Cancelled: every host this run switched serves what it served")
+    assert list(ticket.events.values_list("action", flat=True))[-3:] == ["wait", "cancel", "switch_back"]
+    assert not ProjectLock.objects.exists()  # the project is free for the next deploy
 
 
 def test_no_promote_in_time_fails_the_run_and_switches_the_canary_back(site, settings):
