@@ -311,7 +311,7 @@ def cancel(actor, ticket: Ticket, note: str = "") -> Ticket:
     if ticket.status == S.CANCELLING:
         # The worker reads the reason when it sees the run cancelling: the console,
         # the run's error and the timeline all say who stopped the rollout.
-        reason = _("cancelled by %(user)s") % {"user": actor}
+        reason = stored(gettext_noop("cancelled by %(user)s"), user=actor)
         if waiting is None or not _move_run(waiting, "cancel", error=reason):
             raise InvalidTransition(_("The run stopped waiting meanwhile."))
         return ticket
