@@ -124,13 +124,27 @@ class WindowClosed(WorkflowError):
 STALE_MESSAGE = gettext_lazy("The ticket changed since you loaded it; review it again.")
 
 
+# The moves a person asks for, as the refusal above names them ("Cannot
+# approve a ticket that is deployed"); the worker's own moves never reach people.
+ACTION_VERBS = {
+    "approve": gettext_lazy("approve"),
+    ApprovalEvent.APPROVE_PARTIAL: gettext_lazy("approve"),
+    "reject": gettext_lazy("reject"),
+    "cancel": gettext_lazy("cancel"),
+    "deploy": gettext_lazy("deploy"),
+    "retry": gettext_lazy("retry"),
+    "promote": gettext_lazy("promote"),
+    "edit": gettext_lazy("edit"),
+}
+
+
 def _target(action: str, current: str) -> str:
     try:
         return TRANSITIONS[(action, current)]
     except KeyError:
         raise InvalidTransition(
             _("Cannot %(action)s a ticket that is %(status)s.")
-            % {"action": action, "status": Ticket.Status(current).label.lower()}
+            % {"action": ACTION_VERBS.get(action, action), "status": Ticket.Status(current).label.lower()}
         ) from None
 
 

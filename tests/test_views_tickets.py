@@ -398,3 +398,10 @@ def test_host_chips_follow_the_engines_host_names(client, world):
     LogLine.objects.create(run=run, seq=1, host=f"{host.address}:2222", stage="transfer", stream="stdout", text="x")
     data = login(client, world, "reporter").get(reverse("ticket_log", args=[ticket.pk])).json()
     assert data["hosts"] == [{"name": f"{host.address}:2222", "label": "", "state": "running", "text": "transfer"}]
+
+
+def test_a_refused_move_names_the_action_in_the_readers_language(client, world):
+    done = helpers.make_ticket(world.project, world.users["developer"], S.SUCCEEDED)
+    response = login(client, world, "maintainer").post(reverse("ticket_cancel", args=[done.pk]), follow=True,
+                                                       HTTP_ACCEPT_LANGUAGE="zh-CN")
+    assert "上线单当前状态为“成功”，不能取消。" in response.content.decode()
