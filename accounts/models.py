@@ -151,4 +151,4 @@ class UserPreference(models.Model):
         verbose_name_plural = _("preferences")
 
     def __str__(self) -> str:
-        return f"{self.user}: {self.language or 'browser'}"
+        return f"{self.user}: {self.language or gettext('browser language')}"

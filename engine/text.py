@@ -25,7 +25,7 @@ class Text(str):
         text.params = params
         return text
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[Text], tuple[str, dict[str, object]]]:
         # Pickled (e.g. into a task result) as what it is, not as a bare str.
         return (Text, (self.template, self.params))
 
