@@ -52,9 +52,16 @@ SwitchGate = Callable[[], bool]
 _GATE_CLOSED = "the run lost its project lock before the switch; no webroot is changed"
 _LOCK_LOST = "the run lost its project lock; the later batches are not switched"
 # Asked before each later batch when the rollout waits for promotes: "" to go
-# on, else why not (no promote in time, a person cancelled), which stops the
-# rollout and switches back the hosts this run switched.
+# on, else why not (no promote in time, a person cancelled: ``Cancelled``),
+# which stops the rollout and switches back the hosts this run switched.
 PromoteGate = Callable[[int, int], str]
+
+
+class Cancelled(str):
+    """A promote gate's answer when a person stopped the rollout ("cancelled by
+    alice"): the run then ends as stopped, not failed, once every host it
+    switched is back. Any other answer (no promote in time) is a failure."""
+
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +175,7 @@ class _Run:
         self.pool = HostPool(plan.max_parallel)
         self.failed_batch = ""  # "2/3": the rollout batch that failed
         self.rollout_error = ""  # why the rollout stopped, if it did
+        self.cancelled = ""  # who stopped it instead of promoting ("cancelled by alice")
 
     # -- logging ---------------------------------------------------------------
 
@@ -359,8 +367,12 @@ class _Run:
             names = ", ".join(h.name for h in batch)
             self.info(None, Stage.SWITCH, f"waiting for a promote before batch {number}/{total} ({names})")
             refused = _call_for(self.callbacks.await_promote, number, total)
-            if refused:
+            if isinstance(refused, Cancelled):
+                self.cancelled = refused  # a person's choice, not a failure: narrated, not an error
+                self.info(None, Stage.SWITCH, refused)
+            elif refused:
                 self.error(None, Stage.SWITCH, refused)
+            if refused:
                 self.switch_back(refused)
                 return refused
             self.info(None, Stage.SWITCH, f"promoted: batch {number}/{total} goes on")
@@ -455,7 +467,9 @@ class _Run:
             where = host.result.release or "-"
             self.info(host, Stage.FINISH, f"{host.result.state.value}, release {where}{note}")
             self.report(host)  # the final word on each host: error, duration, what was removed
-        self.log("", Stage.FINISH, Stream.INFO if ok else Stream.ERROR, "succeeded" if ok else f"failed: {error}")
+        stopped = self.stopped_by_cancel()
+        verdict = "succeeded" if ok else stopped or f"failed: {error}"
+        self.log("", Stage.FINISH, Stream.INFO if ok or stopped else Stream.ERROR, verdict)
         return Outcome(
             ok=ok,
             commit=self.commit,
@@ -464,6 +478,14 @@ class _Run:
             hosts=[h.result for h in self.hosts],
             failed_batch=self.failed_batch,
         )
+
+    def stopped_by_cancel(self) -> str:
+        """The last word of a rollout a person cancelled, if every host it
+        switched is back ("" otherwise: a host still serving the release is a
+        failure, and the ticket ends failed)."""
+        if not self.cancelled or any(h.result.state in (HostState.SWITCHED, HostState.DONE) for h in self.hosts):
+            return ""
+        return f"stopped before batch {self.failed_batch}: {self.cancelled}"
 
     def summary(self) -> str:
         """Which hosts failed and which run which release, in one line."""

@@ -17,7 +17,8 @@ from releases.models import DeployRun, Ticket, TicketEvent
 from .models import Event
 
 # TicketEvent.action -> notification event. Actions not listed (edit, cancel,
-# deploy = queued, release_lock, schedule...) send nothing.
+# deploy = queued, release_lock, schedule...) send nothing: a waiting rollout's
+# cancel is told once it has ended, by its switch_back.
 ACTION_EVENTS: dict[str, Event] = {
     "submit": Event.SUBMITTED,
     "resubmit": Event.SUBMITTED,  # back in the approvers' queue
@@ -27,6 +28,7 @@ ACTION_EVENTS: dict[str, Event] = {
     "reject": Event.REJECTED,
     "start": Event.STARTED,
     "wait": Event.WAITING_FOR_PROMOTE,  # someone must press Promote (or Cancel) on the ticket
+    "switch_back": Event.ROLLOUT_CANCELLED,  # the end of that Cancel: the hosts serve what they served before
     "succeed": Event.SUCCEEDED,  # Event.ROLLED_BACK for a rollback ticket
     "fail": Event.FAILED,
     "lock_taken_over": Event.LOCK_TAKEN_OVER,
@@ -35,11 +37,12 @@ ACTION_EVENTS: dict[str, Event] = {
 }
 
 # Events whose note is worth sending: a reason a person wrote, the
-# takeover's explanation, or which batch waits for a promote. A failed run's
+# takeover's explanation, which batch waits for a promote, or where a rollout
+# was cancelled and by whom ("batch 2/3: cancelled by alice"). A failed run's
 # error stays on the ticket page (it can quote build output, which is not for
 # every chat group).
 NOTE_EVENTS = (Event.REJECTED, Event.LOCK_TAKEN_OVER, Event.WINDOW_OVERRIDDEN, Event.SCHEDULE_REFUSED,
-               Event.WAITING_FOR_PROMOTE)
+               Event.WAITING_FOR_PROMOTE, Event.ROLLOUT_CANCELLED)
 MAX_NOTE = 500
 
 
@@ -116,6 +119,15 @@ def _approvers(ticket: Ticket, ticket_event: TicketEvent | None) -> str:
     return ", ".join(names)
 
 
+def _canceller(ticket: Ticket, ticket_event: TicketEvent | None) -> str:
+    """Who pressed Cancel on the rollout the worker has just switched back ("" if
+    unknown): the switch_back itself is the worker's move, which has no actor."""
+    if ticket_event is None:
+        return ""
+    cancel = ticket.events.filter(action="cancel", pk__lt=ticket_event.pk, actor__isnull=False).last()
+    return cancel.actor.get_username() if cancel is not None else ""
+
+
 def ticket_message(ticket: Ticket, event: str, ticket_event: TicketEvent | None) -> Message:
     run = ticket.latest_run()
     label = Event(event).label
@@ -131,7 +143,8 @@ def ticket_message(ticket: Ticket, event: str, ticket_event: TicketEvent | None)
         event=event, title=title, project=ticket.project.name, project_slug=ticket.project.slug,
         environment=str(ticket.project.environment), ticket_id=ticket.pk, ticket_title=ticket.title,
         ticket_kind=ticket.kind, status=str(Ticket.Status(moved_to).label),
-        who=(event == Event.APPROVED and _approvers(ticket, ticket_event)) or _who(run, ticket_event),
+        who=((event == Event.APPROVED and _approvers(ticket, ticket_event))
+             or (event == Event.ROLLOUT_CANCELLED and _canceller(ticket, ticket_event)) or _who(run, ticket_event)),
         ref=ticket.ref, commit=(run.commit if run and run.commit else ticket.commit),
         hosts=[h.name for h in ticket.hosts.order_by("address", "port")],
         duration=run.duration if run else None, note=note[:MAX_NOTE], url=ticket_url(ticket.pk),

@@ -28,6 +28,8 @@ class Event(models.TextChoices):
     STARTED = "started", _("Deploy started")
     # A rollout's next batch waits for someone to press Promote (or Cancel).
     WAITING_FOR_PROMOTE = "waiting_for_promote", _("Waiting for promote")
+    # Someone pressed Cancel instead, and the worker switched the run's hosts back.
+    ROLLOUT_CANCELLED = "rollout_cancelled", _("Rollout cancelled, hosts switched back")
     SUCCEEDED = "succeeded", _("Deploy succeeded")
     FAILED = "failed", _("Deploy failed")
     ROLLED_BACK = "rolled_back", _("Rolled back")

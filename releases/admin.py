@@ -63,20 +63,30 @@ class RunInline(ReadOnlyInline):
 APPROVED = ngettext_lazy("Approved %(count)d ticket.", "Approved %(count)d tickets.", "count")
 QUEUED = ngettext_lazy("Queued %(count)d ticket.", "Queued %(count)d tickets.", "count")
 CANCELLED = ngettext_lazy("Cancelled %(count)d ticket.", "Cancelled %(count)d tickets.", "count")
+# A waiting rollout is not cancelled yet: the worker switches its hosts back first.
+CANCELLING = ngettext_lazy("Cancelling %(count)d rollout: its hosts go back first.",
+                           "Cancelling %(count)d rollouts: their hosts go back first.", "count")
 
 
-def _run_action(modeladmin, request, queryset, func, done_message: Promise) -> None:
-    """Apply one workflow function per ticket; report each refusal by name.
-    ``done_message`` is a lazy translation with a "count" placeholder."""
-    done = 0
+def _run_action(modeladmin, request, queryset, func, done_message: Promise | None = None) -> list:
+    """Apply one workflow function per ticket; report each refusal by name,
+    then, given ``done_message``, how many were done. Returns what ``func``
+    returned for each ticket it did not refuse."""
+    done = []
     for ticket in queryset:
         try:
-            func(request.user, ticket)
-            done += 1
+            done.append(func(request.user, ticket))
         except (PermissionDenied, workflow.WorkflowError) as exc:
             modeladmin.message_user(request, f"#{ticket.pk}: {exc}", messages.ERROR)
-    if done:
-        modeladmin.message_user(request, done_message % {"count": done})
+    if done_message is not None:
+        _report(modeladmin, request, done_message, len(done))
+    return done
+
+
+def _report(modeladmin, request, message: Promise, count: int) -> None:
+    """``message`` is a lazy translation with a "count" placeholder; nothing for 0."""
+    if count:
+        modeladmin.message_user(request, message % {"count": count})
 
 
 def _approve_as_shown(request):
@@ -169,7 +179,10 @@ class TicketAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Cancel selected tickets"), permissions=["cancel"])
     def cancel(self, request, queryset) -> None:
-        _run_action(self, request, queryset, workflow.cancel, CANCELLED)
+        moved = _run_action(self, request, queryset, workflow.cancel)
+        cancelling = sum(ticket.status == Ticket.Status.CANCELLING for ticket in moved)
+        _report(self, request, CANCELLED, len(moved) - cancelling)
+        _report(self, request, CANCELLING, cancelling)
 
 
 

@@ -14,6 +14,8 @@ import time
 from django.conf import settings
 from django.utils.translation import gettext as _
 
+from engine.pipeline import Cancelled
+
 from . import workflow
 from .lease import ProjectLease
 from .models import DeployRun
@@ -23,7 +25,8 @@ from .runlog import RunLog
 class PromoteWait:
     """The engine's ``await_promote`` for one run: "" once promoted, else why
     not (cancelled, no promote in time, lock lost), which makes the engine
-    switch back the hosts this run switched."""
+    switch back the hosts this run switched. A cancel is answered as
+    ``Cancelled``, so the console says the run stopped rather than failed."""
 
     def __init__(self, run: DeployRun, lease: ProjectLease, log: RunLog) -> None:
         self.run = run
@@ -50,7 +53,7 @@ class PromoteWait:
         if status == DeployRun.Status.RUNNING:
             return ""
         if status == DeployRun.Status.CANCELLING:
-            return error or str(DeployRun.Status.CANCELLED.label)  # "cancelled by alice" (workflow.cancel)
+            return Cancelled(error or str(DeployRun.Status.CANCELLED.label))  # "cancelled by alice" (workflow.cancel)
         return None
 
     def _give_up(self, reason: str) -> str:

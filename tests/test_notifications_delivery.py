@@ -25,7 +25,7 @@ from notifications.models import (
 )
 from projects import crypto
 from releases import workflow
-from releases.models import DeployRun, Ticket, TicketEvent
+from releases.models import DeployRun, RunHost, Ticket, TicketEvent
 from tests.notify_receiver import KEY, SECRET, receiver  # noqa: F401 - the receiver fixture
 
 from . import helpers
@@ -77,8 +77,8 @@ def test_every_mapped_action_is_one_the_workflow_writes():
     ("reject", Ticket.Kind.DEPLOY, Event.REJECTED),
     ("start", Ticket.Kind.DEPLOY, Event.STARTED),
     ("wait", Ticket.Kind.DEPLOY, Event.WAITING_FOR_PROMOTE),
-    ("cancel", Ticket.Kind.DEPLOY, None),  # also of a waiting rollout: whoever pressed it knows
-    ("switch_back", Ticket.Kind.DEPLOY, None),
+    ("cancel", Ticket.Kind.DEPLOY, None),  # also of a waiting rollout: told once its hosts are back
+    ("switch_back", Ticket.Kind.DEPLOY, Event.ROLLOUT_CANCELLED),
     ("succeed", Ticket.Kind.DEPLOY, Event.SUCCEEDED),
     ("succeed", Ticket.Kind.ROLLBACK, Event.ROLLED_BACK),
     ("fail", Ticket.Kind.ROLLBACK, Event.FAILED),
@@ -260,28 +260,40 @@ def test_environment_defaults_join_project_channels_unless_the_project_turns_the
     assert {d.channel for d in _queued(second)} == {own}
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_rollout_waiting_for_a_promote_tells_the_channels_which_batch_waits(world, receiver, inline_worker,  # noqa: F811
-                                                                             settings):
-    settings.WALLE_BASE_URL = "https://walle.example.com"
+def waiting_rollout(world, receiver, deaf_to: list[str]) -> tuple[Ticket, DeployRun, Channel]:  # noqa: F811
+    """A rollout the maintainer started, now at batch 2/3, heard by the project's
+    webhook and the environment's DingTalk robot (every event), and by a Slack
+    channel that picked only ``deaf_to``."""
     ticket = helpers.make_ticket(world.project, world.users["developer"], S.DEPLOYING)
     run = DeployRun.objects.create(ticket=ticket, number=1, status=DeployRun.Status.RUNNING,
                                    triggered_by=world.users["maintainer"], started_at=timezone.now())
     make_channel(Kind.WEBHOOK, receiver, project=world.project)
     make_channel(Kind.DINGTALK, receiver, environment=world.project.environment)
-    deaf = make_channel(Kind.SLACK, receiver, project=world.project, events=[Event.FAILED, Event.SUCCEEDED])
+    picky = make_channel(Kind.SLACK, receiver, project=world.project, events=deaf_to)
     workflow.wait_for_promote(run, 2, 3)  # the worker's move, as the rollout reaches batch 2
+    ticket.refresh_from_db()
+    return ticket, run, picky
 
-    got = receiver.wait(2)
+
+def webhook_and_robot(got: list) -> tuple[dict, str]:
+    """What the JSON webhook and the DingTalk robot received of one event, both signed."""
     assert all(r.verified for r in got), [r.problem for r in got]
     [hook] = [r for r in got if r.vendor == "webhook"]
-    assert hook.headers["x-walle-event"] == "waiting_for_promote"
-    body = hook.json
+    [robot] = [r for r in got if r.vendor == "dingtalk"]
+    assert hook.headers["x-walle-event"] == hook.json["event"]
+    return hook.json, robot.json["markdown"]["text"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rollout_waiting_for_a_promote_tells_the_channels_which_batch_waits(world, receiver, inline_worker,  # noqa: F811
+                                                                             settings):
+    settings.WALLE_BASE_URL = "https://walle.example.com"
+    ticket, _run, deaf = waiting_rollout(world, receiver, [Event.FAILED, Event.SUCCEEDED])
+
+    body, text = webhook_and_robot(receiver.wait(2))
     assert (body["event"], body["status"], body["note"], body["who"]) == (
         "waiting_for_promote", "Waiting for promote", "batch 2/3 waits for a promote", "maintainer")
     assert body["url"] == f"https://walle.example.com/tickets/{ticket.pk}/"
-    [robot] = [r for r in got if r.vendor == "dingtalk"]
-    text = robot.json["markdown"]["text"]
     for expected in ("Waiting for promote", "batch 2/3 waits for a promote", f"/tickets/{ticket.pk}/", ticket.title):
         assert expected in text, (expected, text)
     assert not deaf.deliveries.exists()  # a channel that did not pick the event hears nothing
@@ -289,22 +301,68 @@ def test_a_rollout_waiting_for_a_promote_tells_the_channels_which_batch_waits(wo
         (Event.WAITING_FOR_PROMOTE, D.SENT)}
 
 
-def test_new_channels_hear_a_waiting_rollout_by_default_and_the_migration_adds_it_to_all_event_channels(world):
+@pytest.mark.django_db(transaction=True)
+def test_a_cancelled_rollout_tells_the_channels_who_cancelled_once_its_hosts_are_back(world, receiver,  # noqa: F811
+                                                                                     inline_worker):
+    ticket, run, deaf = waiting_rollout(world, receiver, [Event.WAITING_FOR_PROMOTE])
+    receiver.wait(3)  # all three heard "waiting for promote"
+    workflow.cancel(world.users["developer"], ticket, "the canary looks wrong")
+    assert len(receiver.received) == 3  # cancelling: nothing to tell until the hosts are back
+    # The worker, having switched the canary back (tasks.run_deploy's last call).
+    RunHost.objects.create(run=run, host=world.project.hosts.get(), status=RunHost.Status.REVERTED)
+    workflow.finish_run(run, ok=False, error="batch 2/3: cancelled by developer", failed_batch="2/3")
+
+    body, text = webhook_and_robot(receiver.wait(5)[3:])
+    # Who cancelled, not who pressed deploy (the maintainer): the switch back is the worker's move.
+    assert (body["event"], body["status"], body["note"], body["who"]) == (
+        "rollout_cancelled", "Cancelled", "batch 2/3: cancelled by developer", "developer")
+    for expected in ("Rollout cancelled, hosts switched back", "batch 2/3: cancelled by developer",
+                     f"/tickets/{ticket.pk}/", ticket.title):
+        assert expected in text, (expected, text)
+    # A channel that did not pick the event hears nothing of it.
+    assert list(deaf.deliveries.values_list("event", flat=True)) == [Event.WAITING_FOR_PROMOTE]
+    assert sorted(Delivery.objects.filter(ticket=ticket, event=Event.ROLLOUT_CANCELLED).values_list(
+        "status", flat=True)) == [D.SENT, D.SENT]
+
+
+# Each migration that added an event, in order.
+EVENT_MIGRATIONS = [("0003_waiting_for_promote", Event.WAITING_FOR_PROMOTE),
+                    ("0004_rollout_cancelled", Event.ROLLOUT_CANCELLED)]
+
+
+def event_migration(name: str):
     import importlib
 
+    return importlib.import_module(f"notifications.migrations.{name}")
+
+
+@pytest.mark.parametrize(("name", "new"), EVENT_MIGRATIONS)
+def test_new_channels_hear_an_added_event_by_default_and_its_migration_adds_it_to_all_event_channels(world, name,
+                                                                                                      new):
     from django.apps import apps
 
-    assert Event.WAITING_FOR_PROMOTE in Channel().events
-    migration = importlib.import_module("notifications.migrations.0003_waiting_for_promote")
+    assert new in Channel().events
+    migration = event_migration(name)
+    assert migration.NEW == new
     earlier = sorted(migration.EARLIER)
     everything = Channel.objects.create(name="all", kind=Kind.EMAIL, project=world.project, events=earlier)
     picked = Channel.objects.create(name="failures", kind=Kind.EMAIL, project=world.project, events=[Event.FAILED])
     migration.subscribe_channels_that_hear_everything(apps, None)
     everything.refresh_from_db()
     picked.refresh_from_db()
-    assert everything.events == [*earlier, Event.WAITING_FOR_PROMOTE]
-    assert picked.events == [Event.FAILED]
-    assert set(migration.EARLIER) | {Event.WAITING_FOR_PROMOTE} == set(all_events())
+    assert everything.events == [*earlier, new]
+    assert picked.events == [Event.FAILED]  # a channel that picked some keeps its pick
+    migration.unsubscribe(apps, None)
+    everything.refresh_from_db()
+    assert everything.events == earlier
+
+
+def test_each_event_migration_knows_every_event_before_it():
+    known = set(event_migration(EVENT_MIGRATIONS[0][0]).EARLIER)
+    for name, new in EVENT_MIGRATIONS:
+        assert set(event_migration(name).EARLIER) == known, name
+        known |= {new}
+    assert known == set(all_events())  # a new event needs its own migration, listed above
 
 
 # --- Never in the workflow's way -------------------------------------------------------------

@@ -8,6 +8,7 @@ import threading
 import pytest
 from django.utils import timezone
 
+from engine.pipeline import Cancelled
 from releases import workflow
 from releases.lease import ProjectLease
 from releases.models import DeployRun, Ticket
@@ -48,7 +49,8 @@ def test_a_promote_ends_the_wait(running, world):
 
 def test_no_promote_in_time_ends_the_wait_with_the_reason(running):
     ticket, run, wait = running
-    assert wait(2, 3) == "no promote came within 2 s"
+    answer = wait(2, 3)
+    assert answer == "no promote came within 2 s" and not isinstance(answer, Cancelled)  # a failure
     ticket.refresh_from_db()
     run.refresh_from_db()
     assert (ticket.status, run.status) == (S.DEPLOYING, DeployRun.Status.RUNNING)
@@ -60,7 +62,9 @@ def test_a_cancel_ends_the_wait_with_who_cancelled(running, world):
     timer = threading.Timer(0.5, lambda: workflow.cancel(world.users["maintainer"], Ticket.objects.get(pk=ticket.pk)))
     timer.start()
     try:
-        assert wait(2, 3) == "cancelled by maintainer"  # the engine switches back and stops
+        answer = wait(2, 3)
+        assert answer == "cancelled by maintainer"  # the engine switches back and stops
+        assert isinstance(answer, Cancelled)  # a stop, not a failure
     finally:
         timer.join()
     ticket.refresh_from_db()
@@ -72,7 +76,8 @@ def test_a_cancel_pressed_as_the_wait_times_out_still_names_the_cancel(running, 
     ticket, run, wait = running
     workflow.wait_for_promote(run, 2, 3)
     workflow.cancel(world.users["maintainer"], Ticket.objects.get(pk=ticket.pk))
-    assert wait._give_up("no promote came within 2 s") == "cancelled by maintainer"
+    answer = wait._give_up("no promote came within 2 s")
+    assert answer == "cancelled by maintainer" and isinstance(answer, Cancelled)
     run.refresh_from_db()
     assert run.status == DeployRun.Status.CANCELLING
 

@@ -1,5 +1,5 @@
-"""Promote, Cancel (of a waiting rollout) and Retry on the ticket page and
-over the API, and the failed notification naming the batch."""
+"""Promote, Cancel (of a waiting rollout) and Retry on the ticket page, over
+the API and in the admin, and the failed notification naming the batch."""
 
 from __future__ import annotations
 
@@ -70,6 +70,18 @@ def test_pressing_cancel_on_a_waiting_ticket_says_the_hosts_go_back(client, worl
     assert 'id="btn-cancel"' not in page and 'id="btn-promote"' not in page
     ticket.refresh_from_db()
     assert ticket.status == S.CANCELLING
+
+
+def test_the_admin_cancel_action_says_a_waiting_rollout_is_only_cancelling(client, world):
+    rollout, pending = waiting(world), helpers.make_ticket(world.project, world.users["developer"], S.PENDING)
+    client.force_login(world.users["developer"])
+    response = client.post(reverse("admin:releases_ticket_changelist"),
+                           {"action": "cancel", "_selected_action": [rollout.pk, pending.pk]}, follow=True)
+    said = [str(m) for m in response.context["messages"]]
+    assert said == ["Cancelled 1 ticket.", "Cancelling 1 rollout: its hosts go back first."]
+    rollout.refresh_from_db()
+    pending.refresh_from_db()
+    assert (rollout.status, pending.status) == (S.CANCELLING, S.CANCELLED)
 
 
 def test_the_page_names_the_failed_batch_and_offers_retry(client, world, django_capture_on_commit_callbacks):

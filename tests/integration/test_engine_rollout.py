@@ -150,6 +150,23 @@ def test_no_promote_in_time_switches_the_canary_back(engine: Engine) -> None:
     assert outcome.error == "batch 2/2: no promote within 1 s"
     assert [h.state for h in outcome.hosts] == [HostState.REVERTED, HostState.PREPARED, HostState.PREPARED]
     assert all(current_release(host) == v1 for host in engine.hosts)
+    # No promote in time is a failure, and the console says so.
+    assert engine.texts(host="", stage=Stage.FINISH, stream=Stream.ERROR) == ["failed: batch 2/2: no promote within 1 s"]
+
+
+def test_a_cancel_instead_of_a_promote_switches_the_canary_back_and_reads_as_a_stop(engine: Engine) -> None:
+    v1 = deploy_v1(engine)
+    plan = engine.plan(rollout=Rollout(Strategy.CANARY, promote=True))
+    stop = RunCallbacks(await_promote=lambda n, t: pipeline.Cancelled("cancelled by alice"))
+    outcome = pipeline.deploy(plan, engine.log, stop)
+    # The run did not succeed, and its error still says where and by whom it was stopped.
+    assert not outcome.ok and outcome.error == "batch 2/2: cancelled by alice"
+    assert [h.state for h in outcome.hosts] == [HostState.REVERTED, HostState.PREPARED, HostState.PREPARED]
+    assert all(current_release(host) == v1 for host in engine.hosts)
+    # A person's choice, not a failure: no error line of Walle's own, and the last word is a stop.
+    assert engine.texts(host="", stream=Stream.ERROR) == []
+    assert "cancelled by alice" in switch_lines(engine)
+    assert engine.texts(host="", stage=Stage.FINISH) == ["stopped before batch 2/2: cancelled by alice"]
 
 
 def test_a_retry_reuses_complete_copies_and_repeats_only_the_failed_hosts_steps(engine: Engine) -> None:

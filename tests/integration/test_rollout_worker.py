@@ -136,6 +136,10 @@ def test_cancel_while_waiting_switches_the_canary_back_and_cancels_the_ticket(si
     assert run.log_lines.filter(text="switching back 127.0.0.11 because cancelled by developer").exists()
     assert run.log_lines.filter(host="127.0.0.12", text__contains="not switched because cancelled by developer").exists()
     assert run.log_lines.last().text.startswith("Cancelled: every host this run switched serves what it served")
+    # A person stopped the rollout; nothing failed, and the console does not say it did.
+    assert run.log_lines.filter(stage="finish", text="stopped before batch 2/2: cancelled by developer").exists()
+    assert not run.log_lines.filter(text__startswith="failed").exists()
+    assert not run.log_lines.filter(host="", stream="error").exists()
     assert list(ticket.events.values_list("action", flat=True))[-3:] == ["wait", "cancel", "switch_back"]
     assert not ProjectLock.objects.exists()  # the project is free for the next deploy
 
