@@ -213,11 +213,31 @@ def rollback_target(ticket: Ticket, release: str = "") -> Release | None:
     return Release.objects.filter(project=ticket.project_id, name=names.pop()).select_related("ticket").first()
 
 
-def live_rows(live: QuerySet[Release]) -> list[dict]:
+class LiveRow(NamedTuple):
+    """One row of the dashboard's "live now" as it shows it: plain values, no
+    model instances (up to one row per project, 200 of them for a superuser)."""
+
+    project: str
+    environment: str  # as Environment.__str__ shows it: its name
+    commit: str
+    ticket_id: int
+    title: str
+    by: str  # who switched it: the run's trigger, else the ticket's author (as User.__str__: the username)
+    switched_at: datetime | None
+    hosts: int  # live hosts of the project on this commit
+
+
+# The shown release's values, in LiveRow's order but for "by", which one of the
+# two user names (run__ left-joins to None when there is no run or no trigger).
+_LIVE_FIELDS = ("project__name", "project__environment__name", "commit", "ticket_id", "ticket__title",
+                "run__triggered_by__username", "ticket__author__username", "switched_at")
+
+
+def live_rows(live: QuerySet[Release]) -> list[LiveRow]:
     """The dashboard's "live now": one row per project and live commit (hosts
     on the same commit collapse into a count), each shown by its release on
-    the first host by address. Plain tuples are read for every live release;
-    model instances only for the rows shown."""
+    the first host by address. Plain tuples are read for every live release,
+    and for the rows shown their values, with no model instances."""
     firsts: dict[tuple[int, str], int] = {}
     hosts: dict[tuple[int, str], int] = {}
     for pk, project_id, commit in live.order_by("project__name", "host__address").values_list(
@@ -225,8 +245,16 @@ def live_rows(live: QuerySet[Release]) -> list[dict]:
     ):
         firsts.setdefault((project_id, commit), pk)
         hosts[(project_id, commit)] = hosts.get((project_id, commit), 0) + 1
-    shown = {release.pk: release for release in live.filter(pk__in=list(firsts.values()))}
-    return [{"release": shown[pk], "hosts": hosts[key]} for key, pk in firsts.items() if pk in shown]
+    shown = {
+        pk: values for pk, *values in live.filter(pk__in=list(firsts.values())).values_list("pk", *_LIVE_FIELDS)
+    }
+    rows = []
+    for key, pk in firsts.items():
+        if pk in shown:
+            project, environment, commit, ticket_id, title, trigger, author, switched_at = shown[pk]
+            by = author if trigger is None else trigger
+            rows.append(LiveRow(project, environment, commit, ticket_id, title, by, switched_at, hosts[key]))
+    return rows
 
 
 @dataclass(frozen=True)

@@ -188,8 +188,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     more_to_approve = pending.count() - len(to_approve)
     running = visible(user, Ticket.objects.filter(status__in=Ticket.ACTIVE_STATUSES)).select_related(
         "project__environment", "author")
-    live = visible(user, Release.objects.filter(is_live=True)).select_related(
-        "project__environment", "ticket__author", "run__triggered_by")
+    live = visible(user, Release.objects.filter(is_live=True))
     return render(request, "releases/dashboard.html", {
         "to_approve": to_approve, "more_to_approve": more_to_approve, "running": running,
         "live_rows": queries.live_rows(live),
