@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.checks import CHECK_NAMES
+
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ["accounts", "projects", "releases", "audit", "notifications", "webhooks", "walleproj", "ops"]
 # Operator output of management commands and migrations' frozen copies are not pages.
@@ -203,6 +205,11 @@ def engine_check_problems() -> list[str]:
         if isinstance(node, ast.Call) and name_of(node.func) in {"CheckResult", "_fail"}:
             texts = node.args[3:5] if name_of(node.func) == "CheckResult" else node.args[2:4]
             texts += [k.value for k in node.keywords if k.arg in {"message", "fix"}]
+            # The name is a literal listed in CHECK_NAMES, where makemessages finds it.
+            name = node.args[0] if node.args else None
+            passed_on = isinstance(name, ast.Name) and name.id == "name"  # _fail() hands its caller's name on
+            if not passed_on and not (isinstance(name, ast.Constant) and name.value in CHECK_NAMES):
+                found.append(f"engine/checks.py:{node.lineno}: a check name that is not a literal in CHECK_NAMES")
             found += [f"engine/checks.py:{node.lineno}: a check text is not N_()-marked"
                       for text in texts if is_unmarked(text)]
         if isinstance(node, ast.Call) and name_of(node.func) == "N_":
