@@ -20,6 +20,7 @@ from guardian.models.models import BaseGenericObjectPermission, BaseObjectPermis
 from accounts.models import Team
 from accounts.permissions import project_of
 from projects.models import Host, Project
+from releases.models import TicketAction
 
 from .changes import diff, names
 from .models import Change, Kind
@@ -45,7 +46,7 @@ TRACKED: list[tuple[str, Kind]] = [
 ]
 
 # Ticket event actions about the project lock rather than the ticket itself.
-LOCK_ACTIONS = {"release_lock", "lock_taken_over"}
+LOCK_ACTIONS = {TicketAction.RELEASE_LOCK, TicketAction.LOCK_TAKEN_OVER}
 
 
 def _grant_scope(grant: BaseGenericObjectPermission) -> list[Scope]:

@@ -12,28 +12,30 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from releases.models import DeployRun, Ticket, TicketEvent
+from releases.models import DeployRun, Ticket, TicketAction, TicketEvent
 
 from .models import Event
+
+A = TicketAction
 
 # TicketEvent.action -> notification event. Actions not listed (edit, cancel,
 # deploy = queued, release_lock, schedule...) send nothing: a waiting rollout's
 # cancel is told once it has ended, by its switch_back.
 ACTION_EVENTS: dict[str, Event] = {
-    "submit": Event.SUBMITTED,
-    "resubmit": Event.SUBMITTED,  # back in the approvers' queue
-    "resubmit_approved": Event.SUBMITTED,
-    "reopen": Event.SUBMITTED,  # edited after approval: needs approval again
-    "approve": Event.APPROVED,
-    "reject": Event.REJECTED,
-    "start": Event.STARTED,
-    "wait": Event.WAITING_FOR_PROMOTE,  # someone must press Promote (or Cancel) on the ticket
-    "switch_back": Event.ROLLOUT_CANCELLED,  # the end of that Cancel: the hosts serve what they served before
-    "succeed": Event.SUCCEEDED,  # Event.ROLLED_BACK for a rollback ticket
-    "fail": Event.FAILED,
-    "lock_taken_over": Event.LOCK_TAKEN_OVER,
-    "window_override": Event.WINDOW_OVERRIDDEN,
-    "schedule_refused": Event.SCHEDULE_REFUSED,  # nobody is watching at the scheduled time
+    A.SUBMIT: Event.SUBMITTED,
+    A.RESUBMIT: Event.SUBMITTED,  # back in the approvers' queue
+    A.RESUBMIT_APPROVED: Event.SUBMITTED,
+    A.REOPEN: Event.SUBMITTED,  # edited after approval: needs approval again
+    A.APPROVE: Event.APPROVED,
+    A.REJECT: Event.REJECTED,
+    A.START: Event.STARTED,
+    A.WAIT: Event.WAITING_FOR_PROMOTE,  # someone must press Promote (or Cancel) on the ticket
+    A.SWITCH_BACK: Event.ROLLOUT_CANCELLED,  # the end of that Cancel: the hosts serve what they served before
+    A.SUCCEED: Event.SUCCEEDED,  # Event.ROLLED_BACK for a rollback ticket
+    A.FAIL: Event.FAILED,
+    A.LOCK_TAKEN_OVER: Event.LOCK_TAKEN_OVER,
+    A.WINDOW_OVERRIDE: Event.WINDOW_OVERRIDDEN,
+    A.SCHEDULE_REFUSED: Event.SCHEDULE_REFUSED,  # nobody is watching at the scheduled time
 }
 
 # Events whose note is worth sending: a reason a person wrote, the
@@ -124,7 +126,7 @@ def _canceller(ticket: Ticket, ticket_event: TicketEvent | None) -> str:
     unknown): the switch_back itself is the worker's move, which has no actor."""
     if ticket_event is None:
         return ""
-    cancel = ticket.events.filter(action="cancel", pk__lt=ticket_event.pk, actor__isnull=False).last()
+    cancel = ticket.events.filter(action=A.CANCEL, pk__lt=ticket_event.pk, actor__isnull=False).last()
     return cancel.actor.get_username() if cancel is not None else ""
 
 

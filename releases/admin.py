@@ -36,12 +36,8 @@ class ReadOnlyInline(admin.TabularInline):
 
 class TicketEventInline(ReadOnlyInline):
     model = TicketEvent
-    fields = ["created_at", "actor", "event_action", "from_status", "to_status", "note"]
+    fields = ["created_at", "actor", "action", "from_status", "to_status", "note"]
     readonly_fields = fields
-
-    @admin.display(description=gettext_lazy("action"))
-    def event_action(self, obj) -> str:
-        return obj.action_label  # "approved", not the transition's name "approve"
 
 
 class ApprovalInline(ReadOnlyInline):

@@ -111,16 +111,57 @@ class Ticket(models.Model):
         return self.runs.order_by("-number").first()
 
 
+class TicketAction(models.TextChoices):
+    """What a TicketEvent records, and how it reads on the timeline and in the
+    audit log. The moves are the workflow's transition names (its TRANSITIONS
+    table); add a new move here. The stored values never change."""
+
+    SUBMIT = "submit", _("submitted")
+    RESUBMIT = "resubmit", _("resubmitted")
+    RESUBMIT_APPROVED = "resubmit_approved", _("resubmitted (no approval needed)")
+    REOPEN = "reopen", _("edited, needs approval again")
+    APPROVE = "approve", _("approved")
+    # An approval that leaves the ticket pending (more approvals needed); the
+    # one that completes it is APPROVE.
+    APPROVE_PARTIAL = "approve_partial", _("Approved, more approvals needed")
+    REJECT = "reject", _("rejected")
+    CANCEL = "cancel", _("cancelled")
+    DEPLOY = "deploy", _("deploy queued")
+    START = "start", _("deploy started")
+    SUCCEED = "succeed", _("succeeded")
+    FAIL = "fail", _("failed")
+    EDIT = "edit", _("edited")
+    LOCK_TAKEN_OVER = "lock_taken_over", _("lock taken over")
+    RELEASE_LOCK = "release_lock", _("lock released")
+    RETRY = "retry", _("retry queued")
+    WAIT = "wait", _("waiting for promote")
+    PROMOTE = "promote", _("promoted")
+    RESUME = "resume", _("rollout resumed")
+    SWITCH_BACK = "switch_back", _("hosts switched back")
+    # Deploy windows and scheduled deploys.
+    WINDOW_OVERRIDE = "window_override", _("Deployed outside the deploy window")
+    SCHEDULE = "schedule", _("Scheduled")
+    UNSCHEDULE = "unschedule", _("Unscheduled")
+    SCHEDULE_REFUSED = "schedule_refused", _("Scheduled deploy refused")
+
+
+def event_action_label(action: str) -> str:
+    """A ticket event's action for people; an unknown one as written."""
+    return TicketAction(action).label if action in TicketAction.values else action
+
+
 class TicketEvent(models.Model):
     """Append-only audit row for every change to a ticket."""
 
     project_path = "ticket__project"  # how it belongs to a project (accounts.permissions)
 
+    Action = TicketAction
+
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events", verbose_name=_("ticket"))
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("actor")
     )
-    action = models.CharField(_("action"), max_length=30)
+    action = models.CharField(_("action"), max_length=30, choices=Action.choices)
     from_status = models.CharField(_("from status"), max_length=12, choices=Ticket.Status.choices, blank=True)
     to_status = models.CharField(_("to status"), max_length=12, choices=Ticket.Status.choices, blank=True)
     note = models.TextField(_("note"), blank=True)
@@ -132,11 +173,8 @@ class TicketEvent(models.Model):
         verbose_name_plural = _("ticket events")
 
     def __str__(self) -> str:
-        return f"{self.action_label}: {self.get_from_status_display() or '-'} -> {self.get_to_status_display() or '-'}"
-
-    @property
-    def action_label(self) -> str:
-        return event_action_label(self.action)
+        moved = f"{self.get_from_status_display() or '-'} -> {self.get_to_status_display() or '-'}"
+        return f"{self.get_action_display()}: {moved}"
 
 
 class Approval(models.Model):
@@ -163,56 +201,6 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.ticket_id} v{self.version} approved by {self.approver}"
-
-
-class ApprovalEvent(models.TextChoices):
-    """TicketEvent action of an approval that leaves the ticket pending (more
-    approvals needed); the one that completes it is the "approve" move."""
-
-    APPROVE_PARTIAL = "approve_partial", _("Approved, more approvals needed")
-
-
-class WindowEvent(models.TextChoices):
-    """TicketEvent actions of deploy windows and scheduled deploys (the audit
-    log and notifications read them)."""
-
-    WINDOW_OVERRIDE = "window_override", _("Deployed outside the deploy window")
-    SCHEDULE = "schedule", _("Scheduled")
-    UNSCHEDULE = "unschedule", _("Unscheduled")
-    SCHEDULE_REFUSED = "schedule_refused", _("Scheduled deploy refused")
-
-
-# How each ticket event's action reads on the timeline and in the audit log
-# (the actions are the workflow's transition names; window actions label themselves).
-EVENT_ACTIONS = {
-    "submit": _("submitted"),
-    "resubmit": _("resubmitted"),
-    "resubmit_approved": _("resubmitted (no approval needed)"),
-    "reopen": _("edited, needs approval again"),
-    "approve": _("approved"),
-    "reject": _("rejected"),
-    "cancel": _("cancelled"),
-    "deploy": _("deploy queued"),
-    "start": _("deploy started"),
-    "succeed": _("succeeded"),
-    "fail": _("failed"),
-    "edit": _("edited"),
-    "lock_taken_over": _("lock taken over"),
-    "release_lock": _("lock released"),
-    "retry": _("retry queued"),
-    "wait": _("waiting for promote"),
-    "promote": _("promoted"),
-    "resume": _("rollout resumed"),
-    "switch_back": _("hosts switched back"),
-}
-
-
-def event_action_label(action: str) -> str:
-    """A ticket event's action for people; an unknown one as written."""
-    for labelled in (WindowEvent, ApprovalEvent):
-        if action in labelled.values:
-            return labelled(action).label
-    return EVENT_ACTIONS.get(action, action)
 
 
 class RunStatus(models.TextChoices):

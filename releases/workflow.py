@@ -27,53 +27,54 @@ from projects.models import Host, Project
 from walleproj.i18n import stored
 
 from . import queries
-from .models import Approval, ApprovalEvent, DeployRun, ProjectLock, RunHost, Ticket, TicketEvent, WindowEvent
+from .models import Approval, DeployRun, ProjectLock, RunHost, Ticket, TicketAction, TicketEvent
 from .queries import kept_releases, switched_hosts
 from .runlog import append_line
 
 S = Ticket.Status
+A = TicketAction
 logger = logging.getLogger(__name__)
 
 # (action, from status) -> to status. The worker's own moves are listed too so
 # the whole life of a ticket reads from one table.
 TRANSITIONS: dict[tuple[str, str], str] = {
-    ("approve", S.PENDING): S.APPROVED,
+    (A.APPROVE, S.PENDING): S.APPROVED,
     # An approval that leaves the environment's N not yet reached.
-    (ApprovalEvent.APPROVE_PARTIAL, S.PENDING): S.PENDING,
-    ("reject", S.PENDING): S.REJECTED,
-    ("resubmit", S.REJECTED): S.PENDING,
-    ("resubmit_approved", S.REJECTED): S.APPROVED,  # where deploys need no approval
-    ("reopen", S.APPROVED): S.PENDING,  # edited after approval
-    ("cancel", S.PENDING): S.CANCELLED,
-    ("cancel", S.APPROVED): S.CANCELLED,
-    ("cancel", S.REJECTED): S.CANCELLED,
-    ("cancel", S.QUEUED): S.CANCELLED,
-    ("deploy", S.APPROVED): S.QUEUED,
-    ("deploy", S.FAILED): S.QUEUED,
-    ("start", S.QUEUED): S.DEPLOYING,
-    ("succeed", S.DEPLOYING): S.SUCCEEDED,
-    ("fail", S.DEPLOYING): S.FAILED,
-    ("fail", S.QUEUED): S.FAILED,
+    (A.APPROVE_PARTIAL, S.PENDING): S.PENDING,
+    (A.REJECT, S.PENDING): S.REJECTED,
+    (A.RESUBMIT, S.REJECTED): S.PENDING,
+    (A.RESUBMIT_APPROVED, S.REJECTED): S.APPROVED,  # where deploys need no approval
+    (A.REOPEN, S.APPROVED): S.PENDING,  # edited after approval
+    (A.CANCEL, S.PENDING): S.CANCELLED,
+    (A.CANCEL, S.APPROVED): S.CANCELLED,
+    (A.CANCEL, S.REJECTED): S.CANCELLED,
+    (A.CANCEL, S.QUEUED): S.CANCELLED,
+    (A.DEPLOY, S.APPROVED): S.QUEUED,
+    (A.DEPLOY, S.FAILED): S.QUEUED,
+    (A.START, S.QUEUED): S.DEPLOYING,
+    (A.SUCCEED, S.DEPLOYING): S.SUCCEEDED,
+    (A.FAIL, S.DEPLOYING): S.FAILED,
+    (A.FAIL, S.QUEUED): S.FAILED,
     # A rollout between batches: the worker waits for a person's promote; no
     # promote within WALLE_PROMOTE_TIMEOUT resumes the run, which then fails
     # and switches its hosts back.
-    ("wait", S.DEPLOYING): S.WAITING,
-    ("promote", S.WAITING): S.DEPLOYING,
-    ("resume", S.WAITING): S.DEPLOYING,
-    ("fail", S.WAITING): S.FAILED,
+    (A.WAIT, S.DEPLOYING): S.WAITING,
+    (A.PROMOTE, S.WAITING): S.DEPLOYING,
+    (A.RESUME, S.WAITING): S.DEPLOYING,
+    (A.FAIL, S.WAITING): S.FAILED,
     # Cancelled while it waits (cancel): the worker sees it at its next poll,
     # stops the rollout and switches back the hosts this run switched. The
     # ticket ends cancelled, or failed if a host could not be switched back
     # (it still serves the new release: that needs a retry or a rollback).
-    ("cancel", S.WAITING): S.CANCELLING,
-    ("switch_back", S.CANCELLING): S.CANCELLED,
-    ("fail", S.CANCELLING): S.FAILED,
+    (A.CANCEL, S.WAITING): S.CANCELLING,
+    (A.SWITCH_BACK, S.CANCELLING): S.CANCELLED,
+    (A.FAIL, S.CANCELLING): S.FAILED,
     # A new run of a failed ticket that reuses its release (docs/rollouts.md).
-    ("retry", S.FAILED): S.QUEUED,
+    (A.RETRY, S.FAILED): S.QUEUED,
     # An edit that needs no new approval keeps the status (and still goes
     # through the mover: compare-and-set, version, event).
-    ("edit", S.PENDING): S.PENDING,
-    ("edit", S.APPROVED): S.APPROVED,
+    (A.EDIT, S.PENDING): S.PENDING,
+    (A.EDIT, S.APPROVED): S.APPROVED,
 }
 
 EDITABLE = (S.PENDING, S.APPROVED, S.REJECTED)
@@ -84,19 +85,21 @@ UNSCHEDULED = {"scheduled_at": None, "scheduled_by": None, "scheduled_version": 
 R = DeployRun.Status
 
 # The life of one run, (action, from status) -> to status; moved only by _move_run.
+# Its moves are the ticket's (TicketAction) but one, which no ticket event records:
+LOSE = "lose"  # a queued run the broker never delivered (its ticket records a FAIL)
 RUN_TRANSITIONS: dict[tuple[str, str], str] = {
-    ("start", R.QUEUED): R.RUNNING,
-    ("succeed", R.RUNNING): R.SUCCEEDED,
-    ("fail", R.RUNNING): R.FAILED,
-    ("wait", R.RUNNING): R.WAITING,
-    ("promote", R.WAITING): R.RUNNING,
-    ("resume", R.WAITING): R.RUNNING,
-    ("fail", R.WAITING): R.FAILED,  # the reaper, a released lock: the worker that waited is gone
-    ("cancel", R.QUEUED): R.CANCELLED,
-    ("cancel", R.WAITING): R.CANCELLING,
-    ("switch_back", R.CANCELLING): R.CANCELLED,
-    ("fail", R.CANCELLING): R.FAILED,
-    ("lose", R.QUEUED): R.FAILED,  # the broker never delivered it
+    (A.START, R.QUEUED): R.RUNNING,
+    (A.SUCCEED, R.RUNNING): R.SUCCEEDED,
+    (A.FAIL, R.RUNNING): R.FAILED,
+    (A.WAIT, R.RUNNING): R.WAITING,
+    (A.PROMOTE, R.WAITING): R.RUNNING,
+    (A.RESUME, R.WAITING): R.RUNNING,
+    (A.FAIL, R.WAITING): R.FAILED,  # the reaper, a released lock: the worker that waited is gone
+    (A.CANCEL, R.QUEUED): R.CANCELLED,
+    (A.CANCEL, R.WAITING): R.CANCELLING,
+    (A.SWITCH_BACK, R.CANCELLING): R.CANCELLED,
+    (A.FAIL, R.CANCELLING): R.FAILED,
+    (LOSE, R.QUEUED): R.FAILED,  # the broker never delivered it
 }
 
 
@@ -127,14 +130,14 @@ STALE_MESSAGE = gettext_lazy("The ticket changed since you loaded it; review it 
 # The moves a person asks for, as the refusal above names them ("Cannot
 # approve a ticket that is deployed"); the worker's own moves never reach people.
 ACTION_VERBS = {
-    "approve": gettext_lazy("approve"),
-    ApprovalEvent.APPROVE_PARTIAL: gettext_lazy("approve"),
-    "reject": gettext_lazy("reject"),
-    "cancel": gettext_lazy("cancel"),
-    "deploy": gettext_lazy("deploy"),
-    "retry": gettext_lazy("retry"),
-    "promote": gettext_lazy("promote"),
-    "edit": gettext_lazy("edit"),
+    A.APPROVE: gettext_lazy("approve"),
+    A.APPROVE_PARTIAL: gettext_lazy("approve"),
+    A.REJECT: gettext_lazy("reject"),
+    A.CANCEL: gettext_lazy("cancel"),
+    A.DEPLOY: gettext_lazy("deploy"),
+    A.RETRY: gettext_lazy("retry"),
+    A.PROMOTE: gettext_lazy("promote"),
+    A.EDIT: gettext_lazy("edit"),
 }
 
 
@@ -228,7 +231,7 @@ def submit(
         rollout_strategy=rollout_strategy,
     )
     ticket.hosts.set(chosen)
-    TicketEvent.objects.create(ticket=ticket, actor=actor, action="submit", to_status=status)
+    TicketEvent.objects.create(ticket=ticket, actor=actor, action=A.SUBMIT, to_status=status)
     return ticket
 
 
@@ -259,11 +262,11 @@ def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields
         fields["version"] = F("version") + 1
     needs_approval = _initial_status(ticket.project, ticket.kind) == S.PENDING
     if current == S.REJECTED:
-        action = "resubmit" if needs_approval else "resubmit_approved"
+        action = A.RESUBMIT if needs_approval else A.RESUBMIT_APPROVED
         return _move(ticket, action, actor, note, reject_reason="", **fields)
     if current == S.APPROVED and needs_approval:
-        return _move(ticket, "reopen", actor, _join(note, stored(gettext_noop("needs approval again"))), **fields)
-    return _move(ticket, "edit", actor, note, **fields)
+        return _move(ticket, A.REOPEN, actor, _join(note, stored(gettext_noop("needs approval again"))), **fields)
+    return _move(ticket, A.EDIT, actor, note, **fields)
 
 
 def approvals_required(ticket: Ticket) -> int:
@@ -288,15 +291,15 @@ def approve(actor, ticket: Ticket, note: str = "", *, version: int) -> Ticket:
     require(actor, Action.APPROVE, locked)  # the policy first, as for every action
     if locked.status != ticket.status:
         raise _changed_meanwhile(locked)
-    _target("approve", locked.status)
+    _target(A.APPROVE, locked.status)
     if locked.version != version:
         raise StaleTicket(STALE_MESSAGE)
     Approval.objects.create(ticket=locked, approver=actor, version=version)
     given, needed = queries.current_approvals(locked).count(), approvals_required(locked)
     tally = stored(gettext_noop("%(given)d of %(needed)d approvals"), given=given, needed=needed)
     if given < needed:
-        return _move(ticket, ApprovalEvent.APPROVE_PARTIAL, actor, _join(tally, note), seen=version)
-    return _move(ticket, "approve", actor, _join(tally, note) if needed > 1 else note, seen=version)
+        return _move(ticket, A.APPROVE_PARTIAL, actor, _join(tally, note), seen=version)
+    return _move(ticket, A.APPROVE, actor, _join(tally, note) if needed > 1 else note, seen=version)
 
 
 def _join(*parts: str) -> str:
@@ -309,7 +312,7 @@ def reject(actor, ticket: Ticket, reason: str, *, version: int | None = None) ->
     require(actor, Action.REJECT, ticket)
     if not reason.strip():
         raise WorkflowError(_("Say why the ticket is rejected."))
-    return _move(ticket, "reject", actor, reason, seen=version, reject_reason=reason)
+    return _move(ticket, A.REJECT, actor, reason, seen=version, reject_reason=reason)
 
 
 @transaction.atomic
@@ -321,16 +324,16 @@ def cancel(actor, ticket: Ticket, note: str = "") -> Ticket:
     require(actor, Action.CANCEL, ticket)  # for a waiting rollout, the right to promote (the policy)
     Ticket.objects.select_for_update().filter(pk=ticket.pk).first()
     waiting = DeployRun.objects.filter(ticket=ticket, status=R.WAITING).first() if ticket.is_waiting else None
-    ticket = _move(ticket, "cancel", actor, note, **UNSCHEDULED)
+    ticket = _move(ticket, A.CANCEL, actor, note, **UNSCHEDULED)
     if ticket.status == S.CANCELLING:
         # The worker reads the reason when it sees the run cancelling: the console,
         # the run's error and the timeline all say who stopped the rollout.
         reason = stored(gettext_noop("cancelled by %(user)s"), user=actor)
-        if waiting is None or not _move_run(waiting, "cancel", error=reason):
+        if waiting is None or not _move_run(waiting, A.CANCEL, error=reason):
             raise InvalidTransition(_("The run stopped waiting meanwhile."))
         return ticket
     for run in DeployRun.objects.filter(ticket=ticket, status=R.QUEUED):
-        _move_run(run, "cancel", finished_at=timezone.now())
+        _move_run(run, A.CANCEL, finished_at=timezone.now())
     return ticket
 
 
@@ -366,9 +369,9 @@ def _deploy(actor, ticket: Ticket, *, override_reason: str = "", now=None, note:
     _check_hosts(ticket.project, ticket.hosts.all())  # hosts may have been disabled or removed since
     if ticket.scheduled_at is not None:
         # Deployed by hand before its time: the schedule is done with.
-        TicketEvent.objects.create(ticket=ticket, actor=actor, action=WindowEvent.UNSCHEDULE,
+        TicketEvent.objects.create(ticket=ticket, actor=actor, action=A.UNSCHEDULE,
                                    note=stored(gettext_noop("deployed before its scheduled time")))
-    ticket = _move(ticket, "retry" if resumes else "deploy", actor, note, **UNSCHEDULED)
+    ticket = _move(ticket, A.RETRY if resumes else A.DEPLOY, actor, note, **UNSCHEDULED)
     number = (ticket.runs.aggregate(n=Max("number"))["n"] or 0) + 1
     run = DeployRun.objects.create(ticket=ticket, number=number, triggered_by=actor, resumes=resumes)
     transaction.on_commit(lambda: _enqueue(run.pk))
@@ -393,8 +396,8 @@ def promote(actor, ticket: Ticket) -> Ticket:
     """Let a waiting rollout switch its next batch; the worker sees it at its next poll."""
     require(actor, Action.PROMOTE, ticket)
     run = DeployRun.objects.filter(ticket=ticket, status=R.WAITING).first()
-    ticket = _move(ticket, "promote", actor)
-    if run is None or not _move_run(run, "promote"):
+    ticket = _move(ticket, A.PROMOTE, actor)
+    if run is None or not _move_run(run, A.PROMOTE):
         raise InvalidTransition(_("The run stopped waiting meanwhile."))
     return ticket
 
@@ -402,9 +405,9 @@ def promote(actor, ticket: Ticket) -> Ticket:
 def wait_for_promote(run: DeployRun, number: int, total: int) -> None:
     """The worker's move: its rollout waits before batch ``number`` of ``total``."""
     with transaction.atomic():
-        if _move_run(run, "wait"):
+        if _move_run(run, A.WAIT):
             ticket = Ticket.objects.get(pk=run.ticket_id)
-            _move(ticket, "wait", None, stored(gettext_noop("batch %(n)s/%(total)s waits for a promote"),
+            _move(ticket, A.WAIT, None, stored(gettext_noop("batch %(n)s/%(total)s waits for a promote"),
                                                n=number, total=total))
 
 
@@ -412,11 +415,11 @@ def stop_waiting(run: DeployRun, note: str) -> bool:
     """The worker gives up waiting (timeout, lost lease). True if it did;
     False if a promote came first (then the rollout goes on)."""
     with transaction.atomic():
-        if not _move_run(run, "resume"):
+        if not _move_run(run, A.RESUME):
             return False
         ticket = Ticket.objects.get(pk=run.ticket_id)
         if ticket.status == S.WAITING:
-            _move(ticket, "resume", None, note)
+            _move(ticket, A.RESUME, None, note)
         return True
 
 
@@ -433,7 +436,7 @@ def _check_window(actor, ticket: Ticket, override_reason: str, now) -> None:
         raise WindowClosed(closed)
     if not can_override_window(actor, ticket):
         raise PermissionDenied(_("Only an Owner of the project may deploy outside the deploy window."))
-    TicketEvent.objects.create(ticket=ticket, actor=actor, action=WindowEvent.WINDOW_OVERRIDE, note=override_reason)
+    TicketEvent.objects.create(ticket=ticket, actor=actor, action=A.WINDOW_OVERRIDE, note=override_reason)
 
 
 def _enqueue(run_id: int) -> None:
@@ -477,7 +480,7 @@ def request_rollback(actor, ticket: Ticket, release: str = "", title: str = "") 
     # failure the others never left the old release.
     rollback.hosts.set(switched)
     TicketEvent.objects.create(
-        ticket=rollback, actor=actor, action="submit", to_status=status,
+        ticket=rollback, actor=actor, action=A.SUBMIT, to_status=status,
         note=stored(gettext_noop("rollback of #%(ticket)s to %(release)s") if release
                     else gettext_noop("rollback of #%(ticket)s"), ticket=ticket.pk, release=release),
     )
@@ -506,7 +509,7 @@ def schedule(actor, ticket: Ticket, at, version: int) -> Ticket:
                                     % {"status": ticket.get_status_display().lower()})
         raise StaleTicket(STALE_MESSAGE)
     zone = windows.Calendar(ticket.project.environment.time_zone)
-    TicketEvent.objects.create(ticket=ticket, actor=actor, action=WindowEvent.SCHEDULE,
+    TicketEvent.objects.create(ticket=ticket, actor=actor, action=A.SCHEDULE,
                                note=f"{windows.local_text(zone, at)} {zone.zone}")
     ticket.refresh_from_db()
     return ticket
@@ -518,7 +521,7 @@ def unschedule(actor, ticket: Ticket) -> Ticket:
     require(actor, Action.ROLLBACK if ticket.is_rollback else Action.DEPLOY, ticket)
     if not Ticket.objects.filter(pk=ticket.pk, scheduled_at__isnull=False).update(**UNSCHEDULED):
         raise InvalidTransition(_("This ticket is not scheduled."))
-    TicketEvent.objects.create(ticket=ticket, actor=actor, action=WindowEvent.UNSCHEDULE)
+    TicketEvent.objects.create(ticket=ticket, actor=actor, action=A.UNSCHEDULE)
     ticket.refresh_from_db()
     return ticket
 
@@ -567,7 +570,7 @@ def _run_due(pk: int, project_id: int, now) -> DeployRun | None:
             with transaction.atomic():  # a refused deploy leaves nothing behind but the refusal
                 return _deploy(user, ticket, now=now, note=stored(gettext_noop("scheduled deploy")))
         except (WorkflowError, PermissionDenied) as exc:
-            TicketEvent.objects.create(ticket=ticket, action=WindowEvent.SCHEDULE_REFUSED, note=str(exc))
+            TicketEvent.objects.create(ticket=ticket, action=A.SCHEDULE_REFUSED, note=str(exc))
             return None
 
 
@@ -582,10 +585,10 @@ def start_run(run_id: int, worker: str) -> DeployRun | None:
         ticket_id = DeployRun.objects.filter(pk=run_id).values_list("ticket_id", flat=True).first()
         Ticket.objects.select_for_update().filter(pk=ticket_id).first()
         run = DeployRun.objects.select_related("ticket").filter(pk=run_id).first()
-        if run is None or not _move_run(run, "start", started_at=timezone.now(), worker=worker):
+        if run is None or not _move_run(run, A.START, started_at=timezone.now(), worker=worker):
             return None
         run.refresh_from_db()
-        _move(run.ticket, "start", None, f"run {run.number} on {worker}")
+        _move(run.ticket, A.START, None, f"run {run.number} on {worker}")
         return run
 
 
@@ -596,20 +599,20 @@ def finish_run(run: DeployRun, *, ok: bool, error: str = "", failed_batch: str =
     A run cancelled while it waited ends cancelled when no host serves its
     release any more (all switched back), else failed."""
     with transaction.atomic():
-        action = "succeed" if ok else "fail"
+        action = A.SUCCEED if ok else A.FAIL
         if DeployRun.objects.filter(pk=run.pk, status=R.CANCELLING).exists():
             # No batch failed: a person stopped the rollout. A host still serving
             # the run's release (switching back failed) makes it a failure, so
             # the ticket offers a retry or a rollback.
             live = RunHost.objects.filter(run=run, status__in=RunHost.LIVE_STATUSES).exists()
-            action, failed_batch = ("fail" if live else "switch_back"), ""
+            action, failed_batch = (A.FAIL if live else A.SWITCH_BACK), ""
         ended = _move_run(run, action, finished_at=timezone.now(), error=error, failed_batch=failed_batch)
         if not ended:
             return False  # already ended (reaped, lock released): a late worker must not touch the ticket
         ticket = Ticket.objects.get(pk=run.ticket_id)
         if ticket.status in (S.DEPLOYING, S.WAITING, S.CANCELLING):
             _move(ticket, action, None, error[:2000])
-        if action == "switch_back":
+        if action == A.SWITCH_BACK:
             append_line(run, Stage.FINISH, Stream.INFO, _("Cancelled: every host this run switched serves what it "
                                                           "served before again."))
         return True
@@ -640,8 +643,8 @@ def interrupt(run: DeployRun) -> bool:
 def lock_taken_over(dead: DeployRun, run: DeployRun, note: str) -> None:
     """The project lease of ``dead`` (whose worker stopped renewing it) went to
     ``run``: say so on both tickets and end the dead run."""
-    TicketEvent.objects.create(ticket=dead.ticket, action="lock_taken_over", note=note)
-    TicketEvent.objects.create(ticket=run.ticket, action="lock_taken_over", note=note)
+    TicketEvent.objects.create(ticket=dead.ticket, action=A.LOCK_TAKEN_OVER, note=note)
+    TicketEvent.objects.create(ticket=run.ticket, action=A.LOCK_TAKEN_OVER, note=note)
     if dead.status in DeployRun.WORKING_STATUSES:
         interrupt(dead)
 
@@ -677,10 +680,10 @@ def _reap_lost_queued(project: Project, now) -> list[DeployRun]:
     lost = []
     for run in candidates:
         with transaction.atomic():
-            if _move_run(run, "lose", finished_at=now, error=stored(gettext_noop("Lost: the worker never picked it up."))):
+            if _move_run(run, LOSE, finished_at=now, error=stored(gettext_noop("Lost: the worker never picked it up."))):
                 ticket = Ticket.objects.get(pk=run.ticket_id)
                 if ticket.status == S.QUEUED:
-                    _move(ticket, "fail", None, stored(gettext_noop("the queued run was lost; deploy again")))
+                    _move(ticket, A.FAIL, None, stored(gettext_noop("the queued run was lost; deploy again")))
                 append_line(run, Stage.FINISH, Stream.ERROR, stored(gettext_noop(
                     "Lost: no worker ever picked this run up, so nothing ran and no host changed. Deploy again.")))
                 lost.append(run)
@@ -705,6 +708,6 @@ def release_lock(actor, project: Project) -> DeployRun | None:
     lock.delete()
     if run.status in DeployRun.WORKING_STATUSES:
         finish_run(run, ok=False, error=stored(gettext_noop("Lock released by %(user)s."), user=actor))
-    TicketEvent.objects.create(ticket=run.ticket, actor=actor, action="release_lock",
+    TicketEvent.objects.create(ticket=run.ticket, actor=actor, action=A.RELEASE_LOCK,
                                note=stored(gettext_noop("run %(run)s"), run=run.number))
     return run

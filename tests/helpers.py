@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from accounts.models import Membership, Role, Team
 from projects.environments import ensure_defaults
 from projects.models import Environment, Host, Project
-from releases.models import Ticket, TicketEvent
+from releases.models import Ticket, TicketAction, TicketEvent
 
 _seq = itertools.count(1)
 PASSWORD = "correct-horse-battery-staple-42"
@@ -58,5 +58,5 @@ def make_ticket(project: Project, author, status: str = Ticket.Status.PENDING, *
     values.update(kw)
     ticket = Ticket.objects.create(project=project, author=author, status=status, **values)
     ticket.hosts.set(project.hosts.all())
-    TicketEvent.objects.create(ticket=ticket, actor=author, action="submit", to_status=status)
+    TicketEvent.objects.create(ticket=ticket, actor=author, action=TicketAction.SUBMIT, to_status=status)
     return ticket

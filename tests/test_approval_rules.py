@@ -18,7 +18,7 @@ from notifications.events import ticket_message
 from notifications.models import Event
 from notifications.models import Kind as ChannelKind
 from releases import workflow
-from releases.models import Approval, ApprovalEvent, Ticket
+from releases.models import Approval, Ticket, TicketAction
 from tests.notify_receiver import receiver  # noqa: F401 - the receiver fixture
 from tests.test_notifications_delivery import make_channel
 from tests.test_query_counts import queries_of
@@ -51,11 +51,11 @@ def test_two_distinct_approvers_are_needed_where_the_environment_asks_for_two(wo
     assert first.status == S.PENDING
     partial = first.events.last()
     assert (partial.action, partial.actor, partial.from_status, partial.to_status) == (
-        ApprovalEvent.APPROVE_PARTIAL, world.users["maintainer"], "", "")
+        TicketAction.APPROVE_PARTIAL, world.users["maintainer"], "", "")
     assert partial.note == "1 of 2 approvals"
     second = approve(world, "owner", two)
     assert second.status == S.APPROVED
-    assert second.events.last().action == "approve" and second.events.last().note == "2 of 2 approvals"
+    assert second.events.last().action == TicketAction.APPROVE and second.events.last().note == "2 of 2 approvals"
     assert list(second.approvals.values_list("approver__username", "version")) == [
         ("maintainer", 1), ("owner", 1)]
 
@@ -66,7 +66,7 @@ def test_the_same_person_approving_twice_is_refused_and_counts_once(world, two):
         approve(world, "maintainer", two)
     two.refresh_from_db()
     assert two.status == S.PENDING and two.approvals.count() == 1
-    assert two.events.filter(action=ApprovalEvent.APPROVE_PARTIAL).count() == 1
+    assert two.events.filter(action=TicketAction.APPROVE_PARTIAL).count() == 1
 
 
 def test_the_author_is_never_one_of_the_approvers_where_self_approval_is_off(world, two):
@@ -138,7 +138,7 @@ def test_with_one_approval_required_the_first_approval_approves_as_before(world)
     approved = workflow.approve(world.users["owner"], ticket, "looks good", version=ticket.version)
     assert approved.status == S.APPROVED
     assert approved.events.last().note == "looks good"
-    assert not approved.events.filter(action=ApprovalEvent.APPROVE_PARTIAL).exists()
+    assert not approved.events.filter(action=TicketAction.APPROVE_PARTIAL).exists()
 
 
 def test_a_rollback_that_needs_approval_needs_the_same_n(world, two):
@@ -166,7 +166,7 @@ def test_a_partial_approval_is_an_audit_entry_and_sends_no_notification(world, t
     assert callbacks == []
     entry = AuditEntry.objects.filter(kind=Kind.TICKET).order_by("-id").first()
     assert (entry.action, entry.actor, entry.note) == (
-        ApprovalEvent.APPROVE_PARTIAL, world.users["maintainer"], "1 of 2 approvals")
+        TicketAction.APPROVE_PARTIAL, world.users["maintainer"], "1 of 2 approvals")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         approve(world, "owner", two)
     assert len(callbacks) == 1  # the "approved" event, once the ticket is approved

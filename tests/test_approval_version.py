@@ -12,7 +12,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from releases import workflow
-from releases.models import Ticket
+from releases.models import Ticket, TicketAction
 
 from . import helpers
 
@@ -47,7 +47,7 @@ def test_approving_a_version_edited_since_approves_nothing(world, pending):
         workflow.approve(world.users["owner"], pending, version=seen)
     pending.refresh_from_db()
     assert (pending.status, pending.commit) == (S.PENDING, "c" * 40)
-    assert not pending.events.filter(action="approve").exists()
+    assert not pending.events.filter(action=TicketAction.APPROVE).exists()
     approved = workflow.approve(world.users["owner"], pending, version=pending.version)
     assert approved.status == S.APPROVED
 
@@ -74,7 +74,7 @@ def test_the_page_approves_only_what_it_showed(client, world, pending):
     response = client.post(reverse("ticket_approve", args=[pending.pk]), {"version": shown}, follow=True)
     assert STALE in response.content.decode() and "review it again" in response.content.decode()
     pending.refresh_from_db()
-    assert pending.status == S.PENDING and not pending.events.filter(action="approve").exists()
+    assert pending.status == S.PENDING and not pending.events.filter(action=TicketAction.APPROVE).exists()
 
     page = client.get(reverse("ticket_detail", args=[pending.pk])).content.decode()
     assert f'name="version" value="{pending.version}"' in page

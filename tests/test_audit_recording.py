@@ -21,7 +21,7 @@ from projects import secrets
 from projects.keys import create_key
 from projects.models import Project
 from releases import workflow
-from releases.models import DeployRun, ProjectLock, Ticket, TicketEvent
+from releases.models import DeployRun, ProjectLock, Ticket, TicketAction, TicketEvent
 
 from . import helpers
 
@@ -133,8 +133,8 @@ def test_every_ticket_event_becomes_an_entry_with_its_status_move(world):
     ticket = helpers.make_ticket(world.project, world.users["developer"], title="ship search")
     workflow.approve(world.users["maintainer"], ticket, "looks good", version=ticket.version)
     submitted, approved = AuditEntry.objects.filter(kind=Kind.TICKET).order_by("id")
-    assert submitted.action == "submit" and submitted.actor_name == "developer"
-    assert approved.action == "approve" and approved.actor == world.users["maintainer"]
+    assert submitted.action == TicketAction.SUBMIT and submitted.actor_name == "developer"
+    assert approved.action == TicketAction.APPROVE and approved.actor == world.users["maintainer"]
     assert approved.changes == {"status": [Ticket.Status.PENDING, Ticket.Status.APPROVED]}
     assert approved.note == "looks good"
     assert approved.object_repr == f"#{ticket.pk} ship search" and approved.object_id == str(ticket.pk)
@@ -150,7 +150,7 @@ def test_a_lock_release_is_recorded_as_a_lock_entry(world):
                                lease_seconds=90)
     workflow.release_lock(world.users["maintainer"], world.project)
     entry = latest(kind=Kind.LOCK)
-    assert entry.action == "release_lock" and entry.actor_name == "maintainer" and entry.note == "run 1"
+    assert entry.action == TicketAction.RELEASE_LOCK and entry.actor_name == "maintainer" and entry.note == "run 1"
 
 
 def test_changes_outside_a_request_are_from_the_worker_without_actor(world):
@@ -207,7 +207,7 @@ def test_a_token_api_call_acts_as_the_tokens_user(world):
         post_save.disconnect(sender=TicketEvent, dispatch_uid="test-look")
     assert response.status_code == 200, response.content
     assert [(s.user, s.origin, s.address) for s in seen] == [(world.users["maintainer"], Origin.WEB, "192.0.2.44")]
-    entry = latest(kind=Kind.TICKET, action="approve")
+    entry = latest(kind=Kind.TICKET, action=TicketAction.APPROVE)
     assert (entry.actor_name, entry.source_address) == ("maintainer", "192.0.2.44")
 
 

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from projects.forms import DeployWindowForm
 from projects.models import DeployFreeze, DeployWindow, Environment
 from releases import workflow
-from releases.models import Ticket, TicketEvent, WindowEvent
+from releases.models import Ticket, TicketAction, TicketEvent
 
 from . import helpers
 
@@ -84,7 +84,7 @@ def test_inside_a_window_a_deploy_goes_ahead_without_an_override(world, approved
     open_now(world.project.environment)
     run = workflow.deploy(world.users["developer"], approved, override_reason="not needed")
     assert run.ticket.status == S.QUEUED
-    assert not TicketEvent.objects.filter(action=WindowEvent.WINDOW_OVERRIDE).exists()
+    assert not TicketEvent.objects.filter(action=TicketAction.WINDOW_OVERRIDE).exists()
 
 
 def test_a_rollback_runs_outside_the_window_and_in_a_freeze(world, approved):
@@ -102,9 +102,11 @@ def test_an_owner_overrides_the_window_and_the_reason_is_recorded(world, approve
     owner = world.users["owner"]
     run = workflow.deploy(owner, approved, override_reason="hotfix for the payment outage")
     assert run.ticket.status == S.QUEUED
-    override = approved.events.get(action=WindowEvent.WINDOW_OVERRIDE)
+    override = approved.events.get(action=TicketAction.WINDOW_OVERRIDE)
     assert (override.actor, override.note) == (owner, "hotfix for the payment outage")
-    assert list(approved.events.values_list("action", flat=True))[-2:] == [WindowEvent.WINDOW_OVERRIDE, "deploy"]
+    assert list(approved.events.values_list("action", flat=True))[-2:] == [
+        TicketAction.WINDOW_OVERRIDE, TicketAction.DEPLOY
+    ]
 
 
 @pytest.mark.parametrize("role", ["maintainer", "developer"])
@@ -114,14 +116,14 @@ def test_only_an_owner_may_override_the_window(world, approved, role):
         workflow.deploy(world.users[role], approved, override_reason="I really want to")
     approved.refresh_from_db()
     assert approved.status == S.APPROVED
-    assert not approved.events.filter(action=WindowEvent.WINDOW_OVERRIDE).exists()
+    assert not approved.events.filter(action=TicketAction.WINDOW_OVERRIDE).exists()
 
 
 def test_an_override_without_a_reason_is_a_refusal(world, approved):
     expected = close_now(world.project.environment)
     with pytest.raises(workflow.WindowClosed, match=re.escape(expected)):
         workflow.deploy(world.users["owner"], approved, override_reason="   ")
-    assert not approved.events.filter(action=WindowEvent.WINDOW_OVERRIDE).exists()
+    assert not approved.events.filter(action=TicketAction.WINDOW_OVERRIDE).exists()
 
 
 def test_the_environment_refuses_an_unknown_zone_an_empty_window_and_a_backwards_freeze(world):
@@ -162,7 +164,7 @@ def test_the_page_disables_deploy_with_the_reason_and_offers_the_override_to_own
     response = client.post(reverse("ticket_deploy", args=[approved.pk]), {"override_reason": "security fix"},
                            follow=True)
     assert "Deploy queued." in response.content.decode()
-    assert approved.events.get(action=WindowEvent.WINDOW_OVERRIDE).note == "security fix"
+    assert approved.events.get(action=TicketAction.WINDOW_OVERRIDE).note == "security fix"
 
 
 def test_an_open_window_says_until_when(client, world, approved):
@@ -193,4 +195,4 @@ def test_the_api_refuses_with_409_and_takes_an_owners_override_reason(world, app
     api.force_authenticate(world.users["owner"])
     done = api.post(url, {"override_reason": "the fix for #4521"}, format="json")
     assert done.status_code == 202 and done.json()["status"] == S.QUEUED
-    assert approved.events.get(action=WindowEvent.WINDOW_OVERRIDE).note == "the fix for #4521"
+    assert approved.events.get(action=TicketAction.WINDOW_OVERRIDE).note == "the fix for #4521"

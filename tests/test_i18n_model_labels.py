@@ -40,8 +40,12 @@ def test_every_walle_model_field_and_choice_has_a_translatable_label():
 
 
 def test_every_ticket_move_reads_as_a_label_on_the_timeline_and_in_the_audit_log():
-    from releases.models import event_action_label
+    from audit.models import AuditEntry
+    from releases.models import TicketAction, TicketEvent
     from releases.workflow import TRANSITIONS
 
-    unlabelled = sorted({action for action, _ in TRANSITIONS if event_action_label(action) == action})
-    assert not unlabelled, f"add these to releases.models.EVENT_ACTIONS: {unlabelled}"
+    unlabelled = sorted({action for action, _ in TRANSITIONS if action not in TicketAction.values})
+    assert not unlabelled, f"add these to releases.models.TicketAction: {unlabelled}"
+    for action, _ in TRANSITIONS:
+        assert TicketEvent(action=action).get_action_display() == TicketAction(action).label
+        assert AuditEntry(action=action).action_display == TicketAction(action).label

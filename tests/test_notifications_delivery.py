@@ -25,7 +25,7 @@ from notifications.models import (
 )
 from projects import crypto
 from releases import workflow
-from releases.models import DeployRun, RunHost, Ticket, TicketEvent
+from releases.models import DeployRun, RunHost, Ticket, TicketAction, TicketEvent
 from tests.notify_receiver import KEY, SECRET, receiver  # noqa: F401 - the receiver fixture
 
 from . import helpers
@@ -54,7 +54,8 @@ def deployed_ticket(world, kind: str = Ticket.Kind.DEPLOY, seconds: float = 12.0
     DeployRun.objects.create(ticket=ticket, number=1, status=DeployRun.Status.SUCCEEDED, commit=ticket.commit,
                              triggered_by=world.users["maintainer"], started_at=end - timedelta(seconds=seconds),
                              finished_at=end)
-    event = TicketEvent.objects.create(ticket=ticket, action="succeed", from_status=S.DEPLOYING, to_status=S.SUCCEEDED)
+    event = TicketEvent.objects.create(ticket=ticket, action=TicketAction.SUCCEED,
+                                       from_status=S.DEPLOYING, to_status=S.SUCCEEDED)
     return ticket, event
 
 

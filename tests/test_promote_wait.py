@@ -11,7 +11,7 @@ from django.utils import timezone
 from engine.pipeline import Cancelled
 from releases import workflow
 from releases.lease import ProjectLease
-from releases.models import DeployRun, Ticket
+from releases.models import DeployRun, Ticket, TicketAction
 from releases.promotion import PromoteWait
 from releases.recorder import Recorder
 from releases.runlog import RunLog
@@ -44,7 +44,7 @@ def test_a_promote_ends_the_wait(running, world):
         timer.join()
     ticket.refresh_from_db()
     assert ticket.status == S.DEPLOYING
-    assert list(ticket.events.values_list("action", flat=True))[-2:] == ["wait", "promote"]
+    assert list(ticket.events.values_list("action", flat=True))[-2:] == [TicketAction.WAIT, TicketAction.PROMOTE]
 
 
 def test_no_promote_in_time_ends_the_wait_with_the_reason(running):
@@ -54,7 +54,7 @@ def test_no_promote_in_time_ends_the_wait_with_the_reason(running):
     ticket.refresh_from_db()
     run.refresh_from_db()
     assert (ticket.status, run.status) == (S.DEPLOYING, DeployRun.Status.RUNNING)
-    assert ticket.events.last().action == "resume"
+    assert ticket.events.last().action == TicketAction.RESUME
 
 
 def test_a_cancel_ends_the_wait_with_who_cancelled(running, world):

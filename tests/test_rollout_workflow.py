@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.permissions import Action, can
 from releases import plans, workflow
-from releases.models import DeployRun, ProjectLock, RunHost, Ticket
+from releases.models import DeployRun, ProjectLock, RunHost, Ticket, TicketAction
 from releases.views import ticket_actions
 
 from . import helpers
@@ -60,7 +60,7 @@ def test_the_timeout_wins_over_a_later_promote(world):
     ticket, run = waiting_ticket(world)
     assert workflow.stop_waiting(run, "no promote came within 1 s") is True
     ticket.refresh_from_db()
-    assert ticket.status == S.DEPLOYING and ticket.events.last().action == "resume"
+    assert ticket.status == S.DEPLOYING and ticket.events.last().action == TicketAction.RESUME
     with pytest.raises(workflow.InvalidTransition):
         workflow.promote(world.users["owner"], ticket)
 
@@ -122,7 +122,7 @@ def test_a_waiting_ticket_without_a_waiting_run_is_not_cancelled(world):
     with pytest.raises(workflow.InvalidTransition, match="stopped waiting"):
         workflow.cancel(world.users["developer"], ticket)
     ticket.refresh_from_db()
-    assert ticket.status == S.WAITING and not ticket.events.filter(action="cancel").exists()
+    assert ticket.status == S.WAITING and not ticket.events.filter(action=TicketAction.CANCEL).exists()
 
 
 @pytest.mark.parametrize(("user", "allowed"), [
@@ -170,7 +170,7 @@ def test_the_cancelled_run_ends_cancelled_once_every_switched_host_is_back(world
     ticket.refresh_from_db()
     assert (ticket.status, run.status, run.failed_batch) == (S.CANCELLED, R.CANCELLED, "")
     assert run.error == "batch 2/3: cancelled by developer" and run.finished_at is not None
-    assert list(ticket.events.values_list("action", flat=True))[-2:] == ["cancel", "switch_back"]
+    assert list(ticket.events.values_list("action", flat=True))[-2:] == [TicketAction.CANCEL, TicketAction.SWITCH_BACK]
     assert ticket.events.last().to_status == S.CANCELLED
     assert run.log_lines.last().text.startswith("Cancelled: every host this run switched")
     assert ticket_actions(world.users["developer"], ticket)["retry"] is False  # cancelled is final
@@ -182,7 +182,7 @@ def test_a_host_that_could_not_be_switched_back_fails_the_cancelled_ticket(world
     run = _worker_finishes(run, world, RunHost.Status.SWITCHED)  # still serves the run's release
     ticket.refresh_from_db()
     assert (ticket.status, run.status) == (S.FAILED, R.FAILED)
-    assert ticket.events.last().action == "fail"
+    assert ticket.events.last().action == TicketAction.FAIL
     assert ticket_actions(world.users["maintainer"], ticket)["rollback"] is True
 
 
@@ -216,7 +216,7 @@ def test_a_retry_reuses_the_failed_runs_release_and_commit(world, django_capture
         retry = workflow.retry(world.users["developer"], ticket)
     ticket.refresh_from_db()
     assert (ticket.status, retry.number, retry.resumes) == (S.QUEUED, 2, first)
-    assert ticket.events.last().action == "retry"
+    assert ticket.events.last().action == TicketAction.RETRY
     plan = plans.build_deploy_plan(retry, [host], key=plans.Secret("k"))
     assert (plan.release_name, plan.commit) == ("20260101-000000-1", "b" * 40)
     assert plan.reuse_prepared and plan.keep_prepared and plan.done_targets == {host.pk}

@@ -22,7 +22,7 @@ from rest_framework.test import APIClient
 from accounts.models import Membership, Role
 from projects.models import DeployFreeze
 from releases import tasks, workflow
-from releases.models import DeployRun, Ticket, WindowEvent
+from releases.models import DeployRun, Ticket, TicketAction
 from releases.schedules import SCHEDULED_DEPLOYS, ensure_schedules
 
 from . import helpers
@@ -46,7 +46,7 @@ def scheduled(world, ticket: Ticket, at: datetime, who: str = "developer") -> Ti
 
 
 def refusal(ticket: Ticket) -> str:
-    return ticket.events.get(action=WindowEvent.SCHEDULE_REFUSED).note
+    return ticket.events.get(action=TicketAction.SCHEDULE_REFUSED).note
 
 
 def test_scheduling_records_who_when_and_the_version_and_unscheduling_clears_it(world, approved):
@@ -54,11 +54,11 @@ def test_scheduling_records_who_when_and_the_version_and_unscheduling_clears_it(
     ticket = scheduled(world, approved, at)
     assert (ticket.scheduled_at, ticket.scheduled_by, ticket.scheduled_version) == (
         at, world.users["developer"], approved.version)
-    assert ticket.events.get(action=WindowEvent.SCHEDULE).actor == world.users["developer"]
+    assert ticket.events.get(action=TicketAction.SCHEDULE).actor == world.users["developer"]
     ticket = workflow.unschedule(world.users["developer"], ticket)
     assert (ticket.scheduled_at, ticket.scheduled_by, ticket.scheduled_version, ticket.status) == (
         None, None, None, S.APPROVED)
-    assert ticket.events.filter(action=WindowEvent.UNSCHEDULE).count() == 1
+    assert ticket.events.filter(action=TicketAction.UNSCHEDULE).count() == 1
     with pytest.raises(workflow.InvalidTransition, match="not scheduled"):
         workflow.unschedule(world.users["developer"], ticket)
 
@@ -75,7 +75,7 @@ def test_only_an_approved_ticket_as_seen_by_one_who_may_deploy_it_is_scheduled_i
         workflow.schedule(world.users["developer"], approved, soon(), approved.version - 1 or 99)
     approved.refresh_from_db()
     assert approved.scheduled_at is None
-    assert not approved.events.filter(action=WindowEvent.SCHEDULE).exists()
+    assert not approved.events.filter(action=TicketAction.SCHEDULE).exists()
 
 
 def test_scheduling_into_a_closed_window_is_refused_at_once(world, approved):
@@ -131,7 +131,7 @@ def test_two_workers_sweeping_at_once_start_a_due_ticket_once(world, monkeypatch
         worker.join(timeout=60)
     assert len(started) == 1
     assert DeployRun.objects.filter(ticket=ticket).count() == 1
-    assert not ticket.events.filter(action=WindowEvent.SCHEDULE_REFUSED).exists()
+    assert not ticket.events.filter(action=TicketAction.SCHEDULE_REFUSED).exists()
 
 
 def test_a_ticket_edited_after_scheduling_is_refused_at_its_time_and_stays_approved(world):
@@ -186,7 +186,7 @@ def test_a_manual_deploy_clears_the_schedule(world, approved):
     workflow.deploy(world.users["developer"], Ticket.objects.get(pk=approved.pk))
     approved.refresh_from_db()
     assert approved.status == S.QUEUED and approved.scheduled_at is None
-    assert approved.events.get(action=WindowEvent.UNSCHEDULE).note == "deployed before its scheduled time"
+    assert approved.events.get(action=TicketAction.UNSCHEDULE).note == "deployed before its scheduled time"
     assert workflow.run_due_schedules(at) == []
     assert approved.runs.count() == 1
 

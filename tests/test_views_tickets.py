@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from releases.models import DeployRun, LogLine, Release, RunHost, Ticket, TicketEvent
+from releases.models import DeployRun, LogLine, Release, RunHost, Ticket, TicketAction, TicketEvent
 from tests import helpers
 
 S = Ticket.Status
@@ -370,7 +370,7 @@ def failed_deploy_with_details(world) -> Ticket:
                                    stage="transfer", error="run error text")
     RunHost.objects.create(run=run, host=host, status=RunHost.Status.FAILED, error="host error text")
     LogLine.objects.create(run=run, seq=1, host=host.endpoint, stage="transfer", stream="stderr", text="log text")
-    TicketEvent.objects.create(ticket=ticket, action="fail", from_status=S.DEPLOYING, to_status=S.FAILED,
+    TicketEvent.objects.create(ticket=ticket, action=TicketAction.FAIL, from_status=S.DEPLOYING, to_status=S.FAILED,
                                note=f"ssh to {host.endpoint} refused: event note text")
     return ticket
 

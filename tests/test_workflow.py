@@ -10,7 +10,7 @@ from django.utils import timezone, translation
 
 from releases import workflow
 from releases.lease import ProjectLease
-from releases.models import DeployRun, ProjectLock, RunHost, Ticket, TicketEvent
+from releases.models import DeployRun, ProjectLock, RunHost, Ticket, TicketAction, TicketEvent
 
 from . import helpers
 
@@ -68,7 +68,7 @@ def test_a_double_approval_approves_once(world):
     workflow.approve(world.users["owner"], ticket, version=ticket.version)
     with pytest.raises(workflow.InvalidTransition):
         workflow.approve(world.users["maintainer"], stale_copy, version=stale_copy.version)
-    assert ticket.events.filter(action="approve").count() == 1
+    assert ticket.events.filter(action=TicketAction.APPROVE).count() == 1
 
 
 def test_submit_needs_approval_in_production_and_not_in_test(world):
@@ -77,7 +77,7 @@ def test_submit_needs_approval_in_production_and_not_in_test(world):
     test_project = helpers.make_project(world.team, env="test")
     quick = workflow.submit(world.users["developer"], test_project, title="t", ref="master")
     assert quick.status == S.APPROVED
-    assert quick.events.get().action == "submit"
+    assert quick.events.get().action == TicketAction.SUBMIT
 
 
 def test_reporters_cannot_submit_and_nothing_is_created(world):
@@ -106,7 +106,9 @@ def test_a_rejected_ticket_is_edited_and_resubmitted(world):
     assert ticket.reject_reason == "wrong commit"
     ticket = workflow.edit(world.users["developer"], ticket, commit="c" * 40)
     assert (ticket.status, ticket.commit, ticket.reject_reason) == (S.PENDING, "c" * 40, "")
-    assert list(ticket.events.values_list("action", flat=True)) == ["submit", "reject", "resubmit"]
+    assert list(ticket.events.values_list("action", flat=True)) == [
+        TicketAction.SUBMIT, TicketAction.REJECT, TicketAction.RESUBMIT
+    ]
 
 
 def test_editing_an_approved_ticket_needs_approval_again(world):
@@ -211,7 +213,7 @@ def test_the_project_lock_is_exclusive_and_a_stale_one_is_taken_over(world):
     first.refresh_from_db()
     assert first.status == DeployRun.Status.FAILED
     assert Ticket.objects.get(pk=first.ticket_id).status == S.FAILED
-    assert TicketEvent.objects.filter(ticket=first.ticket, action="lock_taken_over").exists()
+    assert TicketEvent.objects.filter(ticket=first.ticket, action=TicketAction.LOCK_TAKEN_OVER).exists()
 
 
 def test_a_dead_run_does_not_block_the_next_deploy(world, django_capture_on_commit_callbacks):
@@ -233,7 +235,7 @@ def test_maintainers_release_a_stuck_lock_and_developers_cannot(world):
     workflow.release_lock(world.users["maintainer"], world.project)
     assert not ProjectLock.objects.exists()
     assert Ticket.objects.get(pk=run.ticket_id).status == S.FAILED
-    assert TicketEvent.objects.filter(action="release_lock", actor=world.users["maintainer"]).exists()
+    assert TicketEvent.objects.filter(action=TicketAction.RELEASE_LOCK, actor=world.users["maintainer"]).exists()
 
 
 def test_rollback_needs_a_switched_deploy_and_follows_the_environment_rule(world):
@@ -280,7 +282,7 @@ def test_a_rejected_ticket_in_an_environment_without_approval_returns_approved(w
     ticket = helpers.make_ticket(project, world.users["developer"], S.REJECTED)
     ticket = workflow.edit(world.users["developer"], ticket, commit="d" * 40)
     assert (ticket.status, ticket.commit) == (S.APPROVED, "d" * 40)
-    assert ticket.events.last().action == "resubmit_approved"
+    assert ticket.events.last().action == TicketAction.RESUBMIT_APPROVED
 
 
 def test_deploy_refuses_a_host_disabled_since_the_ticket_was_opened(world):

@@ -32,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, gener
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from notifications.models import Delivery
-from releases.models import DeployRun, LogLine, ProjectLock, TicketEvent
+from releases.models import DeployRun, LogLine, ProjectLock, TicketAction, TicketEvent
 from walleproj import health
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ FINISHED = [DeployRun.Status.SUCCEEDED, DeployRun.Status.FAILED, DeployRun.Statu
 # Seconds. A deploy is a build plus an rsync: seconds to an hour (the timeout).
 RUN_BUCKETS = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 STAGE_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
-TAKEOVER = "lock_taken_over"
 
 
 def _seconds(value) -> float:
@@ -142,7 +141,7 @@ def lock_takeovers() -> Metric:
         labels=["project"],
     )
     rows = (
-        TicketEvent.objects.filter(action=TAKEOVER)
+        TicketEvent.objects.filter(action=TicketAction.LOCK_TAKEN_OVER)
         .values_list("ticket__project__slug").annotate(n=Count("pk")).order_by()
     )
     for project, n in rows:

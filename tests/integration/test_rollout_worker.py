@@ -14,7 +14,7 @@ from notifications.events import ticket_message
 from notifications.models import Event
 from projects.models import RolloutStrategy
 from releases import tasks, workflow
-from releases.models import DeployRun, ProjectLock, RunHost, Ticket
+from releases.models import DeployRun, ProjectLock, RunHost, Ticket, TicketAction
 from tests.deploy_fixtures import V1_TEXT, V2_TEXT, deploy_now, open_approved_ticket, wait_for
 
 pytestmark = pytest.mark.sshd
@@ -69,7 +69,7 @@ def test_a_failed_health_gate_fails_the_ticket_and_switches_back_exactly_the_swi
     assert run.log_lines.filter(text__startswith="batch 2/3: switching 127.0.0.12").exists()
     # What each host serves is recorded: v1's release is live again everywhere.
     assert not workflow.switched_hosts(ticket).exists()
-    message = ticket_message(ticket, Event.FAILED, ticket.events.filter(action="fail").last())
+    message = ticket_message(ticket, Event.FAILED, ticket.events.filter(action=TicketAction.FAIL).last())
     assert "Batch 2/3 of the rollout failed." in message.as_text()
 
 
@@ -105,7 +105,7 @@ def test_the_rollout_waits_for_a_promote_with_the_canary_switched(site, settings
     assert ticket.status == S.SUCCEEDED
     assert all(V2_TEXT in page for page in site.pages())
     actions = list(ticket.events.values_list("action", flat=True))
-    assert actions[-3:] == ["wait", "promote", "succeed"]
+    assert actions[-3:] == [TicketAction.WAIT, TicketAction.PROMOTE, TicketAction.SUCCEED]
     assert ticket.latest_run().log_lines.filter(text__startswith="waiting for a promote before batch 2/2").exists()
 
 
@@ -140,7 +140,9 @@ def test_cancel_while_waiting_switches_the_canary_back_and_cancels_the_ticket(si
     assert run.log_lines.filter(stage="finish", text="stopped before batch 2/2: cancelled by developer").exists()
     assert not run.log_lines.filter(text__startswith="failed").exists()
     assert not run.log_lines.filter(host="", stream="error").exists()
-    assert list(ticket.events.values_list("action", flat=True))[-3:] == ["wait", "cancel", "switch_back"]
+    assert list(ticket.events.values_list("action", flat=True))[-3:] == [
+        TicketAction.WAIT, TicketAction.CANCEL, TicketAction.SWITCH_BACK
+    ]
     assert not ProjectLock.objects.exists()  # the project is free for the next deploy
 
 
@@ -179,7 +181,7 @@ def test_retry_reuses_the_prepared_release_and_repeats_only_the_failed_host(site
     reused = retry.log_lines.filter(text__contains="an earlier run prepared it completely")
     assert sorted(reused.values_list("host", flat=True)) == ["127.0.0.11", "127.0.0.12"]
     assert set(retry.log_lines.filter(stage="transfer").values_list("host", flat=True)) == {"127.0.0.13"}
-    assert ticket.events.filter(action="retry").exists()
+    assert ticket.events.filter(action=TicketAction.RETRY).exists()
 
 
 def test_retry_after_a_failed_switch_completes_the_remaining_hosts(site):
