@@ -395,7 +395,10 @@ def remove_stale_key_files(older_than: float = 24 * 3600) -> list[str]:
     for entry in os.scandir(runtime.key_root()):
         if not entry.name.startswith(KEY_DIR_PREFIX) or not entry.is_dir(follow_symlinks=False):
             continue
-        info = entry.stat(follow_symlinks=False)
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:  # its deploy ended meanwhile and removed it (another worker process)
+            continue
         if info.st_uid == os.getuid() and _stale(entry.name, now - info.st_mtime, older_than):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.path)

@@ -173,6 +173,16 @@ def test_key_dirs_of_a_dead_process_are_swept_at_once() -> None:
     assert not os.path.exists(directory)
 
 
+def test_a_key_dir_removed_by_its_own_deploy_during_the_sweep_is_skipped(monkeypatch) -> None:
+    """Worker processes share the key root: a deploy that ends between the
+    sweep's listing and its look at the dir must not crash the next task."""
+    gone = tempfile.mkdtemp(prefix=ssh._key_dir_prefix(), dir=runtime.key_root())
+    listed = [e for e in os.scandir(runtime.key_root()) if e.path == gone]
+    shutil.rmtree(gone)  # the deploy's own cleanup, after the listing
+    monkeypatch.setattr(ssh.os, "scandir", lambda path: iter(listed))
+    assert ssh.remove_stale_key_files(older_than=3600) == []
+
+
 def test_key_files_live_in_the_private_key_root_never_in_the_shared_temp_dir() -> None:
     with ssh.key_files(Secret("k"), []) as files:
         assert os.path.dirname(files.directory) == runtime.key_root()
