@@ -74,8 +74,14 @@ def run_scheduled_deploys() -> int:
 
 
 def remove_dead_workers_files() -> list[str]:
-    """Key dirs whose process is gone (or that outlived any run): removed now."""
-    return remove_stale_key_files(older_than=STALE_KEY_FILES_AGE)
+    """Key dirs whose process is gone (or that outlived any run): removed now.
+    Housekeeping: a failure is logged and never stops the deploy that called it
+    (the run would stay queued until the reaper calls it lost)."""
+    try:
+        return remove_stale_key_files(older_than=STALE_KEY_FILES_AGE)
+    except OSError:
+        logger.exception("sweeping dead workers' key files failed; the next task tries again")
+        return []
 
 
 def remove_build_dirs(run: DeployRun) -> None:

@@ -111,3 +111,17 @@ def test_project_form_choices_cost_the_same_queries_for_few_or_many_groups(world
         list(deploy_key_choices(maintainer, world.project))
     assert len(teams) == 31
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_a_failing_key_file_sweep_is_logged_and_never_stops_the_task(monkeypatch, caplog):
+    """The sweep run_deploy does first is housekeeping: an error there must not
+    end the task before it claims its run (the run would sit queued)."""
+    from releases import tasks
+
+    def broken(**_kwargs):
+        raise PermissionError("key root unreadable")
+
+    monkeypatch.setattr(tasks, "remove_stale_key_files", broken)
+    with caplog.at_level("ERROR", logger="releases.tasks"):
+        assert tasks.remove_dead_workers_files() == []
+    assert "sweeping dead workers' key files failed" in caplog.text
