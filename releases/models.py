@@ -99,6 +99,12 @@ class Ticket(models.Model):
         return f"{ref} {commit[:7]}"
 
     @property
+    def approvals_required(self) -> int:
+        """How many distinct people must approve a version of this ticket: the
+        environment's N, for deploys and (where they need approval) rollbacks."""
+        return self.project.environment.approvals_required
+
+    @property
     def is_rollback(self) -> bool:
         return self.kind == self.Kind.ROLLBACK
 

@@ -147,7 +147,7 @@ def approval_state(ticket: Ticket) -> ApprovalState | None:
     given = list(current_approvals(ticket))
     if ticket.status != Ticket.Status.PENDING and not given:
         return None
-    return ApprovalState(ticket.project.environment.approvals_required, given)
+    return ApprovalState(ticket.approvals_required, given)
 
 
 def with_approval_counts(tickets: QuerySet[Ticket]) -> QuerySet[Ticket]:

@@ -74,7 +74,7 @@ class TicketSerializer(serializers.ModelSerializer):
     environment = serializers.CharField(source="project.environment.slug", read_only=True)
     author = serializers.CharField(source="author.username", read_only=True)
     approvals_required = serializers.IntegerField(
-        source="project.environment.approvals_required", read_only=True,
+        read_only=True,
         help_text="approvals of one version, by distinct people, the ticket needs where its environment asks "
                   "for approval",
     )

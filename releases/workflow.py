@@ -269,12 +269,6 @@ def edit(actor, ticket: Ticket, *, hosts: Iterable[Host] | None = None, **fields
     return _move(ticket, A.EDIT, actor, note, **fields)
 
 
-def approvals_required(ticket: Ticket) -> int:
-    """How many distinct people must approve a version of ``ticket``: the
-    environment's N, for deploys and (where they need approval) rollbacks."""
-    return ticket.project.environment.approvals_required
-
-
 @transaction.atomic
 def approve(actor, ticket: Ticket, note: str = "", *, version: int) -> Ticket:
     """Approve ``ticket`` as it was at ``version``, the version the approver
@@ -295,7 +289,7 @@ def approve(actor, ticket: Ticket, note: str = "", *, version: int) -> Ticket:
     if locked.version != version:
         raise StaleTicket(STALE_MESSAGE)
     Approval.objects.create(ticket=locked, approver=actor, version=version)
-    given, needed = queries.current_approvals(locked).count(), approvals_required(locked)
+    given, needed = queries.current_approvals(locked).count(), locked.approvals_required
     tally = stored(gettext_noop("%(given)d of %(needed)d approvals"), given=given, needed=needed)
     if given < needed:
         return _move(ticket, A.APPROVE_PARTIAL, actor, _join(tally, note), seen=version)
